@@ -1,0 +1,3 @@
+from radbench.cli import app
+
+app()

@@ -1,0 +1,118 @@
+"""Backbone config, the registry of named backbones, and the interface extraction uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import torch
+from pydantic import ValidationInfo, field_validator
+
+from radbench.backbones.layout import BundleLayout
+from radbench.errors import BackboneError
+from radbench.registry import Registry
+from radbench.schema import StrictModel, resolve_path
+
+
+class BackboneConfig(StrictModel):
+    name: str  # registry name (dinov2_vits14, ...) or timm:<model name>
+    weights: str = "hub"  # hub | none (random init) | path to a checkpoint file
+    label: str | None = None  # name shown in results; defaults to `name`
+    image_size: int | None = None  # overrides the study's image_size for this backbone
+    mean: tuple[float, float, float] | None = None  # override the weights' normalisation
+    std: tuple[float, float, float] | None = None
+    model_kwargs: dict[str, Any] = {}  # passed to the model constructor (e.g. drop_path_rate)
+
+    @field_validator("weights", mode="after")
+    @classmethod
+    def _weights(cls, value: str, info: ValidationInfo) -> str:
+        if value in ("hub", "none"):
+            return value
+        return str(resolve_path(value, info))
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name
+
+    @property
+    def weights_kind(self) -> Literal["hub", "none", "path"]:
+        return self.weights if self.weights in ("hub", "none") else "path"  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class BackboneEntry:
+    """A named backbone: which family builds it and from which model id."""
+
+    name: str
+    family: str
+    model_id: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str
+
+
+class FeatureBackbone:
+    """A built model plus what extraction needs: its layout, normalisation and identity."""
+
+    def __init__(self, label: str, model: torch.nn.Module, layout_kind: str, dim: int,
+                 description: BackboneDescription, forward_bundle: Callable):
+        self.label = label
+        self.model = model
+        self.layout_kind = layout_kind
+        self.dim = dim
+        self.description = description
+        self._forward_bundle = forward_bundle
+
+    def layout(self, n_last: int) -> BundleLayout:
+        if self.layout_kind == "pooled":
+            return BundleLayout("pooled", self.dim)
+        return BundleLayout("tokens", self.dim, max(1, n_last))
+
+    def forward_bundle(self, images: torch.Tensor, layout: BundleLayout) -> torch.Tensor:
+        return self._forward_bundle(images, layout)
+
+
+@dataclass(frozen=True)
+class BackboneDescription:
+    """What a backbone is, known without building it: enough for cache and job keys."""
+
+    identity: dict
+    normalisation: Normalisation
+
+
+@dataclass(frozen=True)
+class Family:
+    """Builds backbones of one library (timm, ...); `exists` checks a model id and `describe` gives identity
+    and normalisation without building the model (so a fully cached study never loads weights)."""
+
+    name: str
+    build: Callable[[BackboneEntry, BackboneConfig, int], FeatureBackbone]
+    exists: Callable[[str], bool]
+    describe: Callable[[BackboneEntry, BackboneConfig], BackboneDescription]
+
+
+BACKBONES: Registry[BackboneEntry] = Registry("backbone")
+FAMILIES: Registry[Family] = Registry("backbone family")
+
+
+def resolve_entry(name: str) -> BackboneEntry:
+    """Registry names, or `<family>:<model id>` for any model a family can build (e.g. timm:resnet50)."""
+    if name in BACKBONES:
+        return BACKBONES.get(name)
+    if ":" in name:
+        family_name, model_id = name.split(":", 1)
+        family = FAMILIES.get(family_name)
+        if not family.exists(model_id):
+            raise BackboneError(f"unknown {family_name} model {model_id!r} (backbone {name!r})")
+        return BackboneEntry(name, family_name, model_id, f"{family_name} model {model_id}")
+    return BACKBONES.get(name)  # raises, listing the known names
+
+
+def checkpoint_path(cfg: BackboneConfig) -> Path | None:
+    return Path(cfg.weights) if cfg.weights_kind == "path" else None

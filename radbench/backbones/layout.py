@@ -1,0 +1,63 @@
+"""Which columns of a cached feature bundle make up each feature type.
+
+A token model's bundle is [CLS of block L-n+1, ..., CLS of block L, mean patch token of block L] (all after
+the final norm, as in DINOv2's linear eval); every feature type is a column selection, so one backbone pass
+serves cls, mean, cls+mean, lastN and lastN+mean. Pooled models (CNNs, ViTs without a CLS token) store the
+global pooled vector, and every requested type resolves to it ("pool")."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+
+from radbench.errors import BackboneError
+
+
+@dataclass(frozen=True)
+class BundleLayout:
+    kind: Literal["tokens", "pooled"]
+    dim: int
+    n_last: int = 1  # CLS tokens of this many last blocks (tokens only)
+
+    @property
+    def width(self) -> int:
+        return (self.n_last + 1) * self.dim if self.kind == "tokens" else self.dim
+
+    def identity(self) -> dict:
+        return asdict(self)
+
+    def resolve(self, feature_type: str) -> str:
+        """The feature type actually served (pooled models serve `pool` for every request)."""
+        if self.kind == "pooled":
+            return "pool"
+        if feature_type == "pool":
+            raise BackboneError("feature type 'pool' is for pooled backbones; token models use cls/mean/lastN")
+        return feature_type
+
+    def columns(self, feature_type: str) -> np.ndarray:
+        feature_type = self.resolve(feature_type)
+        if self.kind == "pooled":
+            return np.arange(self.dim)
+        blocks = blocks_needed(feature_type)
+        if blocks > self.n_last:
+            raise BackboneError(f"feature type {feature_type!r} needs {blocks} blocks; bundle holds {self.n_last}")
+        parts = []
+        if feature_type != "mean":
+            first = self.n_last - blocks
+            parts.append(np.arange(first * self.dim, self.n_last * self.dim))
+        if feature_type == "mean" or feature_type.endswith("+mean"):
+            parts.append(np.arange(self.n_last * self.dim, (self.n_last + 1) * self.dim))
+        return np.concatenate(parts)
+
+
+def blocks_needed(feature_type: str) -> int:
+    """How many last blocks' CLS tokens a feature type reads (0 for mean/pool)."""
+    if feature_type in ("mean", "pool"):
+        return 0
+    if feature_type.startswith("cls"):
+        return 1
+    match = re.match(r"last(\d+)", feature_type)
+    return int(match.group(1)) if match else 1

@@ -1,0 +1,124 @@
+"""timm backbones: build with `create_model`, preprocessing from `pretrained_cfg`, features via timm hooks."""
+
+from __future__ import annotations
+
+import torch
+
+from radbench.backbones.base import (
+    BACKBONES,
+    FAMILIES,
+    BackboneConfig,
+    BackboneDescription,
+    BackboneEntry,
+    Family,
+    FeatureBackbone,
+    Normalisation,
+    checkpoint_path,
+)
+from radbench.backbones.checkpoint import checkpoint_sha256, load_checkpoint
+from radbench.backbones.layout import BundleLayout
+from radbench.errors import BackboneError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def timm_model_exists(model_id: str) -> bool:
+    import timm
+
+    return timm.is_model(model_id.split(".")[0])
+
+
+def _create(model_id: str, pretrained: bool, image_size: int, kwargs: dict) -> torch.nn.Module:
+    import timm
+
+    kwargs = {"num_classes": 0, **kwargs}
+    try:
+        return timm.create_model(model_id, pretrained=pretrained, img_size=image_size, **kwargs)
+    except TypeError as error:
+        if "img_size" not in str(error):
+            raise
+        return timm.create_model(model_id, pretrained=pretrained, **kwargs)  # CNNs take any input size
+
+
+def describe_timm(entry: BackboneEntry, cfg: BackboneConfig) -> BackboneDescription:
+    from timm.models import get_pretrained_cfg
+
+    pretrained_cfg = get_pretrained_cfg(entry.model_id)
+    identity: dict = {"family": "timm", "model_id": entry.model_id, "weights": cfg.weights_kind,
+                      "model_kwargs": cfg.model_kwargs}
+    path = checkpoint_path(cfg)
+    if path is not None:
+        identity["checkpoint_sha256"] = checkpoint_sha256(path)
+    elif cfg.weights_kind == "hub":
+        identity["hub_id"] = (pretrained_cfg.hf_hub_id or pretrained_cfg.url) if pretrained_cfg else entry.model_id
+    normalisation = Normalisation(
+        mean=tuple(cfg.mean or (pretrained_cfg.mean if pretrained_cfg else IMAGENET_MEAN)),
+        std=tuple(cfg.std or (pretrained_cfg.std if pretrained_cfg else IMAGENET_STD)),
+        interpolation=pretrained_cfg.interpolation if pretrained_cfg else "bicubic",
+    )
+    return BackboneDescription(identity, normalisation)
+
+
+def build_timm(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> FeatureBackbone:
+    kind = cfg.weights_kind
+    try:
+        if kind == "hub":
+            model = _create(entry.model_id, True, image_size, cfg.model_kwargs)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)  # random-init weights are the same on every run, so caches stay valid
+                model = _create(entry.model_id, False, image_size, cfg.model_kwargs)
+    except Exception as error:
+        where = "download hub weights for" if kind == "hub" else "build"
+        hint = "; without network use `weights: none` or a local checkpoint path" if kind == "hub" else ""
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BackboneError(f"could not {where} backbone {cfg.name!r} (timm {entry.model_id}): {message}{hint}") from None
+    path = checkpoint_path(cfg)
+    if path is not None:
+        classifier = model.pretrained_cfg.get("classifier") or "head"
+        classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+        load_checkpoint(model, path, tuple(f"{c}." for c in (*classifier, "head")))
+    model.eval().requires_grad_(False)
+    description = describe_timm(entry, cfg)
+    is_token_model = (
+        hasattr(model, "forward_intermediates")
+        and getattr(model, "cls_token", None) is not None
+        and getattr(model, "num_prefix_tokens", 0) > 0
+    )
+    if is_token_model:
+        return FeatureBackbone(cfg.display_name, model, "tokens", model.embed_dim, description,
+                               lambda x, layout: _token_bundle(model, x, layout))
+    return FeatureBackbone(cfg.display_name, model, "pooled", model.num_features, description,
+                           lambda x, layout: model.forward_head(model.forward_features(x), pre_logits=True))
+
+
+def _token_bundle(model: torch.nn.Module, images: torch.Tensor, layout: BundleLayout) -> torch.Tensor:
+    """CLS tokens of the last n blocks, then the mean patch token of the last block (all normed)."""
+    outputs = model.forward_intermediates(
+        images, indices=layout.n_last, norm=True, output_fmt="NLC", intermediates_only=True,
+        return_prefix_tokens=True,
+    )
+    cls_tokens = [prefix[:, 0] for _, prefix in outputs]
+    patch_mean = outputs[-1][0].mean(dim=1)
+    return torch.cat([*cls_tokens, patch_mean], dim=1)
+
+
+FAMILIES.add("timm", Family("timm", build_timm, timm_model_exists, describe_timm))
+
+_DINOV2 = {"s": "small", "b": "base", "l": "large", "g": "giant"}
+for _size, _word in _DINOV2.items():
+    BACKBONES.add(f"dinov2_vit{_size}14", BackboneEntry(
+        f"dinov2_vit{_size}14", "timm", f"vit_{_word}_patch14_dinov2.lvd142m", f"DINOv2 ViT-{_size.upper()}/14"))
+    BACKBONES.add(f"dinov2_vit{_size}14_reg", BackboneEntry(
+        f"dinov2_vit{_size}14_reg", "timm", f"vit_{_word}_patch14_reg4_dinov2.lvd142m",
+        f"DINOv2 ViT-{_size.upper()}/14 with 4 registers"))
+
+for _name, _model_id, _description in [
+    ("vit_large_in21k", "vit_large_patch16_224.augreg_in21k", "supervised ViT-L/16, ImageNet-21k"),
+    ("deit_base", "deit_base_patch16_224.fb_in1k", "DeiT-B/16, ImageNet-1k"),
+    ("resnet152", "resnet152.tv_in1k", "ResNet-152, ImageNet-1k (torchvision weights)"),
+    ("densenet201", "densenet201.tv_in1k", "DenseNet-201, ImageNet-1k (torchvision weights)"),
+    ("vgg19", "vgg19.tv_in1k", "VGG-19, ImageNet-1k (torchvision weights)"),
+]:
+    BACKBONES.add(_name, BackboneEntry(_name, "timm", _model_id, _description))

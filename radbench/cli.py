@@ -1,0 +1,222 @@
+"""The `radbench` command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from radbench.errors import RadbenchError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Benchmark vision foundation models on radiology.")
+err = Console(stderr=True)
+out = Console(width=None if sys.stdout.isatty() else 160)  # piped output: do not squeeze tables to 80 columns
+
+
+def user_errors(command):
+    """Input errors print one clear line each and exit 2; bugs keep their traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except RadbenchError as error:
+            for line in str(error).splitlines():
+                err.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; finished jobs are saved, rerun to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _with_overrides(study, device: Optional[str], batch_size: Optional[int], num_workers: Optional[int]):
+    updates = {k: v for k, v in (("device", device), ("batch_size", batch_size), ("num_workers", num_workers))
+               if v is not None}
+    if not updates:
+        return study
+    settings = study.settings.model_validate({**study.settings.model_dump(), **updates})
+    return dataclasses.replace(study, settings=settings)
+
+
+def _run(study, quiet: bool, extract_only: bool = False):
+    from radbench.progress import Reporter
+    from radbench.runner import run_study
+
+    summary = run_study(study, Reporter(err, quiet=quiet), extract_only=extract_only)
+    images = sum(e.images for e in summary.extractions)
+    err.print(f"jobs: {summary.jobs_run} run, {summary.jobs_skipped} already done; "
+              f"extracted features for {images} images ({len(summary.extractions)} splits)")
+    return summary
+
+
+@app.command()
+@user_errors
+def run(
+    study: Path = typer.Argument(..., help="study YAML"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps"),
+    batch_size: Optional[int] = typer.Option(None, help="extraction batch size"),
+    num_workers: Optional[int] = typer.Option(None, help="data loading workers"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+):
+    """Run every backbone x dataset x protocol x seed of a study; finished jobs are skipped."""
+    from radbench.config import load_study
+
+    config = _with_overrides(load_study(study), device, batch_size, num_workers)
+    _run(config, quiet)
+    _print_summary(config.settings.output_dir)
+
+
+@app.command()
+@user_errors
+def extract(
+    study: Path = typer.Argument(..., help="study YAML"),
+    device: Optional[str] = typer.Option(None),
+    batch_size: Optional[int] = typer.Option(None),
+    num_workers: Optional[int] = typer.Option(None),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """Extract and cache features for every backbone x dataset of a study, without running protocols."""
+    from radbench.config import load_study
+
+    _run(_with_overrides(load_study(study), device, batch_size, num_workers), quiet, extract_only=True)
+
+
+@app.command()
+@user_errors
+def results(
+    output_dir: Path = typer.Argument(..., help="a study's output_dir"),
+    csv: bool = typer.Option(False, "--csv", help="one CSV row per test metric"),
+    predictions: bool = typer.Option(False, "--predictions", help="per-sample test scores as CSV"),
+    split: str = typer.Option("test", help="test (final) or val (of the chosen hyperparameters)"),
+    backbone: Optional[str] = typer.Option(None),
+    dataset: Optional[str] = typer.Option(None),
+    protocol: Optional[str] = typer.Option(None),
+):
+    """Show the results stored in OUTPUT_DIR."""
+    from radbench.results import metric_rows
+    from radbench.results import predictions as prediction_rows
+
+    store = _open_store(output_dir)
+    if predictions:
+        prediction_rows(store, backbone, dataset, protocol).to_csv(sys.stdout, index=False)
+    elif csv:
+        rows = metric_rows(store, split)
+        for column, value in (("backbone", backbone), ("dataset", dataset), ("protocol", protocol)):
+            if value is not None:
+                rows = rows[rows[column] == value]
+        rows.to_csv(sys.stdout, index=False)
+    else:
+        _print_summary(output_dir, split)
+
+
+def _open_store(output_dir: Path):
+    from radbench.results import ResultsStore
+
+    path = output_dir / "results.sqlite"
+    if not path.is_file():
+        raise RadbenchError(f"{output_dir}: no results.sqlite here (is this a study's output_dir?)")
+    return ResultsStore(path)
+
+
+def _print_summary(output_dir: Path, split: str = "test") -> None:
+    from radbench.results import summary
+    from radbench.results.tables import SUMMARY_METRICS, format_cell
+
+    table_data = summary(_open_store(output_dir), split)
+    metrics = [m for m in SUMMARY_METRICS if m in table_data.columns]
+    table = Table(title=f"{split} metrics (mean ± std over seeds) — {output_dir}")
+    for column in ["backbone", "dataset", "protocol", "seeds", *metrics]:
+        table.add_column(column, justify="right" if column in metrics or column == "seeds" else "left")
+    for row in table_data.itertuples(index=False):
+        values = row._asdict()
+        cells = [str(values["backbone"]), str(values["dataset"]), str(values["protocol"]), str(values["seeds"])]
+        cells += [format_cell(values[m], values[f"{m}_std"]) for m in metrics]
+        table.add_row(*cells)
+    out.print(table)
+    out.print(f"results: {output_dir / 'results.sqlite'}  (radbench results {output_dir} --csv | --predictions)")
+
+
+class ListWhat(str, Enum):
+    backbones = "backbones"
+    datasets = "datasets"
+    protocols = "protocols"
+
+
+@app.command("list")
+@user_errors
+def list_(what: ListWhat = typer.Argument(..., help="backbones, datasets or protocols")):
+    """List what a study can name."""
+    table = Table()
+    if what is ListWhat.backbones:
+        from radbench.backbones import BACKBONES
+
+        for column in ("name", "family", "model", "description"):
+            table.add_column(column)
+        for name, entry in BACKBONES.items():
+            table.add_row(name, entry.family, entry.model_id, entry.description)
+        table.add_row("timm:<model>", "timm", "any timm model", "e.g. timm:convnext_small.fb_in22k")
+    elif what is ListWhat.datasets:
+        from radbench.data import ADAPTERS
+
+        table.add_column("adapter")
+        table.add_column("description")
+        table.add_column("keys")
+        for name, adapter in ADAPTERS.items():
+            table.add_row(name, adapter.description, ", ".join(adapter.config.model_fields))
+    else:
+        from radbench.protocols import PROTOCOLS
+
+        table.add_column("protocol")
+        table.add_column("description")
+        table.add_column("defaults")
+        for name, spec in PROTOCOLS.items():
+            defaults = spec.config().model_dump(exclude={"name", "features", "last_blocks", "selection_metric"})
+            table.add_row(name, spec.description, ", ".join(f"{k}={_short(v)}" for k, v in defaults.items()))
+    out.print(table)
+
+
+def _short(value) -> str:
+    if isinstance(value, list) and len(value) > 4:
+        return f"[{value[0]:g} .. {value[-1]:g}] ({len(value)} values)"
+    return str(value)
+
+
+@app.command()
+@user_errors
+def quickstart(
+    offline: bool = typer.Option(False, "--offline", help="random-init weights, no downloads (numbers meaningless)"),
+    data: Optional[Path] = typer.Option(None, help="local PneumoniaMNIST npz instead of downloading"),
+    output_dir: Path = typer.Option(Path("runs/quickstart"), help="where results and features go"),
+    backbone: str = typer.Option("dinov2_vits14", help="backbone registry name or timm:<model>"),
+    limit: int = typer.Option(400, help="samples per split"),
+    image_size: int = typer.Option(224),
+    batch_size: int = typer.Option(64),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+):
+    """A real small study end to end: PneumoniaMNIST, DINOv2 ViT-S/14, kNN + linear + logistic regression."""
+    from radbench.quickstart import quickstart_study
+
+    if offline:
+        err.print(Panel(
+            "[bold]OFFLINE: the backbone has RANDOM weights.[/] The numbers below measure a random network, "
+            "not DINOv2; they are meaningless as a benchmark. Run without --offline (network needed) for real "
+            "pretrained weights.", title="radbench quickstart --offline", border_style="red"))
+    study = quickstart_study(output_dir, data, offline, backbone, limit, image_size, batch_size)
+    _run(study, quiet)
+    _print_summary(study.settings.output_dir)
+    if offline:
+        err.print("[bold red]reminder: random weights (--offline); these numbers are not a benchmark.[/]")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,176 @@
+"""The study YAML: pydantic models, validated in full (keys, types, files, names) before any work starts.
+
+Relative paths resolve against the study file's folder. Dataset and protocol entries are validated by the
+config model their adapter / protocol registers, so every capability owns its own keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
+
+from radbench.backbones import BackboneConfig, resolve_entry
+from radbench.data import ADAPTERS
+from radbench.data.base import DatasetConfigBase
+from radbench.errors import ConfigError, RadbenchError
+from radbench.metrics import METRIC_NAMES
+from radbench.protocols import PROTOCOLS, ProtocolConfigBase
+from radbench.schema import StrictModel, canonical_feature_type, resolve_path
+
+
+@dataclass(frozen=True)
+class ProtocolEntry:
+    """One `protocols:` item: its type (the YAML key), its label and its validated config."""
+
+    type: str
+    label: str
+    config: ProtocolConfigBase
+
+
+class StudySettings(StrictModel):
+    """Top-level keys other than the backbone, dataset and protocol lists."""
+
+    name: str
+    output_dir: Path
+    cache_dir: Path | None = None  # shared feature cache; default <output_dir>/features
+    seeds: list[int] = Field(default=[0], min_length=1)
+    image_size: int = Field(default=224, ge=8)  # explicit: DINOv2's timm config says 518
+    resize: Literal["resize", "pad"] = "resize"  # small images: resize (default) or zero-pad (MedMNIST+)
+    features: list[str] = ["cls"]  # default feature types of every protocol
+    selection_metric: str | None = None  # default: auroc (kappa for ordinal tasks)
+    device: str = "auto"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    batch_size: int = Field(default=64, ge=1)  # extraction batch size
+    num_workers: int | None = Field(default=None, ge=0)  # data loading workers; default: by data source
+    cache_dtype: Literal["float16", "float32"] = "float16"
+
+    @field_validator("output_dir", "cache_dir", mode="after")
+    @classmethod
+    def _paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else resolve_path(value, info, must_exist=False)
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, value: list[str]) -> list[str]:
+        return [canonical_feature_type(v) for v in value]
+
+    @field_validator("selection_metric")
+    @classmethod
+    def _metric(cls, value: str | None) -> str | None:
+        if value is not None and value not in METRIC_NAMES:
+            raise ValueError(f"unknown metric {value!r}; use one of {', '.join(METRIC_NAMES)}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value not in ("auto", "cpu", "mps") and not value.startswith("cuda"):
+            raise ValueError("device must be auto, cpu, cuda, cuda:N or mps")
+        return value
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    settings: StudySettings
+    backbones: list[BackboneConfig]
+    datasets: list[DatasetConfigBase]
+    protocols: list[ProtocolEntry]
+    source: str = "study"
+
+    @property
+    def feature_cache_dir(self) -> Path:
+        return self.settings.cache_dir or self.settings.output_dir / "features"
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: study file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    return parse_study(raw, base_dir=path.resolve().parent, source=str(path))
+
+
+def parse_study(raw: Any, base_dir: Path, source: str = "study") -> StudyConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the study must be a mapping of keys (name, output_dir, backbones, ...)")
+    context = {"base_dir": base_dir}
+    errors: list[str] = []
+    lists = {key: raw.get(key) for key in ("backbones", "datasets", "protocols")}
+    for key, value in lists.items():
+        if not isinstance(value, list) or not value:
+            errors.append(f"{key}: a non-empty list is required")
+            lists[key] = []
+    settings = _validate(StudySettings, {k: v for k, v in raw.items() if k not in lists}, "", context, errors)
+    backbones = [_validate(BackboneConfig, item, f"backbones[{i}]", context, errors)
+                 for i, item in enumerate(lists["backbones"])]
+    datasets = [_dataset(item, f"datasets[{i}]", context, errors) for i, item in enumerate(lists["datasets"])]
+    protocols = [_protocol(item, f"protocols[{i}]", context, errors) for i, item in enumerate(lists["protocols"])]
+    for i, backbone in enumerate(backbones):
+        if backbone is not None:
+            try:
+                resolve_entry(backbone.name)
+            except RadbenchError as error:
+                errors.append(f"backbones[{i}].name: {error}")
+    _unique(errors, "backbones", [b.display_name for b in backbones if b], "give each a distinct `label`")
+    _unique(errors, "datasets", [d.name for d in datasets if d], "names must be distinct")
+    _unique(errors, "protocols", [p.label for p in protocols if p], "give each a distinct `name`")
+    if errors:
+        raise ConfigError("\n".join(f"{source}: {e}" for e in errors))
+    return StudyConfig(settings=settings, backbones=backbones, datasets=datasets, protocols=protocols, source=source)
+
+
+def _validate(model: type[BaseModel], data: Any, where: str, context: dict, errors: list[str]):
+    if not isinstance(data, dict):
+        errors.append(f"{where or 'study'}: expected a mapping, got {type(data).__name__}")
+        return None
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as error:
+        for item in error.errors():
+            location = where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"])
+            message = item["msg"].removeprefix("Value error, ")
+            if item["type"] == "extra_forbidden":
+                message = "unknown key"
+            errors.append(f"{location.lstrip('.') or 'study'}: {message}")
+        return None
+
+
+def _dataset(item: Any, where: str, context: dict, errors: list[str]) -> DatasetConfigBase | None:
+    if not isinstance(item, dict) or "adapter" not in item:
+        errors.append(f"{where}: needs an `adapter` key ({', '.join(ADAPTERS)})")
+        return None
+    if item["adapter"] not in ADAPTERS:
+        errors.append(f"{where}.adapter: unknown adapter {item['adapter']!r}; known: {', '.join(ADAPTERS)}")
+        return None
+    return _validate(ADAPTERS.get(item["adapter"]).config, item, where, context, errors)
+
+
+def _protocol(item: Any, where: str, context: dict, errors: list[str]) -> ProtocolEntry | None:
+    if isinstance(item, str):
+        item = {item: {}}
+    if not isinstance(item, dict) or len(item) != 1:
+        errors.append(f"{where}: write each protocol as `- <type>: {{...}}` with one of {', '.join(PROTOCOLS)}")
+        return None
+    (kind, body), = item.items()
+    if kind not in PROTOCOLS:
+        errors.append(f"{where}: unknown protocol {kind!r}; known: {', '.join(PROTOCOLS)}")
+        return None
+    config = _validate(PROTOCOLS.get(kind).config, body or {}, f"{where}.{kind}", context, errors)
+    return None if config is None else ProtocolEntry(type=kind, label=config.name or kind, config=config)
+
+
+def _unique(errors: list[str], key: str, names: list[str], hint: str) -> None:
+    seen = set()
+    for name in names:
+        if name in seen:
+            errors.append(f"{key}: {name!r} appears twice; {hint}")
+        seen.add(name)

@@ -1,0 +1,185 @@
+"""The dataset interface every adapter produces: labelled splits of images with patient ids."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+from pydantic import ValidationInfo, field_validator
+
+from radbench.schema import StrictModel, resolve_path
+
+SPLITS = ("train", "val", "test")
+
+
+class Task(str, Enum):
+    BINARY = "binary"
+    MULTICLASS = "multiclass"
+    MULTILABEL = "multilabel"
+    ORDINAL = "ordinal"
+
+    @property
+    def single_label(self) -> bool:
+        return self is not Task.MULTILABEL
+
+
+class ImageSource(Protocol):
+    """Random access to the images of one split; `load` returns HxW or HxWxC arrays."""
+
+    def __len__(self) -> int: ...
+
+    def load(self, index: int) -> np.ndarray: ...
+
+    def subset(self, indices: np.ndarray) -> "ImageSource": ...
+
+    @property
+    def in_memory(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class ArrayImages:
+    """Images held in one array (N, H, W[, C]), e.g. a MedMNIST npz."""
+
+    array: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def load(self, index: int) -> np.ndarray:
+        return np.asarray(self.array[index])
+
+    def subset(self, indices: np.ndarray) -> "ArrayImages":
+        return ArrayImages(self.array[np.asarray(indices, dtype=np.int64)])
+
+    @property
+    def in_memory(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class FileImages:
+    """Images stored as one file each, decoded on access."""
+
+    paths: tuple[Path, ...]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int) -> np.ndarray:
+        from radbench.data.readers import read_image
+
+        return read_image(self.paths[index])
+
+    def subset(self, indices: np.ndarray) -> "FileImages":
+        return FileImages(tuple(self.paths[int(i)] for i in indices))
+
+    @property
+    def in_memory(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class Split:
+    name: str
+    sample_ids: np.ndarray  # str, unique within the dataset
+    patient_ids: np.ndarray  # str; equals sample_ids when the data has no patient ids
+    labels: np.ndarray  # single-label: int64 (N,); multi-label: float32 (N, C), NaN = missing
+    images: ImageSource
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    def renamed(self, name: str) -> "Split":
+        return replace(self, name=name)
+
+    def subset(self, indices: np.ndarray) -> "Split":
+        indices = np.asarray(indices, dtype=np.int64)
+        return replace(
+            self,
+            sample_ids=self.sample_ids[indices],
+            patient_ids=self.patient_ids[indices],
+            labels=self.labels[indices],
+            images=self.images.subset(indices),
+        )
+
+
+@dataclass(frozen=True)
+class LabeledDataset:
+    name: str
+    task: Task
+    class_names: tuple[str, ...]
+    splits: dict[str, Split]
+    fingerprint: str  # identity of the data files: changes when any file changes
+    split_origin: str  # "official", "column" or "generated(seed=..)"
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def targets(self, split: str) -> np.ndarray:
+        """(N, C) float32 targets: one-hot for single-label tasks, multi-hot with NaN for multi-label."""
+        return labels_to_targets(self.task, self.splits[split].labels, self.num_classes)
+
+
+def labels_to_targets(task: Task, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    if task is Task.MULTILABEL:
+        return labels.astype(np.float32)
+    targets = np.zeros((len(labels), num_classes), dtype=np.float32)
+    targets[np.arange(len(labels)), labels.astype(np.int64)] = 1.0
+    return targets
+
+
+def file_fingerprint(paths: list[Path] | tuple[Path, ...], extra: str = "") -> str:
+    """Identity of a set of files from path, size and mtime: cheap enough for 100k images, and any
+    rewrite of a file changes it (a copy to a new machine only costs a re-extraction)."""
+    digest = hashlib.sha256(extra.encode())
+    for path in paths:
+        stat = path.stat()
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def content_fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:20]
+
+
+class DatasetConfigBase(StrictModel):
+    """Keys every dataset entry accepts; adapters add their own."""
+
+    name: str
+    adapter: str
+    path: Path
+    limit: int | None = None  # at most N samples per split (stratified, seeded, patients kept whole)
+    task: Task | None = None  # inferred when omitted; `ordinal` must be given
+    class_names: list[str] | None = None
+    resize: Literal["resize", "pad"] | None = None  # overrides the study's resize mode
+    split_seed: int = 0  # seed of generated splits and of `limit` sampling
+    split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
+
+    @field_validator("path", mode="after")
+    @classmethod
+    def _resolve(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else resolve_path(value, info)
+
+    @field_validator("limit")
+    @classmethod
+    def _positive_limit(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError("limit must be a positive integer")
+        return value
+
+    @field_validator("split_fractions")
+    @classmethod
+    def _fractions(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(f <= 0 for f in value) or abs(sum(value) - 1.0) > 1e-6:
+            raise ValueError("split_fractions must be three positive numbers summing to 1 (train, val, test)")
+        return value

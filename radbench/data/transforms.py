@@ -1,0 +1,82 @@
+"""Turning a decoded image into a normalised model input: intensity scaling, 3 channels, resize or pad."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def to_unit_float(image: np.ndarray) -> torch.Tensor:
+    """HxW[xC] array -> (C, H, W) float32 in [0, 1].
+
+    8-bit images are divided by 255; other integer and float images are min-max scaled per image, because
+    16-bit radiographs rarely use the full range (12-bit data stored in 16 bits would otherwise be near black)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image))
+    if tensor.ndim == 2:
+        tensor = tensor[None]
+    else:
+        tensor = tensor.permute(2, 0, 1)
+    if image.dtype == np.uint8:
+        return tensor.float() / 255.0
+    tensor = tensor.float()
+    low, high = tensor.min(), tensor.max()
+    if high <= low:
+        return torch.zeros_like(tensor)
+    return (tensor - low) / (high - low)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Deterministic input pipeline; its `identity` enters every feature-cache key."""
+
+    image_size: int
+    mode: Literal["resize", "pad"]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+
+    def identity(self) -> dict:
+        return asdict(self)
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        tensor = to_unit_float(image)
+        tensor = to_three_channels(tensor)
+        tensor = self.fit_size(tensor)
+        mean = torch.tensor(self.mean).view(3, 1, 1)
+        std = torch.tensor(self.std).view(3, 1, 1)
+        return (tensor - mean) / std
+
+    def fit_size(self, tensor: torch.Tensor) -> torch.Tensor:
+        size = self.image_size
+        height, width = tensor.shape[-2:]
+        if self.mode == "resize":
+            return self._resize(tensor, (size, size)) if (height, width) != (size, size) else tensor
+        # pad: zero-pad smaller images into the centre (MedMNIST+ convention); shrink larger ones first
+        if max(height, width) > size:
+            scale = size / max(height, width)
+            height, width = max(1, round(height * scale)), max(1, round(width * scale))
+            tensor = self._resize(tensor, (height, width))
+        top, left = (size - height) // 2, (size - width) // 2
+        return F.pad(tensor, (left, size - width - left, top, size - height - top), value=0.0)
+
+    def _resize(self, tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        mode = self.interpolation if self.interpolation in ("bilinear", "bicubic", "nearest") else "bicubic"
+        kwargs = {"antialias": True, "align_corners": False} if mode != "nearest" else {}
+        out = F.interpolate(tensor[None], size=size, mode=mode, **kwargs)[0]
+        return out.clamp_(0.0, 1.0)
+
+
+def to_three_channels(tensor: torch.Tensor) -> torch.Tensor:
+    """Grayscale becomes 3 identical channels (not a red-channel-only filter); alpha is dropped."""
+    channels = tensor.shape[0]
+    if channels == 1:
+        return tensor.expand(3, -1, -1).contiguous()
+    if channels == 3:
+        return tensor
+    if channels == 4:
+        return tensor[:3]
+    raise ValueError(f"images with {channels} channels are not supported")

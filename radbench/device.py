@@ -1,0 +1,38 @@
+"""Device choice and mixed precision: CUDA (bf16 autocast) > MPS > CPU."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Literal
+
+import torch
+
+from radbench.errors import RadbenchError
+
+Precision = Literal["auto", "bf16", "fp32"]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RadbenchError("device 'cuda' requested but CUDA is not available")
+    return device
+
+
+def effective_precision(device: torch.device, precision: Precision) -> str:
+    """bf16 autocast on CUDA unless fp32 is asked for; CPU and MPS run fp32."""
+    if precision == "fp32" or device.type != "cuda":
+        return "fp32"
+    return "bf16"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

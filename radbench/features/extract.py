@@ -1,0 +1,72 @@
+"""Batched feature extraction: one backbone pass per image, bf16 autocast on CUDA, progress bar."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from radbench.backbones import BundleLayout, FeatureBackbone
+from radbench.data.base import ImageSource
+from radbench.data.transforms import Preprocess
+from radbench.device import autocast
+from radbench.progress import Reporter
+
+
+class PreprocessedImages(Dataset):
+    def __init__(self, images: ImageSource, preprocess: Preprocess):
+        self.images = images
+        self.preprocess = preprocess
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.preprocess(self.images.load(index))
+
+
+def default_workers(images: ImageSource) -> int:
+    """Decoding files benefits from workers; in-memory arrays do not."""
+    return 0 if images.in_memory else min(8, max(1, (os.cpu_count() or 2) - 1))
+
+
+@torch.inference_mode()
+def extract_bundle(
+    backbone: FeatureBackbone,
+    layout: BundleLayout,
+    images: ImageSource,
+    preprocess: Preprocess,
+    *,
+    device: torch.device,
+    precision: str,
+    batch_size: int,
+    num_workers: int | None,
+    reporter: Reporter,
+    description: str,
+) -> np.ndarray:
+    model = backbone.model.to(device)
+    channels_last = device.type == "cuda" and backbone.layout_kind == "pooled"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    workers = default_workers(images) if num_workers is None else num_workers
+    loader = DataLoader(
+        PreprocessedImages(images, preprocess), batch_size=batch_size, shuffle=False, num_workers=workers,
+        pin_memory=device.type == "cuda", persistent_workers=False,
+    )
+    out = np.empty((len(images), layout.width), dtype=np.float32)
+    position = 0
+    with reporter.task(description, len(images)) as advance:
+        for batch in loader:
+            batch = batch.to(device, non_blocking=True)
+            if channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with autocast(device, precision):
+                features = backbone.forward_bundle(batch, layout)
+            out[position:position + len(batch)] = features.float().cpu().numpy()
+            position += len(batch)
+            advance(len(batch))
+    if not np.isfinite(out).all():
+        raise FloatingPointError(f"{description}: backbone produced non-finite features")
+    return out

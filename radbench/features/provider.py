@@ -1,0 +1,114 @@
+"""Features for a (backbone, dataset): from the cache when present, else extracted once and cached."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from radbench.backbones import BackboneConfig, BackboneDescription, FeatureBackbone, build_backbone
+from radbench.data.base import SPLITS, LabeledDataset
+from radbench.data.transforms import Preprocess
+from radbench.features.cache import EXTRACTION_VERSION, CachedFeatures, FeatureCache, ids_digest, stable_hash
+from radbench.features.extract import extract_bundle
+from radbench.progress import Reporter
+
+
+def feature_key(description: BackboneDescription, preprocess: Preprocess, dataset: LabeledDataset,
+                dtype: str, precision: str) -> str:
+    """Content hash of everything that changes the cached numbers (not names: renaming reuses the cache)."""
+    return stable_hash({
+        "version": EXTRACTION_VERSION,
+        "backbone": description.identity,
+        "preprocess": preprocess.identity(),
+        "data": dataset.fingerprint,
+        "splits": {name: ids_digest(split.sample_ids) for name, split in dataset.splits.items()},
+        "dtype": dtype,
+        "precision": precision,
+    })
+
+
+@dataclass
+class Extraction:
+    backbone: str
+    dataset: str
+    split: str
+    images: int
+    seconds: float
+
+
+@dataclass
+class FeatureProvider:
+    cache: FeatureCache
+    device: torch.device
+    precision: str
+    dtype: str
+    batch_size: int
+    num_workers: int | None
+    reporter: Reporter
+    extractions: list[Extraction] = field(default_factory=list)
+    _built: dict[tuple[str, int], FeatureBackbone] = field(default_factory=dict)
+
+    def get(self, cfg: BackboneConfig, description: BackboneDescription, dataset: LabeledDataset,
+            preprocess: Preprocess, blocks_needed: int) -> CachedFeatures:
+        key = feature_key(description, preprocess, dataset, self.dtype, self.precision)
+        cached = self.cache.find(key, blocks_needed)
+        if cached is not None:
+            self.reporter.info(f"  features: cache hit {cached.folder.name}")
+            return cached
+        backbone = self._backbone(cfg, preprocess.image_size)
+        layout = backbone.layout(blocks_needed)
+        seconds = {}
+        for split in SPLITS:
+            if self.cache.has_split(key, layout, split):
+                self.reporter.info(f"  features: {split} already extracted, kept")
+                continue
+            images = dataset.splits[split].images
+            start = time.perf_counter()
+            array = extract_bundle(
+                backbone, layout, images, preprocess, device=self.device, precision=self.precision,
+                batch_size=self.batch_size, num_workers=self.num_workers, reporter=self.reporter,
+                description=f"  extract {cfg.display_name} / {dataset.name} / {split}",
+            )
+            seconds[split] = time.perf_counter() - start
+            self.cache.write_split(key, layout, split, array, self.dtype)
+            self.extractions.append(Extraction(cfg.display_name, dataset.name, split, len(images), seconds[split]))
+        manifest = {
+            "backbone": {"label": cfg.display_name, **description.identity},
+            "preprocess": preprocess.identity(),
+            "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint, "split_origin": dataset.split_origin},
+            "splits": {name: {"n": len(s), "ids_sha": ids_digest(s.sample_ids)} for name, s in dataset.splits.items()},
+            "dtype": self.dtype,
+            "precision": self.precision,
+            "device": str(self.device),
+            "extract_seconds": seconds,
+            "torch": torch.__version__,
+        }
+        return self.cache.finish(key, layout, manifest)
+
+    def _backbone(self, cfg: BackboneConfig, image_size: int) -> FeatureBackbone:
+        slot = (cfg.display_name, image_size)
+        if slot not in self._built:
+            self.release()  # hold one model at a time: ViT-g alone needs several GB
+            self.reporter.info(f"  building backbone {cfg.display_name} ({cfg.weights_kind} weights, {image_size} px)")
+            self._built[slot] = build_backbone(cfg, image_size)
+        return self._built[slot]
+
+    def release(self) -> None:
+        self._built.clear()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def feature_reader(cached: CachedFeatures):
+    """(feature_type, split) -> float32 array, memoised: every protocol and seed reads the same arrays."""
+    memo: dict[tuple[str, str], np.ndarray] = {}
+
+    def read(feature_type: str, split: str) -> np.ndarray:
+        if (feature_type, split) not in memo:
+            memo[(feature_type, split)] = cached.get(feature_type, split)
+        return memo[(feature_type, split)]
+
+    return read

@@ -1,0 +1,3 @@
+from radbench.metrics.classification import METRIC_NAMES, classification_metrics, default_selection_metric
+
+__all__ = ["METRIC_NAMES", "classification_metrics", "default_selection_metric"]

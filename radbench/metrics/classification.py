@@ -1,0 +1,90 @@
+"""Classification metrics as thin wrappers over scikit-learn.
+
+`targets` are (N, C): one-hot for single-label tasks, multi-hot with NaN (missing) for multi-label.
+`scores` are (N, C) class probabilities. Multi-label AUROC is computed per class over the samples whose
+label is known, then macro-averaged; a class with a single label value in the split is skipped and named
+in the returned notes, never replaced by 0.5."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    cohen_kappa_score,
+    f1_score,
+    roc_auc_score,
+)
+
+from radbench.data.base import Task
+
+METRIC_NAMES = ("auroc", "accuracy", "balanced_accuracy", "f1_macro", "kappa")
+
+
+def default_selection_metric(task: Task) -> str:
+    return "kappa" if task is Task.ORDINAL else "auroc"
+
+
+def classification_metrics(
+    task: Task, targets: np.ndarray, scores: np.ndarray, class_names: tuple[str, ...]
+) -> tuple[dict[str, float], dict]:
+    """Returns (metrics, notes). Per-class AUROCs appear as `auroc/<class>`."""
+    if task is Task.MULTILABEL:
+        return _multilabel(targets, scores, class_names)
+    return _single_label(task, targets, scores, class_names)
+
+
+def _single_label(task: Task, targets: np.ndarray, scores: np.ndarray, class_names: tuple[str, ...]):
+    y_true = targets.argmax(1)
+    y_pred = scores.argmax(1)
+    labels = np.arange(len(class_names))
+    metrics = {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        "f1_macro": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+    }
+    notes: dict = {}
+    present = np.unique(y_true)
+    if len(class_names) == 2:
+        metrics["auroc"] = float(roc_auc_score(y_true, scores[:, 1])) if len(present) == 2 else float("nan")
+        if len(present) < 2:
+            notes["auroc_skipped"] = "only one class in the split"
+    else:
+        per_class, skipped = {}, []
+        for c, name in enumerate(class_names):
+            if c in present and len(present) > 1:
+                per_class[name] = float(roc_auc_score(y_true == c, scores[:, c]))
+            else:
+                skipped.append(name)
+        metrics.update({f"auroc/{n}": v for n, v in per_class.items()})
+        metrics["auroc"] = float(np.mean(list(per_class.values()))) if per_class else float("nan")  # one-vs-rest macro
+        if skipped:
+            notes["auroc_skipped_classes"] = skipped
+    if task is Task.ORDINAL:
+        metrics["kappa"] = float(cohen_kappa_score(y_true, y_pred, weights="quadratic", labels=labels))
+    return metrics, notes
+
+
+def _multilabel(targets: np.ndarray, scores: np.ndarray, class_names: tuple[str, ...]):
+    metrics: dict[str, float] = {}
+    aurocs, f1s, accuracies, skipped = [], [], [], []
+    for c, name in enumerate(class_names):
+        known = ~np.isnan(targets[:, c])
+        y_true = targets[known, c].astype(int)
+        y_score = scores[known, c]
+        if known.any():
+            y_pred = (y_score >= 0.5).astype(int)
+            f1s.append(f1_score(y_true, y_pred, zero_division=0))
+            accuracies.append(accuracy_score(y_true, y_pred))
+        if len(np.unique(y_true)) < 2:
+            skipped.append(name)
+            continue
+        value = float(roc_auc_score(y_true, y_score))
+        metrics[f"auroc/{name}"] = value
+        aurocs.append(value)
+    metrics["auroc"] = float(np.mean(aurocs)) if aurocs else float("nan")
+    metrics["f1_macro"] = float(np.mean(f1s)) if f1s else float("nan")
+    metrics["accuracy"] = float(np.mean(accuracies)) if accuracies else float("nan")  # mean per-label accuracy
+    metrics["auroc_classes"] = float(len(aurocs))
+    notes = {"auroc_skipped_classes": skipped} if skipped else {}
+    return metrics, notes

@@ -1,0 +1,34 @@
+"""Console output: messages and rich progress bars on stderr, so stdout stays clean for CSV."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+class Reporter:
+    def __init__(self, console: Console | None = None, quiet: bool = False):
+        self.console = console or Console(stderr=True)
+        self.quiet = quiet
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.console.print(message, highlight=False)
+
+    def warn(self, message: str) -> None:
+        self.console.print(f"[bold yellow]warning:[/] {message}", highlight=False)
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
+        """A progress bar; yields `advance(n)`."""
+        if self.quiet:
+            yield lambda n=1: None
+            return
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=self.console, transient=False) as progress:
+            task_id = progress.add_task(description, total=total)
+            yield lambda n=1: progress.advance(task_id, n)

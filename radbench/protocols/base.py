@@ -1,0 +1,103 @@
+"""What every frozen-feature protocol receives and returns, and the shared val-selection rule."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from pydantic import field_validator
+
+from radbench.data.base import Task
+from radbench.metrics import METRIC_NAMES, classification_metrics
+from radbench.progress import Reporter
+from radbench.registry import Registry
+from radbench.schema import StrictModel, canonical_feature_type, expand_feature_types
+
+
+class ProtocolConfigBase(StrictModel):
+    name: str | None = None  # label in results; defaults to the protocol type
+    features: list[str] | None = None  # feature types to try (chosen on val); default: the study's
+    last_blocks: list[int] | None = None  # DINOv2 grid: CLS of the last n blocks, with and without mean patch
+    selection_metric: str | None = None  # val metric used to choose; default: the study's, else per task
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [canonical_feature_type(v) for v in value]
+
+    @field_validator("selection_metric")
+    @classmethod
+    def _metric(cls, value: str | None) -> str | None:
+        if value is not None and value not in METRIC_NAMES:
+            raise ValueError(f"unknown metric {value!r}; use one of {', '.join(METRIC_NAMES)}")
+        return value
+
+    def feature_types(self, default: list[str]) -> list[str]:
+        return expand_feature_types(self.features, self.last_blocks) or list(default)
+
+
+@dataclass
+class ProtocolInput:
+    task: Task
+    class_names: tuple[str, ...]
+    features: Callable[[str, str], np.ndarray]  # (feature_type, split) -> (N, D) float32
+    targets: dict[str, np.ndarray]  # split -> (N, C) float32 (one-hot, or multi-hot with NaN)
+    feature_types: list[str]
+    selection_metric: str
+    seed: int
+    device: torch.device
+    reporter: Reporter
+
+    def metrics(self, split_targets: np.ndarray, scores: np.ndarray) -> tuple[dict[str, float], dict]:
+        return classification_metrics(self.task, split_targets, scores, self.class_names)
+
+    def train_val_features(self, feature_type: str) -> np.ndarray:
+        return np.concatenate([self.features(feature_type, "train"), self.features(feature_type, "val")])
+
+    @property
+    def train_val_targets(self) -> np.ndarray:
+        return np.concatenate([self.targets["train"], self.targets["val"]])
+
+
+@dataclass
+class ProtocolResult:
+    selected: dict  # chosen hyperparameters, including the feature type
+    candidates: list[dict]  # every grid point with its val metric
+    val_metrics: dict[str, float]  # chosen model, trained on train, scored on val
+    test_metrics: dict[str, float]  # chosen hyperparameters, refit on train+val, scored once on test
+    test_scores: np.ndarray  # (N_test, C) probabilities
+    details: dict = field(default_factory=dict)
+
+
+def pick_best(values: list[float]) -> int:
+    """Index of the highest val metric; ties go to the earliest candidate; NaN never wins."""
+    best, best_value = 0, -math.inf
+    for index, value in enumerate(values):
+        if value is not None and not math.isnan(value) and value > best_value:
+            best, best_value = index, value
+    return best
+
+
+def finish(inputs: ProtocolInput, candidates: list[dict], chosen: int, val_scores: np.ndarray,
+           test_scores: np.ndarray, details: dict) -> ProtocolResult:
+    """Score the chosen candidate on val (train-only fit) and on test (train+val refit)."""
+    val_metrics, val_notes = inputs.metrics(inputs.targets["val"], val_scores)
+    test_metrics, test_notes = inputs.metrics(inputs.targets["test"], test_scores)
+    details = {**details, **({"val": val_notes} if val_notes else {}), **({"test": test_notes} if test_notes else {})}
+    if all(math.isnan(c["val"]) for c in candidates):
+        details["selection"] = "val metric undefined for every candidate; the first was used"
+    return ProtocolResult(candidates[chosen]["params"], candidates, val_metrics, test_metrics, test_scores, details)
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    name: str
+    config: type[ProtocolConfigBase]
+    run: Callable[[ProtocolConfigBase, ProtocolInput], ProtocolResult]
+    description: str
+
+
+PROTOCOLS: Registry[ProtocolSpec] = Registry("protocol")

@@ -1,0 +1,62 @@
+"""k-nearest neighbours on L2-normalised features: cosine similarity, DINO-style temperature-weighted votes.
+
+Single-label: votes are exp(sim / T)-weighted one-hot labels of the k neighbours, normalised to sum to 1.
+Multi-label: the exp(sim / T)-weighted mean of the neighbours' known labels, per class."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolInput, ProtocolResult, ProtocolSpec, finish, pick_best
+
+
+class KnnConfig(ProtocolConfigBase):
+    k: list[int] = Field(default=[10, 20, 100, 200], min_length=1)
+    temperature: float = Field(default=0.07, gt=0)
+
+
+def nearest(bank: np.ndarray, queries: np.ndarray, k: int, device: torch.device, chunk: int = 2048):
+    """Top-k cosine similarities and indices, most similar first."""
+    bank_t = torch.nn.functional.normalize(torch.from_numpy(bank).to(device), dim=1)
+    sims, idx = [], []
+    for start in range(0, len(queries), chunk):
+        q = torch.nn.functional.normalize(torch.from_numpy(queries[start:start + chunk]).to(device), dim=1)
+        top = (q @ bank_t.T).topk(min(k, len(bank)), dim=1)
+        sims.append(top.values.cpu())
+        idx.append(top.indices.cpu())
+    return torch.cat(sims).double(), torch.cat(idx)
+
+
+def vote(sims: torch.Tensor, idx: torch.Tensor, bank_targets: np.ndarray, temperature: float) -> np.ndarray:
+    weights = (sims / temperature).exp()  # (Q, k)
+    neighbour = torch.from_numpy(bank_targets).double()[idx]  # (Q, k, C), NaN = missing label
+    known = ~neighbour.isnan()
+    weighted = (weights[..., None] * neighbour.nan_to_num(0.0)).sum(1)
+    mass = (weights[..., None] * known).sum(1)
+    prior = torch.from_numpy(np.nanmean(bank_targets, axis=0)).double().nan_to_num(0.5)
+    scores = torch.where(mass > 0, weighted / mass.clamp_min(1e-300), prior.expand_as(weighted))
+    return scores.numpy()
+
+
+def run_knn(cfg: KnnConfig, inputs: ProtocolInput) -> ProtocolResult:
+    ks = sorted(set(cfg.k))
+    candidates, cache = [], {}
+    for feature_type in inputs.feature_types:
+        train = inputs.features(feature_type, "train")
+        sims, idx = nearest(train, inputs.features(feature_type, "val"), max(ks), inputs.device)
+        for k in ks:
+            scores = vote(sims[:, :k], idx[:, :k], inputs.targets["train"], cfg.temperature)
+            value = inputs.metrics(inputs.targets["val"], scores)[0][inputs.selection_metric]
+            candidates.append({"params": {"feature": feature_type, "k": k}, "val": value})
+            cache[(feature_type, k)] = scores
+    chosen = pick_best([c["val"] for c in candidates])
+    feature_type, k = candidates[chosen]["params"]["feature"], candidates[chosen]["params"]["k"]
+    sims, idx = nearest(inputs.train_val_features(feature_type), inputs.features(feature_type, "test"), k, inputs.device)
+    test_scores = vote(sims, idx, inputs.train_val_targets, cfg.temperature)
+    details = {"k_effective": int(idx.shape[1])} if idx.shape[1] < k else {}
+    return finish(inputs, candidates, chosen, cache[(feature_type, k)], test_scores, details)
+
+
+PROTOCOLS.add("knn", ProtocolSpec("knn", KnnConfig, run_knn, "cosine kNN, temperature-weighted votes, k chosen on val"))

@@ -1,0 +1,63 @@
+"""Building blocks for config models: strict pydantic base, path resolution, feature-type names."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo
+
+FEATURE_TYPE_PATTERN = re.compile(r"^(cls|mean|cls\+mean|pool|last(\d+)(\+mean)?)$")
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a typo in a study YAML must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def resolve_path(value: Path | str, info: ValidationInfo, *, must_exist: bool = True) -> Path:
+    """Resolve a path against the study file's folder (context `base_dir`) and check it exists."""
+    path = Path(value).expanduser()
+    base = (info.context or {}).get("base_dir")
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    path = path.resolve()
+    if must_exist and not path.exists():
+        raise ValueError(f"file not found: {path}")
+    return path
+
+
+def canonical_feature_type(name: str) -> str:
+    """Validate a feature-type name and map aliases (last1 == cls) to one spelling."""
+    name = name.strip().lower().replace(" ", "")
+    match = FEATURE_TYPE_PATTERN.match(name)
+    if not match:
+        raise ValueError(
+            f"unknown feature type {name!r}; use cls, mean, cls+mean, pool, lastN or lastN+mean"
+        )
+    if match.group(2) is not None:
+        n = int(match.group(2))
+        if n < 1:
+            raise ValueError(f"feature type {name!r}: N must be at least 1")
+        if n == 1:
+            return "cls+mean" if match.group(3) else "cls"
+    return name
+
+
+def expand_feature_types(types: list[str] | None, last_blocks: list[int] | None) -> list[str] | None:
+    """The DINOv2 linear-eval grid: for each n in last_blocks, CLS of the last n blocks, with and without
+    the mean patch token; added to any explicitly listed types, duplicates removed, order kept."""
+    if types is None and not last_blocks:
+        return None
+    out: list[str] = [canonical_feature_type(t) for t in (types or [])]
+    for n in last_blocks or []:
+        if n < 1:
+            raise ValueError(f"last_blocks values must be >= 1, got {n}")
+        out += [canonical_feature_type(f"last{n}"), canonical_feature_type(f"last{n}+mean")]
+    return list(dict.fromkeys(out))
+
+
+def jsonable(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json")
