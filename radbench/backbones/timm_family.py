@@ -79,6 +79,7 @@ def build_timm(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> Fe
         classifier = model.pretrained_cfg.get("classifier") or "head"
         classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
         load_checkpoint(model, path, tuple(f"{c}." for c in (*classifier, "head")))
+    _check_patch_size(model, image_size, cfg.name)
     model.eval().requires_grad_(False)
     description = describe_timm(entry, cfg)
     is_token_model = (
@@ -91,6 +92,19 @@ def build_timm(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> Fe
                                lambda x, layout: _token_bundle(model, x, layout))
     return FeatureBackbone(cfg.display_name, model, "pooled", model.num_features, description,
                            lambda x, layout: model.forward_head(model.forward_features(x), pre_logits=True))
+
+
+def _check_patch_size(model: torch.nn.Module, image_size: int, name: str) -> None:
+    patch_embed = getattr(model, "patch_embed", None)
+    patch = getattr(patch_embed, "patch_size", None)
+    if patch is None or getattr(patch_embed, "dynamic_img_pad", False):
+        return
+    patch = patch[0] if isinstance(patch, (tuple, list)) else patch
+    if image_size % patch:
+        raise BackboneError(
+            f"backbone {name!r}: image_size {image_size} is not a multiple of its patch size {patch} "
+            f"(try {image_size - image_size % patch} or {image_size + patch - image_size % patch})"
+        )
 
 
 def _token_bundle(model: torch.nn.Module, images: torch.Tensor, layout: BundleLayout) -> torch.Tensor:

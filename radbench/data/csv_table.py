@@ -93,7 +93,7 @@ def _multilabel(cfg: CsvConfig, table: pd.DataFrame) -> np.ndarray:
         if bad.any():
             row = np.flatnonzero(bad)[0]
             raise DataError(
-                f"{cfg.path}: line {_line(row)}: column {column!r} has value {table[column].iloc[row]!r}; "
+                f"{cfg.path}: line {_line(row)}: column {column!r} has value {str(table[column].iloc[row])!r}; "
                 "multi-label columns take 1, 0, -1 (uncertain) or blank"
             )
         column_values = values.to_numpy(dtype=np.float32)
@@ -118,7 +118,7 @@ def _single_label(cfg: CsvConfig, table: pd.DataFrame) -> tuple[np.ndarray, tupl
     if numeric.notna().all():
         if (numeric != numeric.round()).any() or (numeric < 0).any():
             row = np.flatnonzero((numeric != numeric.round()) | (numeric < 0))[0]
-            raise DataError(f"{cfg.path}: line {_line(row)}: label {raw.iloc[row]!r} in {column!r} is not a class index")
+            raise DataError(f"{cfg.path}: line {_line(row)}: label {str(raw.iloc[row])!r} in {column!r} is not a class index")
         values = numeric.astype(np.int64).to_numpy()
         if cfg.task is Task.ORDINAL or cfg.class_names is not None:
             count = len(cfg.class_names) if cfg.class_names else int(values.max()) + 1
@@ -130,7 +130,7 @@ def _single_label(cfg: CsvConfig, table: pd.DataFrame) -> tuple[np.ndarray, tupl
         return np.searchsorted(classes, values), tuple(str(c) for c in classes)
     if cfg.task is Task.ORDINAL:
         row = np.flatnonzero(numeric.isna())[0]
-        raise DataError(f"{cfg.path}: line {_line(row)}: ordinal labels must be integers, got {raw.iloc[row]!r}")
+        raise DataError(f"{cfg.path}: line {_line(row)}: ordinal labels must be integers, got {str(raw.iloc[row])!r}")
     text = raw.astype(str).str.strip().to_numpy()
     if cfg.class_names is not None:
         unknown = ~np.isin(text, cfg.class_names)

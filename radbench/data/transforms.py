@@ -15,7 +15,9 @@ def to_unit_float(image: np.ndarray) -> torch.Tensor:
 
     8-bit images are divided by 255; other integer and float images are min-max scaled per image, because
     16-bit radiographs rarely use the full range (12-bit data stored in 16 bits would otherwise be near black)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image))
+    if not image.flags.writeable or not image.flags.c_contiguous:  # e.g. arrays viewing a PIL image
+        image = np.array(image, order="C")
+    tensor = torch.from_numpy(image)
     if tensor.ndim == 2:
         tensor = tensor[None]
     else:

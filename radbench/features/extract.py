@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -12,6 +13,7 @@ from radbench.backbones import BundleLayout, FeatureBackbone
 from radbench.data.base import ImageSource
 from radbench.data.transforms import Preprocess
 from radbench.device import autocast
+from radbench.errors import DataError
 from radbench.progress import Reporter
 
 
@@ -30,6 +32,17 @@ class PreprocessedImages(Dataset):
 def default_workers(images: ImageSource) -> int:
     """Decoding files benefits from workers; in-memory arrays do not."""
     return 0 if images.in_memory else min(8, max(1, (os.cpu_count() or 2) - 1))
+
+
+@contextlib.contextmanager
+def _clean_worker_errors():
+    """DataLoader workers re-raise our DataError with the worker's traceback folded into the message;
+    keep only the one line that names the bad file."""
+    try:
+        yield
+    except DataError as error:
+        last = str(error).strip().splitlines()[-1]
+        raise DataError(last.split("DataError: ", 1)[-1]) from None
 
 
 @torch.inference_mode()
@@ -57,7 +70,7 @@ def extract_bundle(
     )
     out = np.empty((len(images), layout.width), dtype=np.float32)
     position = 0
-    with reporter.task(description, len(images)) as advance:
+    with reporter.task(description, len(images)) as advance, _clean_worker_errors():
         for batch in loader:
             batch = batch.to(device, non_blocking=True)
             if channels_last:

@@ -88,19 +88,22 @@ def probabilities(task: Task, logits: torch.Tensor) -> torch.Tensor:
 def train_heads(inputs: ProtocolInput, cfg: LinearConfig, feature_types: list[str], lrs: list[float],
                 splits: list[str], description: str) -> tuple[MultiHeadLinear, list[Standardizer]]:
     device = inputs.device
-    generator = torch.Generator().manual_seed(inputs.seed)
+    # separate streams for init and batch order: head i of a grid then trains exactly as it would alone
+    init_generator = torch.Generator().manual_seed(inputs.seed)
+    order_generator = torch.Generator().manual_seed(inputs.seed + 1_000_003)
     xs = [torch.from_numpy(np.concatenate([inputs.features(f, s) for s in splits])).to(device) for f in feature_types]
     targets = torch.from_numpy(np.concatenate([inputs.targets[s] for s in splits])).to(device)
     scalers = [Standardizer(cfg.normalize == "standard", x) for x in xs]
     xs = [scale(x) for scale, x in zip(scalers, xs)]
-    model = MultiHeadLinear([x.shape[1] for x in xs], lrs, targets.shape[1], cfg.weight_decay, generator).to(device)
+    model = MultiHeadLinear([x.shape[1] for x in xs], lrs, targets.shape[1], cfg.weight_decay, init_generator)
+    model = model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0, momentum=cfg.momentum)  # real lrs live in the hooks
     steps_per_epoch = math.ceil(len(targets) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
     with inputs.reporter.task(description, total) as advance:
         for _ in range(cfg.epochs):
-            order = torch.randperm(len(targets), generator=generator).to(device)
+            order = torch.randperm(len(targets), generator=order_generator).to(device)
             for start in range(0, len(order), cfg.batch_size):
                 batch = order[start:start + cfg.batch_size]
                 loss = head_loss(inputs.task, model([x[batch] for x in xs]), targets[batch])

@@ -1,0 +1,149 @@
+"""Protocols against independent references: brute-force kNN, single-head training, sklearn selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from radbench.data.base import Task, labels_to_targets
+from radbench.progress import Reporter
+from radbench.protocols import PROTOCOLS, ProtocolInput
+from radbench.protocols.knn import KnnConfig, nearest, vote
+from radbench.protocols.linear import LinearConfig, head_loss, train_heads
+
+
+def make_inputs(task: Task, seed: int = 0, n=(120, 40, 50), dims=(16, 8), num_classes=3, missing=0.0):
+    """Separable-ish random features with a known signal, for two feature types."""
+    rng = np.random.default_rng(seed)
+    splits = dict(zip(("train", "val", "test"), n))
+    features, targets = {}, {}
+    class_means = rng.normal(size=(num_classes, max(dims)))
+    for name, count in splits.items():
+        if task is Task.MULTILABEL:
+            labels = (rng.random((count, num_classes)) < 0.4).astype(np.float32)
+            signal = labels @ class_means
+            labels[rng.random(labels.shape) < missing] = np.nan
+        else:
+            labels = rng.integers(0, num_classes, count)
+            signal = class_means[labels]
+        targets[name] = labels_to_targets(task, labels, num_classes)
+        for d, feature_type in zip(dims, ("cls", "mean")):
+            features[(feature_type, name)] = (signal[:, :d] + rng.normal(scale=1.5, size=(count, d))).astype(np.float32)
+    return ProtocolInput(
+        task=task, class_names=tuple(f"c{i}" for i in range(num_classes)),
+        features=lambda f, s: features[(f, s)], targets=targets, feature_types=["cls", "mean"],
+        selection_metric="auroc", seed=seed, device=torch.device("cpu"), reporter=Reporter(quiet=True),
+    )
+
+
+# kNN runs in float32 (GPU-friendly); exp(sim / 0.07) magnifies float32 rounding of the similarities to ~1e-6
+# relative, so scores are compared at 2e-5 and the neighbour sets exactly.
+KNN_RTOL = 2e-5
+
+
+def brute_force_knn(bank, bank_targets, queries, k, temperature):
+    bank = bank / np.linalg.norm(bank, axis=1, keepdims=True)
+    queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    out = np.zeros((len(queries), bank_targets.shape[1]))
+    for i, q in enumerate(queries):
+        sims = bank @ q
+        top = np.argsort(-sims, kind="stable")[:k]
+        weights = np.exp(sims[top] / temperature)
+        for c in range(bank_targets.shape[1]):
+            labels = bank_targets[top, c]
+            known = ~np.isnan(labels)
+            out[i, c] = (weights[known] * labels[known]).sum() / weights[known].sum() if known.any() else np.nan
+    return out
+
+
+@pytest.mark.parametrize("task", [Task.MULTICLASS, Task.MULTILABEL])
+def test_knn_equals_brute_force(task):
+    inputs = make_inputs(task, missing=0.2)
+    bank, queries = inputs.features("cls", "train"), inputs.features("cls", "val")
+    for k in (1, 7, 30):
+        sims, idx = nearest(bank, queries, k, torch.device("cpu"))
+        ours = vote(sims, idx, inputs.targets["train"], 0.07)
+        reference = brute_force_knn(bank, inputs.targets["train"], queries, k, 0.07)
+        known = ~np.isnan(reference)
+        np.testing.assert_allclose(ours[known], reference[known], rtol=KNN_RTOL, atol=1e-9)
+        normed = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+        reference_idx = np.argsort(-(normed(queries) @ normed(bank).T), axis=1, kind="stable")[:, :k]
+        assert (np.sort(idx.numpy(), 1) == np.sort(reference_idx, 1)).all()
+
+
+def test_knn_protocol_chooses_k_on_val_and_tests_on_train_plus_val_bank():
+    inputs = make_inputs(Task.MULTICLASS)
+    result = PROTOCOLS.get("knn").run(KnnConfig(k=[1, 5, 25]), inputs)
+    values = [c["val"] for c in result.candidates]
+    assert result.candidates[int(np.argmax(values))]["params"] == result.selected
+    feature, k = result.selected["feature"], result.selected["k"]
+    bank = np.concatenate([inputs.features(feature, "train"), inputs.features(feature, "val")])
+    bank_targets = np.concatenate([inputs.targets["train"], inputs.targets["val"]])
+    expected = brute_force_knn(bank, bank_targets, inputs.features(feature, "test"), k, 0.07)
+    np.testing.assert_allclose(result.test_scores, expected, rtol=KNN_RTOL, atol=1e-9)
+
+
+def test_linear_heads_train_as_if_alone():
+    """Head 0 of a 3-lr x 2-feature grid ends with the same weights as a single head trained alone."""
+    inputs = make_inputs(Task.MULTICLASS)
+    cfg = LinearConfig(epochs=4, lr=[0.1], batch_size=32)
+    for grid in ([0.1, 0.001, 1.0], [0.001, 0.1, 1.0]):
+        many, _ = train_heads(inputs, cfg, ["cls", "mean"], grid, ["train"], "grid")
+        one, _ = train_heads(inputs, cfg, ["cls"], [grid[0]], ["train"], "alone")
+        torch.testing.assert_close(many.weights[0][0], one.weights[0][0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(many.biases[0][0], one.biases[0][0], rtol=1e-5, atol=1e-6)
+    # and the learning rates really differ per head
+    assert not torch.allclose(many.weights[0][0], many.weights[0][1])
+
+
+def test_linear_grid_picks_the_best_val_lr():
+    inputs = make_inputs(Task.MULTICLASS)
+    cfg = LinearConfig(epochs=5, lr=[1e-5, 1e-3, 0.1, 1.0], batch_size=32)
+    result = PROTOCOLS.get("linear").run(cfg, inputs)
+    assert len(result.candidates) == 8  # 4 lrs x 2 feature types, one pass
+    values = [c["val"] for c in result.candidates]
+    best = result.candidates[int(np.argmax(values))]
+    assert result.selected == best["params"]
+    assert result.val_metrics["auroc"] == pytest.approx(best["val"])
+    assert result.selected["lr"] != 1e-5  # a vanishing lr cannot learn this signal in 5 epochs
+    assert result.test_metrics["auroc"] > 0.7
+
+
+def test_missing_multilabel_targets_are_masked_not_negative():
+    logits = torch.randn(1, 1, 6, 3)
+    targets = torch.tensor([[1, 0, float("nan")], [0, float("nan"), 1], [1, 1, 0],
+                            [float("nan")] * 3, [0, 0, 0], [1, float("nan"), float("nan")]])
+    known = ~targets.isnan()
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[0, 0][known], targets[known])
+    assert head_loss(Task.MULTILABEL, logits, targets).item() == pytest.approx(expected.item(), rel=1e-6)
+    as_negative = torch.nn.functional.binary_cross_entropy_with_logits(logits[0, 0], targets.nan_to_num(0.0))
+    assert head_loss(Task.MULTILABEL, logits, targets).item() != pytest.approx(as_negative.item(), rel=1e-3)
+
+
+@pytest.mark.parametrize("task", [Task.BINARY, Task.MULTILABEL])
+def test_logreg_chooses_C_on_val_only(task):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from radbench.protocols.logreg import LogregConfig
+
+    inputs = make_inputs(task, num_classes=2 if task is Task.BINARY else 3, missing=0.1)
+    result = PROTOCOLS.get("logreg").run(LogregConfig(C=[1e-4, 0.01, 1.0]), inputs)
+    values = [c["val"] for c in result.candidates]
+    assert result.selected == result.candidates[int(np.argmax(values))]["params"]
+    if task is Task.BINARY:  # refit on train+val equals sklearn directly
+        feature, C = result.selected["feature"], result.selected["C"]
+        x = np.concatenate([inputs.features(feature, "train"), inputs.features(feature, "val")])
+        y = np.concatenate([inputs.targets["train"], inputs.targets["val"]]).argmax(1)
+        scaler = StandardScaler().fit(x)
+        model = LogisticRegression(C=C, max_iter=1000, random_state=0).fit(scaler.transform(x), y)
+        expected = model.predict_proba(scaler.transform(inputs.features(feature, "test")))
+        np.testing.assert_allclose(result.test_scores, expected, rtol=1e-6)
+
+
+def test_linear_multilabel_with_missing_labels_learns():
+    inputs = make_inputs(Task.MULTILABEL, missing=0.3)
+    result = PROTOCOLS.get("linear").run(LinearConfig(epochs=10, lr=[0.01, 0.1], batch_size=32), inputs)
+    assert result.test_metrics["auroc"] > 0.75
+    assert result.test_scores.shape == (50, 3)
