@@ -16,9 +16,8 @@ from radbench.backbones import BackboneConfig, resolve_entry
 from radbench.data import ADAPTERS
 from radbench.data.base import DatasetConfigBase
 from radbench.errors import ConfigError, RadbenchError
-from radbench.metrics import METRIC_NAMES
 from radbench.protocols import PROTOCOLS, ProtocolConfigBase
-from radbench.schema import StrictModel, canonical_feature_type, resolve_path
+from radbench.schema import FeatureTypes, MetricName, StrictModel, resolve_path
 
 
 @dataclass(frozen=True)
@@ -39,8 +38,8 @@ class StudySettings(StrictModel):
     seeds: list[int] = Field(default=[0], min_length=1)
     image_size: int = Field(default=224, ge=8)  # explicit: DINOv2's timm config says 518
     resize: Literal["resize", "pad"] = "resize"  # small images: resize (default) or zero-pad (MedMNIST+)
-    features: list[str] = ["cls"]  # default feature types of every protocol
-    selection_metric: str | None = None  # default: auroc (kappa for ordinal tasks)
+    features: FeatureTypes = ["cls"]  # default feature types of every protocol
+    selection_metric: MetricName | None = None  # default: auroc (kappa for ordinal tasks)
     device: str = "auto"
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     batch_size: int = Field(default=64, ge=1)  # extraction batch size
@@ -51,18 +50,6 @@ class StudySettings(StrictModel):
     @classmethod
     def _paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return None if value is None else resolve_path(value, info, must_exist=False)
-
-    @field_validator("features")
-    @classmethod
-    def _features(cls, value: list[str]) -> list[str]:
-        return [canonical_feature_type(v) for v in value]
-
-    @field_validator("selection_metric")
-    @classmethod
-    def _metric(cls, value: str | None) -> str | None:
-        if value is not None and value not in METRIC_NAMES:
-            raise ValueError(f"unknown metric {value!r}; use one of {', '.join(METRIC_NAMES)}")
-        return value
 
     @field_validator("device")
     @classmethod

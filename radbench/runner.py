@@ -16,7 +16,8 @@ from radbench.data.base import DatasetConfigBase
 from radbench.data.transforms import Preprocess
 from radbench.device import effective_precision, resolve_device
 from radbench.features.cache import FeatureCache, stable_hash
-from radbench.features.provider import Extraction, FeatureProvider, feature_key, feature_reader
+from radbench.features.provider import Extraction, FeatureProvider, feature_key
+from radbench.features.source import FeatureSource
 from radbench.metrics import default_selection_metric
 from radbench.progress import Reporter
 from radbench.protocols import PROTOCOLS, ProtocolInput
@@ -115,10 +116,10 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
             cached = provider.get(backbone, description, dataset, preprocess, needed)
             if extract_only:
                 continue
-            read = feature_reader(cached)
+            features = FeatureSource(cached.bundle, cached.layout.columns)  # shared by every job here
             extract_seconds = sum(cached.manifest.get("extract_seconds", {}).values())
             for job in pending:
-                record = run_job(study, job, read, cached, device, reporter, preprocess, extract_seconds)
+                record = run_job(study, job, features, cached, device, reporter, preprocess, extract_seconds)
                 store.save(record)
                 summary.jobs_run += 1
         provider.release()
@@ -126,13 +127,13 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
     return summary
 
 
-def run_job(study: StudyConfig, job: Job, read, cached, device, reporter: Reporter, preprocess: Preprocess,
-            extract_seconds: float) -> JobRecord:
+def run_job(study: StudyConfig, job: Job, features: FeatureSource, cached, device, reporter: Reporter,
+            preprocess: Preprocess, extract_seconds: float) -> JobRecord:
     dataset, entry = job.dataset, job.protocol
     feature_types = list(dict.fromkeys(cached.layout.resolve(t) for t in job.feature_types))
     reporter.info(f"  {entry.label} (seed {job.seed}): features {', '.join(feature_types)}")
     inputs = ProtocolInput(
-        task=dataset.task, class_names=dataset.class_names, features=read,
+        task=dataset.task, class_names=dataset.class_names, features=features,
         targets={name: dataset.targets(name) for name in dataset.splits}, feature_types=feature_types,
         selection_metric=job.selection_metric, seed=job.seed, device=device, reporter=reporter,
     )

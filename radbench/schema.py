@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
 FEATURE_TYPE_PATTERN = re.compile(r"^(cls|mean|cls\+mean|pool|last(\d+)(\+mean)?)$")
+METRIC_NAMES = ("auroc", "accuracy", "balanced_accuracy", "f1_macro", "kappa")
 
 
 class StrictModel(BaseModel):
@@ -59,5 +60,11 @@ def expand_feature_types(types: list[str] | None, last_blocks: list[int] | None)
     return list(dict.fromkeys(out))
 
 
-def jsonable(model: BaseModel) -> dict[str, Any]:
-    return model.model_dump(mode="json")
+def _metric_name(value: str) -> str:
+    if value not in METRIC_NAMES:
+        raise ValueError(f"unknown metric {value!r}; use one of {', '.join(METRIC_NAMES)}")
+    return value
+
+
+FeatureTypes = Annotated[list[str], AfterValidator(lambda values: [canonical_feature_type(v) for v in values])]
+MetricName = Annotated[str, AfterValidator(_metric_name)]

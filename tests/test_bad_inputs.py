@@ -37,7 +37,7 @@ def run_expecting_error(cli, study_path, *expected):
     assert "Traceback" not in result.stderr
     for text in expected:
         assert text in result.stderr, result.stderr
-    assert not (study_path.parent / "out" / "results.sqlite").exists() or "jobs:" not in result.stderr
+    assert "jobs:" not in result.stderr  # stopped before any job ran
     return result.stderr
 
 

@@ -137,3 +137,19 @@ def test_preprocess_resize_pad_and_grayscale(tmp_path):
     Image.fromarray(sixteen).save(tmp_path / "x16.png")
     unit = Preprocess(2, "resize", (0.0,) * 3, (1.0,) * 3)(read_image(tmp_path / "x16.png"))
     np.testing.assert_allclose(unit[0].numpy(), [[0, 1 / 3], [2 / 3, 1]], atol=1e-6)
+
+
+def test_medmnist_multilabel_and_ordinal_tasks_from_the_flag(tmp_path, pneumonia_npz):
+    """ChestMNIST (14 labels per image) and RetinaMNIST (ordinal 0-4) layouts, built from real images."""
+    real = np.load(pneumonia_npz)
+    rng = np.random.default_rng(0)
+    chest = {f"{s}_images": real[f"{s}_images"][:60] for s in ("train", "val", "test")}
+    chest |= {f"{s}_labels": (rng.random((60, 14)) < 0.3).astype(np.uint8) for s in ("train", "val", "test")}
+    np.savez(tmp_path / "chestmnist_sample.npz", **chest)
+    dataset = load_dataset(config("medmnist", path=str(tmp_path / "chestmnist_sample.npz")))
+    assert dataset.task is Task.MULTILABEL and dataset.class_names[0] == "atelectasis" and dataset.num_classes == 14
+    retina = {f"{s}_images": real[f"{s}_images"][:50] for s in ("train", "val", "test")}
+    retina |= {f"{s}_labels": np.arange(50).reshape(-1, 1) % 5 for s in ("train", "val", "test")}
+    np.savez(tmp_path / "retinamnist.npz", **retina)
+    dataset = load_dataset(config("medmnist", path=str(tmp_path / "retinamnist.npz")))
+    assert dataset.task is Task.ORDINAL and dataset.class_names == ("0", "1", "2", "3", "4")

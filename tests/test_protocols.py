@@ -7,17 +7,18 @@ import pytest
 import torch
 
 from radbench.data.base import Task, labels_to_targets
+from radbench.features.source import FeatureSource
 from radbench.progress import Reporter
 from radbench.protocols import PROTOCOLS, ProtocolInput
 from radbench.protocols.knn import KnnConfig, nearest, vote
-from radbench.protocols.linear import LinearConfig, head_loss, train_heads
+from radbench.protocols.linear import LinearConfig, LinearHeads, head_loss, logit_gradient, train_heads
 
 
 def make_inputs(task: Task, seed: int = 0, n=(120, 40, 50), dims=(16, 8), num_classes=3, missing=0.0):
     """Separable-ish random features with a known signal, for two feature types."""
     rng = np.random.default_rng(seed)
     splits = dict(zip(("train", "val", "test"), n))
-    features, targets = {}, {}
+    features, targets = {"cls": {}, "mean": {}}, {}
     class_means = rng.normal(size=(num_classes, max(dims)))
     for name, count in splits.items():
         if task is Task.MULTILABEL:
@@ -29,10 +30,10 @@ def make_inputs(task: Task, seed: int = 0, n=(120, 40, 50), dims=(16, 8), num_cl
             signal = class_means[labels]
         targets[name] = labels_to_targets(task, labels, num_classes)
         for d, feature_type in zip(dims, ("cls", "mean")):
-            features[(feature_type, name)] = (signal[:, :d] + rng.normal(scale=1.5, size=(count, d))).astype(np.float32)
+            features[feature_type][name] = (signal[:, :d] + rng.normal(scale=1.5, size=(count, d))).astype(np.float32)
     return ProtocolInput(
         task=task, class_names=tuple(f"c{i}" for i in range(num_classes)),
-        features=lambda f, s: features[(f, s)], targets=targets, feature_types=["cls", "mean"],
+        features=FeatureSource.from_arrays(features), targets=targets, feature_types=["cls", "mean"],
         selection_metric="auroc", seed=seed, device=torch.device("cpu"), reporter=Reporter(quiet=True),
     )
 
@@ -60,7 +61,7 @@ def brute_force_knn(bank, bank_targets, queries, k, temperature):
 @pytest.mark.parametrize("task", [Task.MULTICLASS, Task.MULTILABEL])
 def test_knn_equals_brute_force(task):
     inputs = make_inputs(task, missing=0.2)
-    bank, queries = inputs.features("cls", "train"), inputs.features("cls", "val")
+    bank, queries = inputs.features.get("cls", "train"), inputs.features.get("cls", "val")
     for k in (1, 7, 30):
         sims, idx = nearest(bank, queries, k, torch.device("cpu"))
         ours = vote(sims, idx, inputs.targets["train"], 0.07)
@@ -78,9 +79,9 @@ def test_knn_protocol_chooses_k_on_val_and_tests_on_train_plus_val_bank():
     values = [c["val"] for c in result.candidates]
     assert result.candidates[int(np.argmax(values))]["params"] == result.selected
     feature, k = result.selected["feature"], result.selected["k"]
-    bank = np.concatenate([inputs.features(feature, "train"), inputs.features(feature, "val")])
+    bank = np.concatenate([inputs.features.get(feature, "train"), inputs.features.get(feature, "val")])
     bank_targets = np.concatenate([inputs.targets["train"], inputs.targets["val"]])
-    expected = brute_force_knn(bank, bank_targets, inputs.features(feature, "test"), k, 0.07)
+    expected = brute_force_knn(bank, bank_targets, inputs.features.get(feature, "test"), k, 0.07)
     np.testing.assert_allclose(result.test_scores, expected, rtol=KNN_RTOL, atol=1e-9)
 
 
@@ -91,10 +92,74 @@ def test_linear_heads_train_as_if_alone():
     for grid in ([0.1, 0.001, 1.0], [0.001, 0.1, 1.0]):
         many, _ = train_heads(inputs, cfg, ["cls", "mean"], grid, ["train"], "grid")
         one, _ = train_heads(inputs, cfg, ["cls"], [grid[0]], ["train"], "alone")
-        torch.testing.assert_close(many.weights[0][0], one.weights[0][0], rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(many.biases[0][0], one.biases[0][0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(many.head_weight(0, 0), one.head_weight(0, 0), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(many.head_bias(0, 0), one.head_bias(0, 0), rtol=1e-5, atol=1e-6)
     # and the learning rates really differ per head
-    assert not torch.allclose(many.weights[0][0], many.weights[0][1])
+    assert not torch.allclose(many.head_weight(0, 0), many.head_weight(0, 1))
+
+
+def test_overlapping_feature_types_stay_separate_heads():
+    """cls, last2 and cls+mean share bundle columns; each head still sees only its own type's columns."""
+    from radbench.backbones.layout import BundleLayout
+
+    layout = BundleLayout("tokens", 8, 2)  # [cls of block L-1 | cls of block L | mean patch of block L]
+    base = make_inputs(Task.MULTICLASS, dims=(24, 8))
+    bundle = {s: base.features.get("cls", s) for s in ("train", "val", "test")}
+    base.features = FeatureSource(bundle.__getitem__, layout.columns)
+    cfg = LinearConfig(epochs=3, lr=[0.1], batch_size=32)
+    types = ["cls", "last2", "cls+mean"]
+    for rotation in range(3):
+        order = types[rotation:] + types[:rotation]
+        grid, _ = train_heads(base, cfg, order, [0.1, 0.01], ["train"], "grid")
+        alone, _ = train_heads(base, cfg, order[:1], [0.1], ["train"], "alone")
+        assert grid.head_weight(0, 0).shape == (len(layout.columns(order[0])), 3)
+        torch.testing.assert_close(grid.head_weight(0, 0), alone.head_weight(0, 0), rtol=1e-5, atol=1e-6)
+        # nothing leaks into the rows a head must not read
+        assert (grid.weight * (1 - grid.mask)).abs().sum() == 0
+
+
+@pytest.mark.parametrize("task", [Task.MULTICLASS, Task.MULTILABEL])
+def test_closed_form_heads_equal_torch_sgd_with_autograd(task):
+    """Reference: one nn.Linear per head, autograd, torch.optim.SGD(momentum, weight_decay), cosine schedule."""
+    inputs = make_inputs(task, missing=0.25)
+    x = torch.from_numpy(inputs.features.get("cls", "train"))
+    y = torch.from_numpy(inputs.targets["train"])
+    lrs, momentum, weight_decay, steps = [0.05, 0.5], 0.9, 1e-3, 12
+    heads = LinearHeads([np.arange(x.shape[1])], x.shape[1], lrs, y.shape[1], momentum, weight_decay,
+                        torch.Generator().manual_seed(0), torch.device("cpu"))
+    reference = [torch.nn.Linear(x.shape[1], y.shape[1]) for _ in lrs]
+    optimizers = []
+    for index, (layer, lr) in enumerate(zip(reference, lrs)):
+        with torch.no_grad():
+            layer.weight.copy_(heads.head_weight(0, index).T)
+            layer.bias.zero_()
+        optimizer = torch.optim.SGD([{"params": [layer.weight], "weight_decay": weight_decay},
+                                     {"params": [layer.bias], "weight_decay": 0.0}], lr=lr, momentum=momentum)
+        optimizers.append((optimizer, torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: 0.5 * (1 + np.cos(np.pi * s / steps)))))
+    order = torch.Generator().manual_seed(3)
+    for step in range(steps):
+        batch = torch.randperm(len(x), generator=order)[:32]
+        with torch.no_grad():
+            heads.step(task, x[batch], y[batch], 0.5 * (1 + np.cos(np.pi * step / steps)))
+        for layer, (optimizer, schedule) in zip(reference, optimizers):
+            loss = head_loss(task, layer(x[batch])[None, None], y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    for index, layer in enumerate(reference):
+        torch.testing.assert_close(heads.head_weight(0, index), layer.weight.detach().T, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(heads.head_bias(0, index), layer.bias.detach(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("task", [Task.MULTICLASS, Task.MULTILABEL])
+def test_logit_gradient_is_the_gradient_of_the_loss(task):
+    inputs = make_inputs(task, missing=0.3)
+    targets = torch.from_numpy(inputs.targets["train"][:40])
+    logits = torch.randn(2, 3, 40, 3, dtype=torch.float64, requires_grad=True)
+    head_loss(task, logits, targets.double()).backward()
+    torch.testing.assert_close(logit_gradient(task, logits.detach(), targets.double()), logits.grad)
 
 
 def test_linear_grid_picks_the_best_val_lr():
@@ -134,11 +199,11 @@ def test_logreg_chooses_C_on_val_only(task):
     assert result.selected == result.candidates[int(np.argmax(values))]["params"]
     if task is Task.BINARY:  # refit on train+val equals sklearn directly
         feature, C = result.selected["feature"], result.selected["C"]
-        x = np.concatenate([inputs.features(feature, "train"), inputs.features(feature, "val")])
+        x = np.concatenate([inputs.features.get(feature, "train"), inputs.features.get(feature, "val")])
         y = np.concatenate([inputs.targets["train"], inputs.targets["val"]]).argmax(1)
         scaler = StandardScaler().fit(x)
         model = LogisticRegression(C=C, max_iter=1000, random_state=0).fit(scaler.transform(x), y)
-        expected = model.predict_proba(scaler.transform(inputs.features(feature, "test")))
+        expected = model.predict_proba(scaler.transform(inputs.features.get(feature, "test")))
         np.testing.assert_allclose(result.test_scores, expected, rtol=1e-6)
 
 

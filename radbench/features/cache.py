@@ -40,14 +40,6 @@ class CachedFeatures:
     def bundle(self, split: str) -> np.ndarray:
         return np.load(self.folder / f"{split}.npy", mmap_mode="r")
 
-    def get(self, feature_type: str, split: str) -> np.ndarray:
-        """Columns of one feature type as float32 (a copy; the bundle stays memory-mapped)."""
-        columns = self.layout.columns(feature_type)
-        bundle = self.bundle(split)
-        if len(columns) == bundle.shape[1]:
-            return np.asarray(bundle, dtype=np.float32)
-        return np.asarray(bundle[:, columns], dtype=np.float32)
-
 
 def _suffix(layout: BundleLayout) -> str:
     return f"L{layout.n_last}" if layout.kind == "tokens" else "pool"
@@ -83,6 +75,8 @@ class FeatureCache:
         folder = self.folder(key, layout)
         folder.mkdir(parents=True, exist_ok=True)
         temporary = folder / f".{split}.{socket.gethostname()}.{os.getpid()}.tmp.npy"
+        if dtype == "float16" and np.abs(array).max(initial=0.0) > np.finfo(np.float16).max:
+            dtype = "float32"  # values beyond float16's range would become inf: keep them exact instead
         with open(temporary, "wb") as handle:
             np.save(handle, array.astype(dtype))
             handle.flush()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from radbench.backbones import BackboneConfig, BackboneDescription, FeatureBackbone, build_backbone
@@ -101,14 +100,3 @@ class FeatureProvider:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-
-def feature_reader(cached: CachedFeatures):
-    """(feature_type, split) -> float32 array, memoised: every protocol and seed reads the same arrays."""
-    memo: dict[tuple[str, str], np.ndarray] = {}
-
-    def read(feature_type: str, split: str) -> np.ndarray:
-        if (feature_type, split) not in memo:
-            memo[(feature_type, split)] = cached.get(feature_type, split)
-        return memo[(feature_type, split)]
-
-    return read

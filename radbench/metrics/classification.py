@@ -17,8 +17,7 @@ from sklearn.metrics import (
 )
 
 from radbench.data.base import Task
-
-METRIC_NAMES = ("auroc", "accuracy", "balanced_accuracy", "f1_macro", "kappa")
+from radbench.schema import METRIC_NAMES  # noqa: F401  (re-exported: the metrics this module computes)
 
 
 def default_selection_metric(task: Task) -> str:

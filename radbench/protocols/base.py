@@ -8,32 +8,20 @@ from typing import Callable
 
 import numpy as np
 import torch
-from pydantic import field_validator
 
 from radbench.data.base import Task
-from radbench.metrics import METRIC_NAMES, classification_metrics
+from radbench.features.source import FeatureSource
+from radbench.metrics import classification_metrics
 from radbench.progress import Reporter
 from radbench.registry import Registry
-from radbench.schema import StrictModel, canonical_feature_type, expand_feature_types
+from radbench.schema import FeatureTypes, MetricName, StrictModel, expand_feature_types
 
 
 class ProtocolConfigBase(StrictModel):
     name: str | None = None  # label in results; defaults to the protocol type
-    features: list[str] | None = None  # feature types to try (chosen on val); default: the study's
+    features: FeatureTypes | None = None  # feature types to try (chosen on val); default: the study's
     last_blocks: list[int] | None = None  # DINOv2 grid: CLS of the last n blocks, with and without mean patch
-    selection_metric: str | None = None  # val metric used to choose; default: the study's, else per task
-
-    @field_validator("features")
-    @classmethod
-    def _features(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else [canonical_feature_type(v) for v in value]
-
-    @field_validator("selection_metric")
-    @classmethod
-    def _metric(cls, value: str | None) -> str | None:
-        if value is not None and value not in METRIC_NAMES:
-            raise ValueError(f"unknown metric {value!r}; use one of {', '.join(METRIC_NAMES)}")
-        return value
+    selection_metric: MetricName | None = None  # val metric used to choose; default: the study's, else per task
 
     def feature_types(self, default: list[str]) -> list[str]:
         return expand_feature_types(self.features, self.last_blocks) or list(default)
@@ -43,7 +31,7 @@ class ProtocolConfigBase(StrictModel):
 class ProtocolInput:
     task: Task
     class_names: tuple[str, ...]
-    features: Callable[[str, str], np.ndarray]  # (feature_type, split) -> (N, D) float32
+    features: FeatureSource  # .get(feature_type, split) -> (N, D) float32; .bundle(split); .columns(feature_type)
     targets: dict[str, np.ndarray]  # split -> (N, C) float32 (one-hot, or multi-hot with NaN)
     feature_types: list[str]
     selection_metric: str
@@ -55,7 +43,7 @@ class ProtocolInput:
         return classification_metrics(self.task, split_targets, scores, self.class_names)
 
     def train_val_features(self, feature_type: str) -> np.ndarray:
-        return np.concatenate([self.features(feature_type, "train"), self.features(feature_type, "val")])
+        return np.concatenate([self.features.get(feature_type, "train"), self.features.get(feature_type, "val")])
 
     @property
     def train_val_targets(self) -> np.ndarray:

@@ -5,6 +5,8 @@ Multi-label: the exp(sim / T)-weighted mean of the neighbours' known labels, per
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from pydantic import Field
@@ -35,7 +37,9 @@ def vote(sims: torch.Tensor, idx: torch.Tensor, bank_targets: np.ndarray, temper
     known = ~neighbour.isnan()
     weighted = (weights[..., None] * neighbour.nan_to_num(0.0)).sum(1)
     mass = (weights[..., None] * known).sum(1)
-    prior = torch.from_numpy(np.nanmean(bank_targets, axis=0)).double().nan_to_num(0.5)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a class with no known label has no prior: 0.5
+        prior = torch.from_numpy(np.nanmean(bank_targets, axis=0)).double().nan_to_num(0.5)
     scores = torch.where(mass > 0, weighted / mass.clamp_min(1e-300), prior.expand_as(weighted))
     return scores.numpy()
 
@@ -44,8 +48,8 @@ def run_knn(cfg: KnnConfig, inputs: ProtocolInput) -> ProtocolResult:
     ks = sorted(set(cfg.k))
     candidates, cache = [], {}
     for feature_type in inputs.feature_types:
-        train = inputs.features(feature_type, "train")
-        sims, idx = nearest(train, inputs.features(feature_type, "val"), max(ks), inputs.device)
+        train = inputs.features.get(feature_type, "train")
+        sims, idx = nearest(train, inputs.features.get(feature_type, "val"), max(ks), inputs.device)
         for k in ks:
             scores = vote(sims[:, :k], idx[:, :k], inputs.targets["train"], cfg.temperature)
             value = inputs.metrics(inputs.targets["val"], scores)[0][inputs.selection_metric]
@@ -53,7 +57,7 @@ def run_knn(cfg: KnnConfig, inputs: ProtocolInput) -> ProtocolResult:
             cache[(feature_type, k)] = scores
     chosen = pick_best([c["val"] for c in candidates])
     feature_type, k = candidates[chosen]["params"]["feature"], candidates[chosen]["params"]["k"]
-    sims, idx = nearest(inputs.train_val_features(feature_type), inputs.features(feature_type, "test"), k, inputs.device)
+    sims, idx = nearest(inputs.train_val_features(feature_type), inputs.features.get(feature_type, "test"), k, inputs.device)
     test_scores = vote(sims, idx, inputs.train_val_targets, cfg.temperature)
     details = {"k_effective": int(idx.shape[1])} if idx.shape[1] < k else {}
     return finish(inputs, candidates, chosen, cache[(feature_type, k)], test_scores, details)

@@ -1,9 +1,10 @@
 """Linear probe: every (feature type x learning rate) head trained at once, in one pass over cached features.
 
-As in DINOv2's linear eval: SGD with momentum 0.9, cosine schedule, heads initialised N(0, 0.01), summed loss.
-Each head owns its parameters, so summing the losses gives each head exactly its own gradient; per-head
-learning rates are applied by scaling gradients (exact for momentum SGD). Multi-label heads use per-class
-sigmoid/BCE with missing labels masked out. The best head on val is retrained on train+val and tested once."""
+As in DINOv2's linear eval: SGD with momentum 0.9, cosine schedule, heads initialised N(0, 0.01), each head's
+loss averaged over its batch. Heads share no parameters, so they sit side by side in one matrix over the union of
+the feature types' columns and train with closed-form gradients (softmax/sigmoid minus target): two matrix
+products per step for the whole grid, no autograd. Multi-label heads use per-class sigmoid/BCE with missing
+labels masked out. The best head on val is retrained on train+val and tested once."""
 
 from __future__ import annotations
 
@@ -41,92 +42,128 @@ class Standardizer:
         return (x - self.mean) / self.std if self.enabled else x
 
 
-class MultiHeadLinear(torch.nn.Module):
-    """Heads for T feature types x L learning rates; forward gives logits (T, L, B, C)."""
+class LinearHeads:
+    """One matrix for every head: T feature types x L learning rates x C classes.
 
-    def __init__(self, dims: list[int], lrs: list[float], num_classes: int, weight_decay: float,
-                 generator: torch.Generator):
-        super().__init__()
-        self.weights = torch.nn.ParameterList(
-            [torch.nn.Parameter(torch.randn(len(lrs), d, num_classes, generator=generator) * 0.01) for d in dims]
-        )
-        self.biases = torch.nn.ParameterList([torch.nn.Parameter(torch.zeros(len(lrs), num_classes)) for _ in dims])
-        self.register_buffer("lrs", torch.tensor(lrs, dtype=torch.float32))
-        for weight, bias in zip(self.weights, self.biases):
-            weight.register_hook(self._scaled(weight, weight_decay, 3))
-            bias.register_hook(self._scaled(bias, 0.0, 2))
+    The input is the union of the feature types' columns (they overlap: cls is part of cls+mean and last4);
+    head (t, l) reads only type t's rows of its weight columns, enforced by a fixed 0/1 mask on the gradient,
+    so each head is exactly a linear model on its own feature type. Momentum SGD with per-head learning rates,
+    as torch.optim.SGD would do for each head separately."""
 
-    def _scaled(self, param: torch.nn.Parameter, weight_decay: float, ndim: int):
-        def hook(grad: torch.Tensor) -> torch.Tensor:
-            scale = self.lrs.view(-1, *([1] * (ndim - 1)))
-            return (grad + weight_decay * param.detach()) * scale
+    def __init__(self, rows: list[np.ndarray], width: int, lrs: list[float], num_classes: int, momentum: float,
+                 weight_decay: float, generator: torch.Generator, device: torch.device):
+        self.rows = [torch.as_tensor(r, dtype=torch.long) for r in rows]  # type t's positions in the input
+        self.num_types, self.num_heads, self.num_classes = len(rows), len(lrs), num_classes
+        heads_width = self.num_heads * num_classes
+        self.weight = torch.zeros(width, self.num_types * heads_width)
+        self.mask = torch.zeros_like(self.weight)
+        for t, r in enumerate(self.rows):
+            for head in range(self.num_heads):  # one draw per head: its init does not depend on the others
+                start = t * heads_width + head * num_classes
+                init = torch.randn(len(r), num_classes, generator=generator) * 0.01
+                self.weight[r, start:start + num_classes] = init
+            self.mask[r, t * heads_width:(t + 1) * heads_width] = 1.0
+        self.weight, self.mask = self.weight.to(device), self.mask.to(device)
+        self.bias = torch.zeros(self.weight.shape[1], device=device)
+        lr_columns = torch.tensor(lrs, dtype=torch.float32).repeat_interleave(num_classes).repeat(self.num_types)
+        self.lr_columns = lr_columns.to(device)
+        self.momentum, self.weight_decay = momentum, weight_decay
+        self._velocity = [torch.zeros_like(self.weight), torch.zeros_like(self.bias)]
 
-        return hook
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(T, L, B, C)."""
+        out = torch.addmm(self.bias, x, self.weight)
+        return out.view(len(x), self.num_types, self.num_heads, self.num_classes).permute(1, 2, 0, 3)
 
-    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack([torch.einsum("bd,ldc->lbc", x, w) + b[:, None, :]
-                            for x, w, b in zip(xs, self.weights, self.biases)])
+    def head_weight(self, feature_index: int, head: int) -> torch.Tensor:
+        """(D_t, C) weights of one head, rows in its feature type's column order."""
+        start = (feature_index * self.num_heads + head) * self.num_classes
+        return self.weight[self.rows[feature_index], start:start + self.num_classes]
+
+    def head_bias(self, feature_index: int, head: int) -> torch.Tensor:
+        start = (feature_index * self.num_heads + head) * self.num_classes
+        return self.bias[start:start + self.num_classes]
+
+    def step(self, task: Task, x: torch.Tensor, targets: torch.Tensor, schedule: float) -> None:
+        grad = logit_gradient(task, self.logits(x), targets)  # (T, L, B, C)
+        grad = grad.permute(2, 0, 1, 3).reshape(len(x), -1)  # (B, T*L*C)
+        grad_weight = (x.T @ grad + self.weight_decay * self.weight) * self.mask
+        scale = self.lr_columns * schedule
+        for param, gradient, velocity in zip((self.weight, self.bias), (grad_weight, grad.sum(0)), self._velocity):
+            velocity.mul_(self.momentum).add_(gradient)
+            param.sub_(scale * velocity)
+
+
+def logit_gradient(task: Task, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """d(head's mean loss)/d(logits) for logits (L, B, C): softmax-CE averaged over the batch, or BCE averaged
+    over the known (non-NaN) labels of the batch."""
+    if task.single_label:
+        return (logits.softmax(-1) - targets) / len(targets)
+    known = ~targets.isnan()
+    return (logits.sigmoid() - targets.nan_to_num(0.0)) * known / known.sum().clamp_min(1)
 
 
 def head_loss(task: Task, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Sum over heads of each head's mean loss. logits (T, L, B, C); targets (B, C)."""
-    heads = logits.shape[0] * logits.shape[1]
-    flat = logits.reshape(heads, *logits.shape[2:])
+    """Sum over heads of each head's mean loss (the objective `logit_gradient` differentiates)."""
+    flat = logits.reshape(-1, *logits.shape[-2:])
     if task.single_label:
-        labels = targets.argmax(1).repeat(heads)
-        return F.cross_entropy(flat.reshape(-1, flat.shape[-1]), labels, reduction="sum") / len(targets)
+        return sum(F.cross_entropy(head, targets.argmax(1)) for head in flat)
     known = ~targets.isnan()
-    expanded = targets.nan_to_num(0.0).expand_as(flat)
-    losses = F.binary_cross_entropy_with_logits(flat, expanded, reduction="none") * known
-    return (losses.sum(dim=(1, 2)) / known.sum().clamp_min(1)).sum()
+    losses = F.binary_cross_entropy_with_logits(flat, targets.nan_to_num(0.0).expand_as(flat), reduction="none")
+    return ((losses * known).sum(dim=(1, 2)) / known.sum().clamp_min(1)).sum()
 
 
 def probabilities(task: Task, logits: torch.Tensor) -> torch.Tensor:
     return logits.softmax(-1) if task.single_label else logits.sigmoid()
 
 
+def _inputs(inputs: ProtocolInput, feature_types: list[str], splits: list[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The union of the feature types' bundle columns, and each type's positions within it."""
+    columns = [inputs.features.columns(f) for f in feature_types]
+    used = np.unique(np.concatenate(columns))
+    x = np.concatenate([inputs.features.bundle(s)[:, used] for s in splits])
+    return x, [np.searchsorted(used, c) for c in columns]
+
+
 def train_heads(inputs: ProtocolInput, cfg: LinearConfig, feature_types: list[str], lrs: list[float],
-                splits: list[str], description: str) -> tuple[MultiHeadLinear, list[Standardizer]]:
+                splits: list[str], description: str) -> tuple[LinearHeads, Standardizer]:
     device = inputs.device
     # separate streams for init and batch order: head i of a grid then trains exactly as it would alone
     init_generator = torch.Generator().manual_seed(inputs.seed)
     order_generator = torch.Generator().manual_seed(inputs.seed + 1_000_003)
-    xs = [torch.from_numpy(np.concatenate([inputs.features(f, s) for s in splits])).to(device) for f in feature_types]
+    x, rows = _inputs(inputs, feature_types, splits)
+    x = torch.from_numpy(x).to(device)
     targets = torch.from_numpy(np.concatenate([inputs.targets[s] for s in splits])).to(device)
-    scalers = [Standardizer(cfg.normalize == "standard", x) for x in xs]
-    xs = [scale(x) for scale, x in zip(scalers, xs)]
-    model = MultiHeadLinear([x.shape[1] for x in xs], lrs, targets.shape[1], cfg.weight_decay, init_generator)
-    model = model.to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1.0, momentum=cfg.momentum)  # real lrs live in the hooks
-    steps_per_epoch = math.ceil(len(targets) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
-    with inputs.reporter.task(description, total) as advance:
+    scaler = Standardizer(cfg.normalize == "standard", x)  # per column: the same for every type using it
+    x = scaler(x)
+    heads = LinearHeads(rows, x.shape[1], lrs, targets.shape[1], cfg.momentum, cfg.weight_decay, init_generator,
+                        device)
+    total = cfg.epochs * math.ceil(len(targets) / cfg.batch_size)
+    step = 0
+    with torch.no_grad(), inputs.reporter.task(description, cfg.epochs) as advance:
         for _ in range(cfg.epochs):
             order = torch.randperm(len(targets), generator=order_generator).to(device)
             for start in range(0, len(order), cfg.batch_size):
                 batch = order[start:start + cfg.batch_size]
-                loss = head_loss(inputs.task, model([x[batch] for x in xs]), targets[batch])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                advance(1)
-    return model, scalers
+                heads.step(inputs.task, x[batch], targets[batch], 0.5 * (1 + math.cos(math.pi * step / total)))
+                step += 1
+            advance(1)
+    return heads, scaler
 
 
 @torch.no_grad()
-def predict(inputs: ProtocolInput, model: MultiHeadLinear, scalers: list[Standardizer], feature_types: list[str],
+def predict(inputs: ProtocolInput, heads: LinearHeads, scaler: Standardizer, feature_types: list[str],
             split: str) -> np.ndarray:
-    xs = [scale(torch.from_numpy(inputs.features(f, split)).to(inputs.device)) for f, scale in zip(feature_types, scalers)]
-    return probabilities(inputs.task, model(xs)).cpu().double().numpy()  # (T, L, N, C)
+    x, _ = _inputs(inputs, feature_types, [split])
+    logits = heads.logits(scaler(torch.from_numpy(x).to(inputs.device)))
+    return probabilities(inputs.task, logits).cpu().double().numpy()  # (T, L, N, C)
 
 
 def run_linear(cfg: LinearConfig, inputs: ProtocolInput) -> ProtocolResult:
     feature_types, lrs = inputs.feature_types, list(cfg.lr)
-    heads = len(feature_types) * len(lrs)
-    model, scalers = train_heads(inputs, cfg, feature_types, lrs, ["train"], f"  linear: {heads} heads")
-    val_scores = predict(inputs, model, scalers, feature_types, "val")
+    count = len(feature_types) * len(lrs)
+    heads, scaler = train_heads(inputs, cfg, feature_types, lrs, ["train"], f"  linear: {count} heads, epochs")
+    val_scores = predict(inputs, heads, scaler, feature_types, "val")
     candidates = []
     for t, feature_type in enumerate(feature_types):
         for l, lr in enumerate(lrs):
@@ -134,9 +171,10 @@ def run_linear(cfg: LinearConfig, inputs: ProtocolInput) -> ProtocolResult:
             candidates.append({"params": {"feature": feature_type, "lr": lr}, "val": value})
     chosen = pick_best([c["val"] for c in candidates])
     t, l = divmod(chosen, len(lrs))
-    refit, refit_scalers = train_heads(inputs, cfg, [feature_types[t]], [lrs[l]], ["train", "val"], "  linear: refit")
-    test_scores = predict(inputs, refit, refit_scalers, [feature_types[t]], "test")[0, 0]
-    return finish(inputs, candidates, chosen, val_scores[t, l], test_scores, {"heads": heads})
+    refit, refit_scaler = train_heads(inputs, cfg, [feature_types[t]], [lrs[l]], ["train", "val"],
+                                      "  linear: refit on train+val, epochs")
+    test_scores = predict(inputs, refit, refit_scaler, [feature_types[t]], "test")[0, 0]
+    return finish(inputs, candidates, chosen, val_scores[t, l], test_scores, {"heads": count})
 
 
 PROTOCOLS.add("linear", ProtocolSpec(

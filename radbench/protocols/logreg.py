@@ -72,9 +72,9 @@ def run_logreg(cfg: LogregConfig, inputs: ProtocolInput) -> ProtocolResult:
     grid = [(f, C) for f in inputs.feature_types for C in cfg.C]
     with inputs.reporter.task(f"  logreg: {len(grid)} fits", len(grid)) as advance:
         for feature_type, C in grid:
-            fit = _Fit(cfg, C, inputs.features(feature_type, "train"), inputs.targets["train"], single, inputs.seed)
+            fit = _Fit(cfg, C, inputs.features.get(feature_type, "train"), inputs.targets["train"], single, inputs.seed)
             not_converged += fit.not_converged
-            scores = fit.predict(inputs.features(feature_type, "val"))
+            scores = fit.predict(inputs.features.get(feature_type, "val"))
             value = inputs.metrics(inputs.targets["val"], scores)[0][inputs.selection_metric]
             candidates.append({"params": {"feature": feature_type, "C": C}, "val": value})
             if len(candidates) == 1 or value > best_value:  # keep only scores that pick_best can choose
@@ -84,7 +84,7 @@ def run_logreg(cfg: LogregConfig, inputs: ProtocolInput) -> ProtocolResult:
     chosen = pick_best([c["val"] for c in candidates])
     feature_type, C = grid[chosen]
     refit = _Fit(cfg, C, inputs.train_val_features(feature_type), inputs.train_val_targets, single, inputs.seed)
-    test_scores = refit.predict(inputs.features(feature_type, "test"))
+    test_scores = refit.predict(inputs.features.get(feature_type, "test"))
     details: dict = {}
     if not_converged + refit.not_converged:
         details["not_converged_fits"] = not_converged + refit.not_converged
