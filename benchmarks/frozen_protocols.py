@@ -116,13 +116,14 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=112)
     parser.add_argument("--limit", type=int, default=300)
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=64, help="backbone batch")
+    parser.add_argument("--batch-size", type=int, default=128, help="backbone batch, both loops")
     parser.add_argument("--head-batch", type=int, default=128)
     parser.add_argument("--data", type=Path,
                         default=ROOT.parent / "shared/data/medmnist/pneumoniamnist_kaggle_variant.npz")
     parser.add_argument("--skip-seed-style", action="store_true")
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
+    import timm  # noqa: F401  (imported before timing: process start-up is not what is compared)
+
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, backbone {args.backbone} "
           f"(random init) at {args.image_size} px, limit {args.limit}/split, {args.epochs} epochs, "
           f"{len(LRS) * len(FEATURES)} heads")

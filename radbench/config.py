@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from radbench.backbones import BackboneConfig, resolve_entry
 from radbench.data import ADAPTERS
 from radbench.data.base import DatasetConfigBase
 from radbench.errors import ConfigError, RadbenchError
 from radbench.protocols import PROTOCOLS, ProtocolConfigBase
-from radbench.schema import FeatureTypes, MetricName, StrictModel, resolve_path
+from radbench.schema import FeatureTypes, MetricName, OutputPath, StrictModel
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,8 @@ class StudySettings(StrictModel):
     """Top-level keys other than the backbone, dataset and protocol lists."""
 
     name: str
-    output_dir: Path
-    cache_dir: Path | None = None  # shared feature cache; default <output_dir>/features
+    output_dir: OutputPath
+    cache_dir: OutputPath | None = None  # shared feature cache; default <output_dir>/features
     seeds: list[int] = Field(default=[0], min_length=1)
     image_size: int = Field(default=224, ge=8)  # explicit: DINOv2's timm config says 518
     resize: Literal["resize", "pad"] = "resize"  # small images: resize (default) or zero-pad (MedMNIST+)
@@ -45,11 +45,8 @@ class StudySettings(StrictModel):
     batch_size: int = Field(default=64, ge=1)  # extraction batch size
     num_workers: int | None = Field(default=None, ge=0)  # data loading workers; default: by data source
     cache_dtype: Literal["float16", "float32"] = "float16"
-
-    @field_validator("output_dir", "cache_dir", mode="after")
-    @classmethod
-    def _paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return None if value is None else resolve_path(value, info, must_exist=False)
+    preprocess_cache: Literal["auto", "on", "off"] = "auto"  # auto: for images decoded from files
+    preprocess_dtype: Literal["uint8", "uint16"] = "uint8"
 
     @field_validator("device")
     @classmethod

@@ -13,9 +13,11 @@ from radbench.backbones.layout import blocks_needed
 from radbench.config import ProtocolEntry, StudyConfig
 from radbench.data import LabeledDataset, load_dataset
 from radbench.data.base import DatasetConfigBase
+from radbench.data.precache import precache_dataset
 from radbench.data.transforms import Preprocess
 from radbench.device import effective_precision, resolve_device
 from radbench.features.cache import FeatureCache, stable_hash
+from radbench.features.extract import default_workers_for_files
 from radbench.features.provider import Extraction, FeatureProvider, feature_key
 from radbench.features.source import FeatureSource
 from radbench.metrics import default_selection_metric
@@ -102,8 +104,11 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
     for backbone in study.backbones:
         description = describe_backbone(backbone)
         for dataset_cfg in study.datasets:
-            dataset = datasets[dataset_cfg.name]
             preprocess = preprocess_for(study, backbone, description, dataset_cfg)
+            dataset, preprocess = precache_dataset(
+                datasets[dataset_cfg.name], preprocess, study.feature_cache_dir / "preprocessed",
+                settings.preprocess_dtype, settings.preprocess_cache, dataset_cfg.on_bad_file,
+                default_workers_for_files() if settings.num_workers is None else settings.num_workers, reporter)
             key = feature_key(description, preprocess, dataset, settings.cache_dtype, precision)
             jobs = plan_jobs(study, backbone, dataset, key)
             pending = [job for job in jobs if job.key not in finished]

@@ -30,6 +30,18 @@ def resolve_path(value: Path | str, info: ValidationInfo, *, must_exist: bool = 
     return path
 
 
+def _input_path(value: Path, info: ValidationInfo) -> Path:
+    return resolve_path(value, info)
+
+
+def _output_path(value: Path, info: ValidationInfo) -> Path:
+    return resolve_path(value, info, must_exist=False)
+
+
+InputPath = Annotated[Path, AfterValidator(_input_path)]  # must exist; relative to the study file
+OutputPath = Annotated[Path, AfterValidator(_output_path)]
+
+
 def canonical_feature_type(name: str) -> str:
     """Validate a feature-type name and map aliases (last1 == cls) to one spelling."""
     name = name.strip().lower().replace(" ", "")

@@ -47,11 +47,6 @@ def test_medmnist_limit_is_stratified_and_reproducible(pneumonia_npz):
     assert not (test.sample_ids == other_seed.splits["test"].sample_ids).all()
 
 
-def test_3d_medmnist_is_refused_clearly(shared_data):
-    with pytest.raises(DataError, match="3D volume set"):
-        load_dataset(config("medmnist", path=str(shared_data / "medmnist" / "adrenalmnist3d.npz")))
-
-
 def test_nih_generated_split_is_patient_level_and_multilabel(nih_labels):
     dataset = load_dataset(nih_config(nih_labels))
     assert dataset.task is Task.MULTILABEL and dataset.num_classes == 14

@@ -21,10 +21,15 @@ class BundleLayout:
     kind: Literal["tokens", "pooled"]
     dim: int
     n_last: int = 1  # CLS tokens of this many last blocks (tokens only)
+    parts: int = 1  # volumes aggregated as mean and max: the bundle repeats once per aggregate
+
+    @property
+    def part_width(self) -> int:
+        return (self.n_last + 1) * self.dim if self.kind == "tokens" else self.dim
 
     @property
     def width(self) -> int:
-        return (self.n_last + 1) * self.dim if self.kind == "tokens" else self.dim
+        return self.parts * self.part_width
 
     def identity(self) -> dict:
         return asdict(self)
@@ -38,7 +43,10 @@ class BundleLayout:
         return feature_type
 
     def columns(self, feature_type: str) -> np.ndarray:
-        feature_type = self.resolve(feature_type)
+        single = self._part_columns(self.resolve(feature_type))
+        return np.concatenate([single + part * self.part_width for part in range(self.parts)])
+
+    def _part_columns(self, feature_type: str) -> np.ndarray:
         if self.kind == "pooled":
             return np.arange(self.dim)
         blocks = blocks_needed(feature_type)

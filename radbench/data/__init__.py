@@ -1,6 +1,17 @@
 """Datasets: adapters produce `LabeledDataset`s with patient-level train/val/test splits."""
 
-from radbench.data import csv_table, folder, medmnist  # noqa: F401  (register adapters)
+from radbench.data import (  # noqa: F401  (register adapters)
+    aptos,
+    cbis_ddsm,
+    chexpert,
+    csv_table,
+    decathlon,
+    folder,
+    isic,
+    mask_folder,
+    medmnist,
+    nih,
+)
 from radbench.data.base import LabeledDataset, Split, Task
 from radbench.data.registry import ADAPTERS
 

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
-from pydantic import ValidationInfo, field_validator
+from pydantic import field_validator
 
-from radbench.schema import StrictModel, resolve_path
+from radbench.data.intensity import IntensityConfig
+from radbench.data.volumes import VolumeConfig
+from radbench.schema import InputPath, StrictModel
 
 SPLITS = ("train", "val", "test")
 
@@ -65,6 +67,7 @@ class FileImages:
     """Images stored as one file each, decoded on access."""
 
     paths: tuple[Path, ...]
+    intensity: IntensityConfig | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -72,10 +75,10 @@ class FileImages:
     def load(self, index: int) -> np.ndarray:
         from radbench.data.readers import read_image
 
-        return read_image(self.paths[index])
+        return read_image(self.paths[index], self.intensity)
 
     def subset(self, indices: np.ndarray) -> "FileImages":
-        return FileImages(tuple(self.paths[int(i)] for i in indices))
+        return FileImages(tuple(self.paths[int(i)] for i in indices), self.intensity)
 
     @property
     def in_memory(self) -> bool:
@@ -116,6 +119,7 @@ class LabeledDataset:
     fingerprint: str  # identity of the data files: changes when any file changes
     split_origin: str  # "official", "column" or "generated(seed=..)"
     notes: tuple[str, ...] = field(default_factory=tuple)
+    volume: VolumeConfig | None = None  # set for 3D data: how volumes become slices and back
 
     @property
     def num_classes(self) -> int:
@@ -157,18 +161,17 @@ class DatasetConfigBase(StrictModel):
 
     name: str
     adapter: str
-    path: Path
+    path: InputPath
     limit: int | None = None  # at most N samples per split (stratified, seeded, patients kept whole)
     task: Task | None = None  # inferred when omitted; `ordinal` must be given
     class_names: list[str] | None = None
     resize: Literal["resize", "pad"] | None = None  # overrides the study's resize mode
     split_seed: int = 0  # seed of generated splits and of `limit` sampling
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
-
-    @field_validator("path", mode="after")
-    @classmethod
-    def _resolve(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return None if value is None else resolve_path(value, info)
+    balance: bool = False  # with limit: equal samples per class (single-label), patients whole
+    intensity: IntensityConfig | None = None  # window preset / [center, width] / percentiles
+    volume: VolumeConfig | None = None  # 3D data: axis, slice sampling, 2.5D, aggregation, spacing
+    on_bad_file: Literal["error", "skip"] = "error"  # unreadable images: stop before extraction, or skip them
 
     @field_validator("limit")
     @classmethod

@@ -12,6 +12,7 @@ from radbench.data.splits import (
     limit_split,
     stratified_patient_split,
 )
+from radbench.data.volumes import VolumeConfig
 from radbench.errors import DataError
 
 
@@ -30,6 +31,7 @@ def assemble_dataset(
     parts: dict[str, Split],
     fingerprint: str,
     split_origin: str,
+    volume: VolumeConfig | None = None,
 ) -> LabeledDataset:
     """`parts` holds the adapter's splits: train/val/test, a subset of them, or one part named "all"."""
     notes: list[str] = []
@@ -67,7 +69,8 @@ def assemble_dataset(
             raise DataError(f"dataset {cfg.name!r}: the {name} split is empty")
     check_no_leakage(splits, cfg.name)
     if cfg.limit is not None:
-        splits = {name: limit_split(split, cfg.limit, task, num_classes, cfg.split_seed) for name, split in splits.items()}
+        splits = {name: limit_split(split, cfg.limit, task, num_classes, cfg.split_seed, cfg.balance)
+                  for name, split in splits.items()}
     check_classes_present(splits["train"], task, class_names, cfg.name, cfg.limit)
     return LabeledDataset(
         name=cfg.name,
@@ -77,5 +80,6 @@ def assemble_dataset(
         fingerprint=fingerprint,
         split_origin=split_origin,
         notes=tuple(notes),
+        volume=volume or cfg.volume,
     )
 

@@ -70,7 +70,7 @@ def load_folder(cfg: FolderConfig) -> LabeledDataset:
             raise DataError(f"{split_root}: no images with extensions {', '.join(cfg.extensions)}")
         ids = np.array([str(p.relative_to(root)) for p in paths])
         patients = np.array([_patient(p, pattern, root) for p in paths]) if pattern else ids.copy()
-        parts[split] = Split(split, ids, patients, np.array(labels, dtype=np.int64), FileImages(tuple(paths)))
+        parts[split] = Split(split, ids, patients, np.array(labels, dtype=np.int64), FileImages(tuple(paths), cfg.intensity))
         all_paths += paths
     task = cfg.task or (Task.BINARY if len(class_names) == 2 else Task.MULTICLASS)
     if task is Task.MULTILABEL:

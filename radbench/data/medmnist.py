@@ -1,4 +1,4 @@
-"""MedMNIST 2D npz files (any size variant), from a local path or downloaded with the `medmnist` package."""
+"""MedMNIST npz files, 2D and 3D (any size variant), from a local path or downloaded with the `medmnist` package."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from pydantic import model_validator
 from radbench.data.base import SPLITS, ArrayImages, DatasetConfigBase, LabeledDataset, Split, Task, content_fingerprint
 from radbench.data.build import assemble_dataset, infer_task
 from radbench.data.registry import ADAPTERS, Adapter
+from radbench.data.volumes import ArrayVolumes, VolumeConfig
 from radbench.errors import DataError
+from radbench.schema import InputPath, OutputPath
 
 MEDMNIST_TASKS = {
     "binary-class": Task.BINARY,
@@ -25,10 +27,10 @@ MEDMNIST_TASKS = {
 
 class MedmnistConfig(DatasetConfigBase):
     adapter: Literal["medmnist"]
-    path: Path | None = None  # a local npz; else `flag` is downloaded
+    path: InputPath | None = None  # a local npz; else `flag` is downloaded
     flag: str | None = None  # MedMNIST name, e.g. pneumoniamnist; also gives class names and task
     size: Literal[28, 64, 128, 224] = 28  # size variant to download
-    root: Path | None = None  # download folder (default ~/.medmnist)
+    root: OutputPath | None = None  # download folder (default ~/.medmnist)
 
     @model_validator(mode="after")
     def _path_or_flag(self) -> "MedmnistConfig":
@@ -97,23 +99,32 @@ def load_medmnist(cfg: MedmnistConfig) -> LabeledDataset:
     task, class_names = _task_and_classes(cfg, flag, labels_all)
     if task is not Task.MULTILABEL:
         parts = {name: replace(p, labels=p.labels[:, 0].astype(np.int64)) for name, p in parts.items()}
-    return assemble_dataset(cfg, task, class_names, parts, content_fingerprint(path), "official")
+    volumes = any(isinstance(p.images, ArrayVolumes) for p in parts.values())
+    if cfg.volume is not None and not volumes:
+        raise DataError(f"{path}: `volume` settings given but the npz holds 2D images")
+    volume = (cfg.volume or VolumeConfig()) if volumes else None
+    return assemble_dataset(cfg, task, class_names, parts, content_fingerprint(path), "official", volume)
+
+
+def is_volume_set(images: np.ndarray) -> bool:
+    """(N, D, H, W) volumes (MedMNIST 3D, e.g. 28^3 or 64^3) rather than (N, H, W, C) colour images."""
+    return images.ndim == 5 or (images.ndim == 4 and images.shape[-1] not in (1, 3))
 
 
 def _split_from_arrays(path: Path, split: str, images: np.ndarray, labels: np.ndarray) -> Split:
-    if images.ndim == 4 and images.shape[-1] not in (1, 3):
-        raise DataError(
-            f"{path}: {split}_images has shape {images.shape}, a 3D volume set; the medmnist adapter reads 2D images"
-        )
+    if images.ndim == 5 and images.shape[1] == 1:  # (N, 1, D, H, W) channel-first volumes
+        images = images[:, 0]
     if images.ndim not in (3, 4):
-        raise DataError(f"{path}: {split}_images has shape {images.shape}; expected (N, H, W) or (N, H, W, C)")
-    if images.ndim == 4 and images.shape[-1] == 1:
+        raise DataError(f"{path}: {split}_images has shape {images.shape}; expected (N, H, W[, C]) or (N, D, H, W)")
+    volumes = is_volume_set(images)
+    if images.ndim == 4 and images.shape[-1] == 1 and not volumes:
         images = images[..., 0]
     if len(labels) != len(images):
         raise DataError(f"{path}: {split} has {len(images)} images but {len(labels)} labels")
     labels = labels.reshape(len(labels), -1) if labels.ndim > 1 else labels.reshape(-1, 1)
     ids = np.array([f"{split}_{i}" for i in range(len(images))])
-    return Split(split, ids, ids.copy(), labels.astype(np.float32), ArrayImages(images))
+    source = ArrayVolumes(images) if volumes else ArrayImages(images)
+    return Split(split, ids, ids.copy(), labels.astype(np.float32), source)
 
 
 def _task_and_classes(cfg: MedmnistConfig, flag: str | None, labels: np.ndarray) -> tuple[Task, tuple[str, ...]]:
@@ -146,5 +157,5 @@ def _task_and_classes(cfg: MedmnistConfig, flag: str | None, labels: np.ndarray)
 
 ADAPTERS.add(
     "medmnist",
-    Adapter("medmnist", MedmnistConfig, load_medmnist, "MedMNIST 2D npz (train/val/test images+labels), any size"),
+    Adapter("medmnist", MedmnistConfig, load_medmnist, "MedMNIST npz, 2D or 3D (train/val/test images+labels), any size"),
 )

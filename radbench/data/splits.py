@@ -78,27 +78,50 @@ def check_no_leakage(splits: dict[str, Split], dataset: str) -> None:
         raise DataError(f"dataset {dataset!r}: sample id {duplicated!r} appears more than once")
 
 
-def limit_split(split: Split, limit: int, task: Task, num_classes: int, seed: int) -> Split:
-    """At most `limit` samples, stratified by label, whole patients, reproducible for a seed."""
-    if len(split) <= limit:
-        return split
-    labels01 = label_matrix(task, split.labels, num_classes)
-    keep_fraction = limit / len(split)
-    chosen, _ = stratified_patient_split(split.patient_ids, labels01, [keep_fraction, 1 - keep_fraction], seed)
+def limit_indices(patient_ids: np.ndarray, labels01: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """At most `limit` sample indices, stratified by `labels01`, whole patients, reproducible for a seed."""
+    if len(patient_ids) <= limit:
+        return np.arange(len(patient_ids))
+    keep_fraction = limit / len(patient_ids)
+    chosen, _ = stratified_patient_split(patient_ids, labels01, [keep_fraction, 1 - keep_fraction], seed)
     if len(chosen) > limit:  # whole patients can overshoot: drop random patients until within the limit
         rng = np.random.default_rng(seed)
-        patients = split.patient_ids[chosen]
-        order = rng.permutation(np.unique(patients))
+        patients = patient_ids[chosen]
         counts = pd.Series(patients).value_counts()
         dropped: set[str] = set()
         total = len(chosen)
-        for patient in order:
+        for patient in rng.permutation(np.unique(patients)):
             if total <= limit:
                 break
             dropped.add(patient)
             total -= int(counts[patient])
         chosen = chosen[~np.isin(patients, list(dropped))]
-    return split.subset(np.sort(chosen))
+    return np.sort(chosen)
+
+
+def balanced_indices(patient_ids: np.ndarray, labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """Class-balanced subsample for single-label data: about limit / C samples per class, whole patients."""
+    classes = np.unique(labels)
+    per_class = max(1, limit // len(classes))
+    chosen = []
+    for offset, value in enumerate(classes):
+        members = np.flatnonzero(labels == value)
+        ones = np.ones((len(members), 1))
+        chosen.append(members[limit_indices(patient_ids[members], ones, per_class, seed + offset)])
+    return np.sort(np.concatenate(chosen))
+
+
+def limit_split(split: Split, limit: int, task: Task, num_classes: int, seed: int, balance: bool = False) -> Split:
+    """At most `limit` samples, stratified by label (or class-balanced), whole patients, reproducible."""
+    if balance:
+        if task is Task.MULTILABEL:
+            from radbench.errors import DataError
+
+            raise DataError("balance: true needs a single-label task")
+        return split.subset(balanced_indices(split.patient_ids, split.labels, limit, seed))
+    if len(split) <= limit:
+        return split
+    return split.subset(limit_indices(split.patient_ids, label_matrix(task, split.labels, num_classes), limit, seed))
 
 
 def check_classes_present(split: Split, task: Task, class_names: tuple[str, ...], dataset: str, limit: int | None) -> None:

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 def to_unit_float(image: np.ndarray) -> torch.Tensor:
     """HxW[xC] array -> (C, H, W) float32 in [0, 1].
 
-    8-bit images are divided by 255; other integer and float images are min-max scaled per image, because
-    16-bit radiographs rarely use the full range (12-bit data stored in 16 bits would otherwise be near black)."""
+    8-bit images are divided by 255; float images already in [0, 1] (readers' windowed output) are kept;
+    other images are min-max scaled per image, because 16-bit radiographs rarely use the full range (12-bit
+    data stored in 16 bits would otherwise be near black)."""
     if not image.flags.writeable or not image.flags.c_contiguous:  # e.g. arrays viewing a PIL image
         image = np.array(image, order="C")
     tensor = torch.from_numpy(image)
@@ -25,6 +26,8 @@ def to_unit_float(image: np.ndarray) -> torch.Tensor:
     if image.dtype == np.uint8:
         return tensor.float() / 255.0
     tensor = tensor.float()
+    if image.dtype.kind == "f" and tensor.min() >= 0.0 and tensor.max() <= 1.0:
+        return tensor
     low, high = tensor.min(), tensor.max()
     if high <= low:
         return torch.zeros_like(tensor)
@@ -40,14 +43,21 @@ class Preprocess:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     interpolation: str = "bicubic"
+    quantize: str | None = None  # set when images come from the preprocessing cache (uint8 / uint16)
 
     def identity(self) -> dict:
         return asdict(self)
 
+    def fit_identity(self) -> dict:
+        """What the size-fitting stage depends on (not the normalisation): the preprocessing cache key."""
+        return {"image_size": self.image_size, "mode": self.mode, "interpolation": self.interpolation}
+
+    def fit_unit(self, image: np.ndarray) -> torch.Tensor:
+        """Decoded image -> (C, S, S) in [0, 1]: the part worth caching on disk."""
+        return self.fit_size(to_unit_float(image))
+
     def __call__(self, image: np.ndarray) -> torch.Tensor:
-        tensor = to_unit_float(image)
-        tensor = to_three_channels(tensor)
-        tensor = self.fit_size(tensor)
+        tensor = to_three_channels(self.fit_unit(image))
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
         return (tensor - mean) / std

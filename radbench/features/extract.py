@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from radbench.backbones import BundleLayout, FeatureBackbone
 from radbench.data.base import ImageSource
 from radbench.data.transforms import Preprocess
+from radbench.data.volumes import VolumeConfig, slice_images
 from radbench.device import autocast
 from radbench.errors import DataError
 from radbench.progress import Reporter
@@ -29,9 +31,27 @@ class PreprocessedImages(Dataset):
         return self.preprocess(self.images.load(index))
 
 
+def default_workers_for_files() -> int:
+    return min(8, max(1, (os.cpu_count() or 2) - 1))
+
+
 def default_workers(images: ImageSource) -> int:
     """Decoding files benefits from workers; in-memory arrays do not."""
-    return 0 if images.in_memory else min(8, max(1, (os.cpu_count() or 2) - 1))
+    return 0 if images.in_memory else default_workers_for_files()
+
+
+class VolumeSlices(Dataset):
+    """One item per volume: its sampled slices, preprocessed, as a (K, 3, S, S) tensor."""
+
+    def __init__(self, volumes, volume_cfg: VolumeConfig, preprocess: Preprocess):
+        self.volumes, self.volume_cfg, self.preprocess = volumes, volume_cfg, preprocess
+
+    def __len__(self) -> int:
+        return len(self.volumes)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        slices = slice_images(self.volumes.load_volume(index), self.volume_cfg)
+        return torch.stack([self.preprocess(image) for image in slices])
 
 
 @contextlib.contextmanager
@@ -80,6 +100,44 @@ def extract_bundle(
             out[position:position + len(batch)] = features.float().cpu().numpy()
             position += len(batch)
             advance(len(batch))
+    if not np.isfinite(out).all():
+        raise FloatingPointError(f"{description}: backbone produced non-finite features")
+    return out
+
+
+@torch.inference_mode()
+def extract_volume_bundle(
+    backbone: FeatureBackbone,
+    layout: BundleLayout,
+    volumes,
+    volume_cfg: VolumeConfig,
+    preprocess: Preprocess,
+    *,
+    device: torch.device,
+    precision: str,
+    batch_size: int,
+    num_workers: int | None,
+    reporter: Reporter,
+    description: str,
+) -> np.ndarray:
+    """Slice features aggregated per volume: (N_volumes, layout.width); mean and/or max over the slices."""
+    model = backbone.model.to(device)
+    workers = default_workers(volumes) if num_workers is None else num_workers
+    loader = DataLoader(VolumeSlices(volumes, volume_cfg, preprocess), batch_size=None, shuffle=False,
+                        num_workers=workers)
+    single = replace(layout, parts=1)
+    out = np.empty((len(volumes), layout.width), dtype=np.float32)
+    with reporter.task(description, len(volumes)) as advance, _clean_worker_errors():
+        for index, stack in enumerate(loader):
+            features = []
+            for chunk in stack.split(batch_size):
+                with autocast(device, precision):
+                    features.append(backbone.forward_bundle(chunk.to(device), single).float().cpu())
+            features = torch.cat(features)
+            parts = {"mean": [features.mean(0)], "max": [features.amax(0)],
+                     "mean+max": [features.mean(0), features.amax(0)]}[volume_cfg.aggregate]
+            out[index] = torch.cat(parts).numpy()
+            advance(1)
     if not np.isfinite(out).all():
         raise FloatingPointError(f"{description}: backbone produced non-finite features")
     return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -11,7 +11,7 @@ from radbench.backbones import BackboneConfig, BackboneDescription, FeatureBackb
 from radbench.data.base import SPLITS, LabeledDataset
 from radbench.data.transforms import Preprocess
 from radbench.features.cache import EXTRACTION_VERSION, CachedFeatures, FeatureCache, ids_digest, stable_hash
-from radbench.features.extract import extract_bundle
+from radbench.features.extract import extract_bundle, extract_volume_bundle
 from radbench.progress import Reporter
 
 
@@ -22,6 +22,7 @@ def feature_key(description: BackboneDescription, preprocess: Preprocess, datase
         "version": EXTRACTION_VERSION,
         "backbone": description.identity,
         "preprocess": preprocess.identity(),
+        "volume": dataset.volume.model_dump(mode="json") if dataset.volume else None,
         "data": dataset.fingerprint,
         "splits": {name: ids_digest(split.sample_ids) for name, split in dataset.splits.items()},
         "dtype": dtype,
@@ -59,6 +60,8 @@ class FeatureProvider:
             return cached
         backbone = self._backbone(cfg, preprocess.image_size)
         layout = backbone.layout(blocks_needed)
+        if dataset.volume is not None:
+            layout = replace(layout, parts=dataset.volume.parts)
         seconds = {}
         for split in SPLITS:
             if self.cache.has_split(key, layout, split):
@@ -66,11 +69,13 @@ class FeatureProvider:
                 continue
             images = dataset.splits[split].images
             start = time.perf_counter()
-            array = extract_bundle(
-                backbone, layout, images, preprocess, device=self.device, precision=self.precision,
-                batch_size=self.batch_size, num_workers=self.num_workers, reporter=self.reporter,
-                description=f"  extract {cfg.display_name} / {dataset.name} / {split}",
-            )
+            options = dict(device=self.device, precision=self.precision, batch_size=self.batch_size,
+                           num_workers=self.num_workers, reporter=self.reporter,
+                           description=f"  extract {cfg.display_name} / {dataset.name} / {split}")
+            if dataset.volume is not None:
+                array = extract_volume_bundle(backbone, layout, images, dataset.volume, preprocess, **options)
+            else:
+                array = extract_bundle(backbone, layout, images, preprocess, **options)
             seconds[split] = time.perf_counter() - start
             self.cache.write_split(key, layout, split, array, self.dtype)
             self.extractions.append(Extraction(cfg.display_name, dataset.name, split, len(images), seconds[split]))

@@ -7,6 +7,8 @@ in the returned notes, never replaced by 0.5."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.metrics import (
     accuracy_score,
@@ -28,9 +30,12 @@ def classification_metrics(
     task: Task, targets: np.ndarray, scores: np.ndarray, class_names: tuple[str, ...]
 ) -> tuple[dict[str, float], dict]:
     """Returns (metrics, notes). Per-class AUROCs appear as `auroc/<class>`."""
-    if task is Task.MULTILABEL:
-        return _multilabel(targets, scores, class_names)
-    return _single_label(task, targets, scores, class_names)
+    with warnings.catch_warnings():
+        # a split where some class is absent is expected in small studies; the notes say which metric it affects
+        warnings.simplefilter("ignore", UserWarning)
+        if task is Task.MULTILABEL:
+            return _multilabel(targets, scores, class_names)
+        return _single_label(task, targets, scores, class_names)
 
 
 def _single_label(task: Task, targets: np.ndarray, scores: np.ndarray, class_names: tuple[str, ...]):

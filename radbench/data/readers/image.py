@@ -1,4 +1,4 @@
-"""Decoding image files into numpy arrays, with errors that name the file."""
+"""PNG/JPEG/TIFF decoding with Pillow, with errors that name the file."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from PIL import Image, UnidentifiedImageError
 
 from radbench.errors import DataError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+PIL_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-def read_image(path: Path) -> np.ndarray:
+def read_pil_image(path: Path) -> np.ndarray:
     """Read a PNG/JPEG/TIFF as HxW (grayscale, 8 or 16 bit) or HxWx3 (colour) array.
 
     RGBA/LA/palette images drop alpha (a few NIH ChestX-ray14 PNGs are RGBA)."""

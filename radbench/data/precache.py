@@ -1,0 +1,152 @@
+"""Preprocessing cache: decode + window + resize every image once into a memory-mapped uint8/uint16 array.
+
+Decoding a 1024^2 PNG costs ~17 ms per core and a compressed DICOM more; on a GPU that, not the model,
+bounds extraction. The array (one per split, at the model's input size) is content-hashed, written to a
+temporary file and renamed, and reused by every backbone with the same input size and resize settings.
+Building it decodes every file, so it is also where unreadable files are found: their count and names stop
+the run before extraction, or they are left out with `on_bad_file: skip`."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import DataLoader, Dataset
+
+from radbench.data.base import FileImages, ImageSource, LabeledDataset
+from radbench.data.transforms import Preprocess
+from radbench.errors import DataError
+from radbench.progress import Reporter
+
+PRECACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PrecachedImages:
+    """Images already at the input size, read from the memory-mapped cache as float32 in [0, 1]."""
+
+    path: Path
+    indices: np.ndarray
+
+    def _array(self) -> np.ndarray:
+        return np.load(self.path, mmap_mode="r")
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def load(self, index: int) -> np.ndarray:
+        image = self._array()[int(self.indices[index])]
+        return image.astype(np.float32) / float(np.iinfo(image.dtype).max)
+
+    def subset(self, indices: np.ndarray) -> "PrecachedImages":
+        return PrecachedImages(self.path, self.indices[np.asarray(indices, dtype=np.int64)])
+
+    @property
+    def in_memory(self) -> bool:
+        return True  # no decoding: worker processes would only add overhead
+
+
+class _Decode(Dataset):
+    """(index, quantised image at input size) or (index, error message) — errors are collected, not raised."""
+
+    def __init__(self, images: ImageSource, preprocess: Preprocess, dtype: str):
+        self.images, self.preprocess, self.dtype = images, preprocess, np.dtype(dtype)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        try:
+            unit = self.preprocess.fit_unit(self.images.load(index))  # (C, S, S) in [0, 1]
+        except DataError as error:
+            return index, str(error)
+        scale = float(np.iinfo(self.dtype).max)
+        return index, (unit.permute(1, 2, 0).numpy() * scale).round().astype(self.dtype)
+
+
+def wants_precache(images: ImageSource, mode: str) -> bool:
+    if mode == "off" or getattr(images, "is_volume", False) or isinstance(images, PrecachedImages):
+        return False
+    return mode == "on" or isinstance(images, FileImages)
+
+
+def build_split(images: ImageSource, preprocess: Preprocess, target: Path, dtype: str, workers: int,
+                reporter: Reporter, description: str) -> list[tuple[int, str]]:
+    """Write the split's array to `target` atomically; returns the (index, message) of unreadable images."""
+    size = preprocess.image_size
+    loader = DataLoader(_Decode(images, preprocess, dtype), batch_size=16, num_workers=workers,
+                        collate_fn=lambda items: items)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp.npy")
+    array = None
+    bad: list[tuple[int, str]] = []
+    with reporter.task(description, len(images)) as advance:
+        for items in loader:
+            for index, value in items:
+                if isinstance(value, str):
+                    bad.append((index, value))
+                    continue
+                if array is None:  # channel count of the first readable image (gray: 1, colour: 3)
+                    channels = value.shape[2]
+                    shape = (len(images), size, size) if channels == 1 else (len(images), size, size, 3)
+                    array = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=shape)
+                array[index] = _match_channels(value, array.ndim)
+            advance(len(items))
+    if array is None:
+        raise DataError(f"{description}: no readable image ({bad[0][1] if bad else 'empty split'})")
+    array.flush()
+    del array
+    os.replace(temporary, target)
+    return bad
+
+
+def _match_channels(image: np.ndarray, ndim: int) -> np.ndarray:
+    if ndim == 3:  # grayscale cache
+        return image[..., 0] if image.shape[2] == 1 else image.mean(axis=2).round().astype(image.dtype)
+    return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+
+
+def precache_dataset(dataset: LabeledDataset, preprocess: Preprocess, root: Path, dtype: str, mode: str,
+                     on_bad_file: str, workers: int, reporter: Reporter) -> tuple[LabeledDataset, Preprocess]:
+    """The dataset reading its 2D images from the preprocessing cache (built when missing), and the
+    preprocessing that matches it. Unreadable files stop the run, or are left out with on_bad_file: skip."""
+    if not any(wants_precache(s.images, mode) for s in dataset.splits.values()):
+        return dataset, preprocess
+    from radbench.features.cache import ids_digest, stable_hash
+
+    cached_preprocess = replace(preprocess, quantize=dtype)
+    key = stable_hash({"version": PRECACHE_VERSION, "data": dataset.fingerprint, "fit": preprocess.fit_identity(),
+                       "dtype": dtype, "splits": {n: ids_digest(s.sample_ids) for n, s in dataset.splits.items()}})
+    folder = Path(root) / key
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest_path = folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"bad": {}}
+    for name, split in dataset.splits.items():
+        target = folder / f"{name}.npy"
+        if not target.is_file():
+            bad = build_split(split.images, preprocess, target, dtype, workers, reporter,
+                              f"  preprocess {dataset.name} / {name} -> {preprocess.image_size} px")
+            manifest["bad"][name] = [[int(i), message] for i, message in bad]
+            manifest_path.write_text(json.dumps(manifest, indent=1))
+        else:
+            reporter.info(f"  preprocessed images: cache hit {dataset.name} / {name}")
+    bad_total = [(name, i, m) for name, items in manifest["bad"].items() for i, m in items]
+    if bad_total and on_bad_file == "error":
+        listed = "; ".join(m for _, _, m in bad_total[:5]) + (" ..." if len(bad_total) > 5 else "")
+        raise DataError(f"dataset {dataset.name!r}: {len(bad_total)} unreadable image(s): {listed} "
+                        "(set `on_bad_file: skip` to leave them out)")
+    splits = {}
+    for name, split in dataset.splits.items():
+        drop = {i for i, _ in manifest["bad"].get(name, [])}
+        keep = np.array([i for i in range(len(split)) if i not in drop], dtype=np.int64)
+        cached = PrecachedImages(folder / f"{name}.npy", np.arange(len(split)))
+        splits[name] = replace(split, images=cached).subset(keep)
+    notes = dataset.notes
+    if bad_total:
+        reporter.warn(f"dataset {dataset.name}: {len(bad_total)} unreadable image(s) left out (on_bad_file: skip)")
+        notes = (*notes, f"{len(bad_total)} unreadable images left out: " + ", ".join(
+            str(dataset.splits[n].sample_ids[i]) for n, i, _ in bad_total))
+    return replace(dataset, splits=splits, notes=notes), cached_preprocess
+

@@ -1,0 +1,178 @@
+"""Segmentation datasets: images paired with masks, 2D (PNG masks) or 3D (label volumes).
+
+Masks become integer class maps (0 = background). Pairing and sizes are checked when the dataset is
+loaded, from file headers only, so a mismatch is reported before any work; a mask value outside the
+dataset's classes is reported with the file when the mask is read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from radbench.data.base import SPLITS, DatasetConfigBase
+from radbench.data.splits import check_no_leakage, limit_indices, stratified_patient_split
+from radbench.data.volumes import VolumeConfig
+from radbench.errors import DataError
+
+
+@dataclass(frozen=True)
+class MaskFiles:
+    """2D masks: `threshold` binarises anti-aliased masks (value > threshold is class 1); else stored values
+    map through `values` (e.g. {0: 0, 255: 1}) and anything else is an error naming the file."""
+
+    paths: tuple[Path, ...]
+    threshold: int | None = None
+    values: dict[int, int] | None = None
+    num_classes: int = 2
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int) -> np.ndarray:
+        from radbench.data.readers.image import read_pil_image
+
+        path = self.paths[index]
+        raw = read_pil_image(path)
+        if raw.ndim == 3:
+            raw = raw[..., 0]
+        if self.threshold is not None:
+            return (raw > self.threshold).astype(np.int64)
+        return map_mask_values(raw, self.values, self.num_classes, path)
+
+    def subset(self, indices: np.ndarray) -> "MaskFiles":
+        return replace(self, paths=tuple(self.paths[int(i)] for i in indices))
+
+
+@dataclass(frozen=True)
+class UnionMasks:
+    """Several binary mask files per sample combined into one map (Montgomery: left and right lung)."""
+
+    groups: tuple[tuple[Path, ...], ...]
+    separate: bool = False  # False: union is class 1; True: file k is class k+1
+    threshold: int = 127
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def load(self, index: int) -> np.ndarray:
+        from radbench.data.readers.image import read_pil_image
+
+        out = None
+        for k, path in enumerate(self.groups[index]):
+            mask = read_pil_image(path)
+            mask = (mask[..., 0] if mask.ndim == 3 else mask) > self.threshold
+            out = np.zeros(mask.shape, dtype=np.int64) if out is None else out
+            out[mask] = k + 1 if self.separate else 1
+        return out
+
+    def subset(self, indices: np.ndarray) -> "UnionMasks":
+        return replace(self, groups=tuple(self.groups[int(i)] for i in indices))
+
+
+@dataclass(frozen=True)
+class LabelVolumes:
+    """3D label maps (NIfTI / NRRD), canonical orientation like the images, values checked against classes."""
+
+    paths: tuple[Path, ...]
+    num_classes: int
+    values: dict[int, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load_volume(self, index: int):
+        from radbench.data.readers.volume import read_volume
+
+        volume = read_volume(self.paths[index])
+        labels = np.rint(volume.array).astype(np.int64)
+        return volume.with_array(map_mask_values(labels, self.values, self.num_classes, self.paths[index]))
+
+    def subset(self, indices: np.ndarray) -> "LabelVolumes":
+        return replace(self, paths=tuple(self.paths[int(i)] for i in indices))
+
+
+def map_mask_values(raw: np.ndarray, values: dict[int, int] | None, num_classes: int, path: Path) -> np.ndarray:
+    present = np.unique(raw)
+    if values is not None:
+        unknown = [int(v) for v in present if int(v) not in values]
+        if unknown:
+            raise DataError(f"{path}: mask value {unknown[0]} is not in mask_values {sorted(values)}")
+        lookup = np.zeros(int(present.max()) + 1, dtype=np.int64)
+        for stored, label in values.items():
+            if stored < len(lookup):
+                lookup[stored] = label
+        return lookup[raw.astype(np.int64)]
+    if present.min() < 0 or present.max() >= num_classes:
+        bad = [int(v) for v in present if v < 0 or v >= num_classes][0]
+        hint = "; set mask_threshold for anti-aliased masks" if len(present) > num_classes else ""
+        raise DataError(f"{path}: mask value {bad} is outside the {num_classes} classes (0..{num_classes - 1}){hint}")
+    return raw.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class SegSplit:
+    name: str
+    sample_ids: np.ndarray
+    patient_ids: np.ndarray
+    images: object  # ImageSource (2D) or VolumeSource (3D)
+    masks: object  # MaskFiles / UnionMasks / LabelVolumes
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    def subset(self, indices: np.ndarray) -> "SegSplit":
+        indices = np.asarray(indices, dtype=np.int64)
+        return replace(self, sample_ids=self.sample_ids[indices], patient_ids=self.patient_ids[indices],
+                       images=self.images.subset(indices), masks=self.masks.subset(indices))
+
+    def renamed(self, name: str) -> "SegSplit":
+        return replace(self, name=name)
+
+
+@dataclass(frozen=True)
+class SegmentationDataset:
+    name: str
+    class_names: tuple[str, ...]  # index 0 is the background
+    splits: dict[str, SegSplit]
+    fingerprint: str
+    split_origin: str
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    volume: VolumeConfig | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def assemble_segmentation(cfg: DatasetConfigBase, class_names: tuple[str, ...], parts: dict[str, SegSplit],
+                          fingerprint: str, origin: str, volume: VolumeConfig | None = None,
+                          notes: tuple[str, ...] = ()) -> SegmentationDataset:
+    """Patient-level splits (generated when the layout has none, val carved from train), leakage check, limit."""
+    notes = list(notes)
+    splits = dict(parts)
+    fractions = list(cfg.split_fractions)
+    if "all" in splits:
+        whole = splits.pop("all")
+        ones = np.ones((len(whole), 1))
+        indices = stratified_patient_split(whole.patient_ids, ones, fractions, cfg.split_seed)
+        splits = {name: whole.subset(idx).renamed(name) for name, idx in zip(SPLITS, indices)}
+        origin = f"generated(seed={cfg.split_seed}, fractions={fractions})"
+    for missing in ("val", "test"):
+        if missing not in splits:
+            share = fractions[SPLITS.index(missing)] / (fractions[0] + fractions[SPLITS.index(missing)])
+            train = splits["train"]
+            rest, carved = stratified_patient_split(train.patient_ids, np.ones((len(train), 1)), [1 - share, share],
+                                                    cfg.split_seed)
+            splits["train"], splits[missing] = train.subset(rest).renamed("train"), train.subset(carved).renamed(missing)
+            notes.append(f"{missing} split carved from train ({len(carved)} samples, patient-level)")
+    for name in SPLITS:
+        if len(splits[name]) == 0:
+            raise DataError(f"dataset {cfg.name!r}: the {name} split is empty (too few samples to split)")
+    check_no_leakage(splits, cfg.name)
+    if cfg.limit is not None:
+        splits = {n: s.subset(limit_indices(s.patient_ids, np.ones((len(s), 1)), cfg.limit, cfg.split_seed))
+                  for n, s in splits.items()}
+    return SegmentationDataset(cfg.name, class_names, {n: splits[n] for n in SPLITS}, fingerprint, origin,
+                               tuple(notes), volume)
