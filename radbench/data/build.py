@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from radbench.data.base import SPLITS, DatasetConfigBase, LabeledDataset, Split, Task
-from radbench.data.splits import (
-    check_classes_present,
-    check_no_leakage,
-    label_matrix,
-    limit_split,
-    stratified_patient_split,
-)
+from radbench.data.base import DatasetConfigBase, LabeledDataset, Split, Task
+from radbench.data.splits import check_classes_present, complete_splits, label_matrix, limit_split
 from radbench.data.volumes import VolumeConfig
 from radbench.errors import DataError
 
@@ -34,7 +28,6 @@ def assemble_dataset(
     volume: VolumeConfig | None = None,
 ) -> LabeledDataset:
     """`parts` holds the adapter's splits: train/val/test, a subset of them, or one part named "all"."""
-    notes: list[str] = []
     num_classes = len(class_names)
     if cfg.class_names is not None:
         if len(cfg.class_names) != num_classes:
@@ -42,32 +35,10 @@ def assemble_dataset(
                 f"dataset {cfg.name!r}: class_names has {len(cfg.class_names)} names but the data has {num_classes} classes"
             )
         class_names = tuple(cfg.class_names)
-    splits = dict(parts)
-    fractions = list(cfg.split_fractions)
-    if "all" in splits:
-        whole = splits.pop("all")
-        indices = stratified_patient_split(
-            whole.patient_ids, label_matrix(task, whole.labels, num_classes), fractions, cfg.split_seed
-        )
-        splits = {name: whole.subset(idx).renamed(name) for name, idx in zip(SPLITS, indices)}
-        split_origin = f"generated(seed={cfg.split_seed}, fractions={fractions})"
-    if "train" not in splits:
-        raise DataError(f"dataset {cfg.name!r}: no training split")
-    for missing in ("val", "test"):
-        if missing not in splits:
-            # carve from train, patient-level; never from test, so test is never used for a choice
-            share = fractions[SPLITS.index(missing)] / (fractions[0] + fractions[SPLITS.index(missing)])
-            train = splits["train"]
-            rest, carved = stratified_patient_split(
-                train.patient_ids, label_matrix(task, train.labels, num_classes), [1 - share, share], cfg.split_seed
-            )
-            splits["train"] = train.subset(rest).renamed("train")
-            splits[missing] = train.subset(carved).renamed(missing)
-            notes.append(f"{missing} split carved from train ({len(carved)} samples, patient-level, seed {cfg.split_seed})")
-    for name in SPLITS:
-        if len(splits[name]) == 0:
-            raise DataError(f"dataset {cfg.name!r}: the {name} split is empty")
-    check_no_leakage(splits, cfg.name)
+    splits, generated, notes = complete_splits(
+        parts, lambda split: label_matrix(task, split.labels, num_classes), list(cfg.split_fractions),
+        cfg.split_seed, cfg.name)
+    split_origin = generated or split_origin
     if cfg.limit is not None:
         splits = {name: limit_split(split, cfg.limit, task, num_classes, cfg.split_seed, cfg.balance)
                   for name, split in splits.items()}
@@ -76,7 +47,7 @@ def assemble_dataset(
         name=cfg.name,
         task=task,
         class_names=class_names,
-        splits={name: splits[name] for name in SPLITS},
+        splits=splits,
         fingerprint=fingerprint,
         split_origin=split_origin,
         notes=tuple(notes),

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from radbench.data.base import SPLITS, DatasetConfigBase
-from radbench.data.splits import check_no_leakage, limit_indices, stratified_patient_split
+from radbench.data.base import DatasetConfigBase
+from radbench.data.splits import complete_splits, limit_indices
 from radbench.data.volumes import VolumeConfig
 from radbench.errors import DataError
 
@@ -150,29 +150,10 @@ def assemble_segmentation(cfg: DatasetConfigBase, class_names: tuple[str, ...], 
                           fingerprint: str, origin: str, volume: VolumeConfig | None = None,
                           notes: tuple[str, ...] = ()) -> SegmentationDataset:
     """Patient-level splits (generated when the layout has none, val carved from train), leakage check, limit."""
-    notes = list(notes)
-    splits = dict(parts)
-    fractions = list(cfg.split_fractions)
-    if "all" in splits:
-        whole = splits.pop("all")
-        ones = np.ones((len(whole), 1))
-        indices = stratified_patient_split(whole.patient_ids, ones, fractions, cfg.split_seed)
-        splits = {name: whole.subset(idx).renamed(name) for name, idx in zip(SPLITS, indices)}
-        origin = f"generated(seed={cfg.split_seed}, fractions={fractions})"
-    for missing in ("val", "test"):
-        if missing not in splits:
-            share = fractions[SPLITS.index(missing)] / (fractions[0] + fractions[SPLITS.index(missing)])
-            train = splits["train"]
-            rest, carved = stratified_patient_split(train.patient_ids, np.ones((len(train), 1)), [1 - share, share],
-                                                    cfg.split_seed)
-            splits["train"], splits[missing] = train.subset(rest).renamed("train"), train.subset(carved).renamed(missing)
-            notes.append(f"{missing} split carved from train ({len(carved)} samples, patient-level)")
-    for name in SPLITS:
-        if len(splits[name]) == 0:
-            raise DataError(f"dataset {cfg.name!r}: the {name} split is empty (too few samples to split)")
-    check_no_leakage(splits, cfg.name)
+    splits, generated, carved = complete_splits(parts, lambda split: np.ones((len(split), 1)),
+                                                list(cfg.split_fractions), cfg.split_seed, cfg.name)
+    origin, notes = generated or origin, [*notes, *carved]
     if cfg.limit is not None:
         splits = {n: s.subset(limit_indices(s.patient_ids, np.ones((len(s), 1)), cfg.limit, cfg.split_seed))
                   for n, s in splits.items()}
-    return SegmentationDataset(cfg.name, class_names, {n: splits[n] for n in SPLITS}, fingerprint, origin,
-                               tuple(notes), volume)
+    return SegmentationDataset(cfg.name, class_names, splits, fingerprint, origin, tuple(notes), volume)

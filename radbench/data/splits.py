@@ -7,6 +7,7 @@ import pandas as pd
 
 from radbench.data.base import Split, Task
 from radbench.errors import DataError
+from radbench.errors import DataError
 
 
 def label_matrix(task: Task, labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -58,6 +59,34 @@ def stratified_patient_split(
         for patient in members[np.argsort(order_noise[members])]:
             place(patient, need_label[:, label].copy())
     return [np.flatnonzero(np.isin(inverse, np.flatnonzero(assignment == part))) for part in range(len(fractions))]
+
+
+def complete_splits(parts: dict, strata, fractions: list[float], seed: int, dataset: str) -> tuple[dict, str | None, list[str]]:
+    """train/val/test from an adapter's parts: one part "all" is split by patient, a missing val or test split
+    is carved from train (never from test, so test is never used for a choice); then the leakage check.
+    `strata(split)` gives the (N, C) 0/1 matrix to stratify on. Returns (splits, generated origin, notes)."""
+    from radbench.data.base import SPLITS
+
+    splits, origin, notes = dict(parts), None, []
+    if "all" in splits:
+        whole = splits.pop("all")
+        indices = stratified_patient_split(whole.patient_ids, strata(whole), fractions, seed)
+        splits = {name: whole.subset(idx).renamed(name) for name, idx in zip(SPLITS, indices)}
+        origin = f"generated(seed={seed}, fractions={fractions})"
+    if "train" not in splits:
+        raise DataError(f"dataset {dataset!r}: no training split")
+    for missing in ("val", "test"):
+        if missing not in splits:
+            share = fractions[SPLITS.index(missing)] / (fractions[0] + fractions[SPLITS.index(missing)])
+            train = splits["train"]
+            rest, carved = stratified_patient_split(train.patient_ids, strata(train), [1 - share, share], seed)
+            splits["train"], splits[missing] = train.subset(rest).renamed("train"), train.subset(carved).renamed(missing)
+            notes.append(f"{missing} split carved from train ({len(carved)} samples, patient-level, seed {seed})")
+    for name in SPLITS:
+        if len(splits[name]) == 0:
+            raise DataError(f"dataset {dataset!r}: the {name} split is empty (too few samples to split)")
+    check_no_leakage(splits, dataset)
+    return {name: splits[name] for name in SPLITS}, origin, notes
 
 
 def check_no_leakage(splits: dict[str, Split], dataset: str) -> None:
@@ -115,8 +144,6 @@ def limit_split(split: Split, limit: int, task: Task, num_classes: int, seed: in
     """At most `limit` samples, stratified by label (or class-balanced), whole patients, reproducible."""
     if balance:
         if task is Task.MULTILABEL:
-            from radbench.errors import DataError
-
             raise DataError("balance: true needs a single-label task")
         return split.subset(balanced_indices(split.patient_ids, split.labels, limit, seed))
     if len(split) <= limit:

@@ -65,6 +65,21 @@ def _clean_worker_errors():
         raise DataError(last.split("DataError: ", 1)[-1]) from None
 
 
+def _run(rows: int, width: int, loader, embed, reporter: Reporter, description: str) -> np.ndarray:
+    """Fill an (rows, width) array from `embed(item) -> (n, width)` over the loader, with a progress bar."""
+    out = np.empty((rows, width), dtype=np.float32)
+    position = 0
+    with reporter.task(description, rows) as advance, _clean_worker_errors():
+        for item in loader:
+            features = embed(item)
+            out[position:position + len(features)] = features
+            position += len(features)
+            advance(len(features))
+    if not np.isfinite(out).all():
+        raise FloatingPointError(f"{description}: backbone produced non-finite features")
+    return out
+
+
 @torch.inference_mode()
 def extract_bundle(
     backbone: FeatureBackbone,
@@ -82,27 +97,19 @@ def extract_bundle(
     model = backbone.model.to(device)
     channels_last = device.type == "cuda" and backbone.layout_kind == "pooled"
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)
     workers = default_workers(images) if num_workers is None else num_workers
-    loader = DataLoader(
-        PreprocessedImages(images, preprocess), batch_size=batch_size, shuffle=False, num_workers=workers,
-        pin_memory=device.type == "cuda", persistent_workers=False,
-    )
-    out = np.empty((len(images), layout.width), dtype=np.float32)
-    position = 0
-    with reporter.task(description, len(images)) as advance, _clean_worker_errors():
-        for batch in loader:
-            batch = batch.to(device, non_blocking=True)
-            if channels_last:
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            with autocast(device, precision):
-                features = backbone.forward_bundle(batch, layout)
-            out[position:position + len(batch)] = features.float().cpu().numpy()
-            position += len(batch)
-            advance(len(batch))
-    if not np.isfinite(out).all():
-        raise FloatingPointError(f"{description}: backbone produced non-finite features")
-    return out
+    loader = DataLoader(PreprocessedImages(images, preprocess), batch_size=batch_size, shuffle=False,
+                        num_workers=workers, pin_memory=device.type == "cuda")
+
+    def embed(batch: torch.Tensor) -> np.ndarray:
+        batch = batch.to(device, non_blocking=True)
+        if channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with autocast(device, precision):
+            return backbone.forward_bundle(batch, layout).float().cpu().numpy()
+
+    return _run(len(images), layout.width, loader, embed, reporter, description)
 
 
 @torch.inference_mode()
@@ -121,23 +128,20 @@ def extract_volume_bundle(
     description: str,
 ) -> np.ndarray:
     """Slice features aggregated per volume: (N_volumes, layout.width); mean and/or max over the slices."""
-    model = backbone.model.to(device)
+    backbone.model.to(device)
     workers = default_workers(volumes) if num_workers is None else num_workers
     loader = DataLoader(VolumeSlices(volumes, volume_cfg, preprocess), batch_size=None, shuffle=False,
                         num_workers=workers)
     single = replace(layout, parts=1)
-    out = np.empty((len(volumes), layout.width), dtype=np.float32)
-    with reporter.task(description, len(volumes)) as advance, _clean_worker_errors():
-        for index, stack in enumerate(loader):
-            features = []
-            for chunk in stack.split(batch_size):
-                with autocast(device, precision):
-                    features.append(backbone.forward_bundle(chunk.to(device), single).float().cpu())
-            features = torch.cat(features)
-            parts = {"mean": [features.mean(0)], "max": [features.amax(0)],
-                     "mean+max": [features.mean(0), features.amax(0)]}[volume_cfg.aggregate]
-            out[index] = torch.cat(parts).numpy()
-            advance(1)
-    if not np.isfinite(out).all():
-        raise FloatingPointError(f"{description}: backbone produced non-finite features")
-    return out
+
+    def embed(stack: torch.Tensor) -> np.ndarray:
+        features = []
+        for chunk in stack.split(batch_size):
+            with autocast(device, precision):
+                features.append(backbone.forward_bundle(chunk.to(device), single).float().cpu())
+        features = torch.cat(features)
+        parts = {"mean": [features.mean(0)], "max": [features.amax(0)],
+                 "mean+max": [features.mean(0), features.amax(0)]}[volume_cfg.aggregate]
+        return torch.cat(parts).numpy()[None]
+
+    return _run(len(volumes), layout.width, loader, embed, reporter, description)
