@@ -148,3 +148,18 @@ def test_medmnist_multilabel_and_ordinal_tasks_from_the_flag(tmp_path, pneumonia
     np.savez(tmp_path / "retinamnist.npz", **retina)
     dataset = load_dataset(config("medmnist", path=str(tmp_path / "retinamnist.npz")))
     assert dataset.task is Task.ORDINAL and dataset.class_names == ("0", "1", "2", "3", "4")
+
+
+def test_class_balanced_limit_keeps_patients_whole(pneumonia_npz, nih_labels):
+    dataset = load_dataset(config("medmnist", path=str(pneumonia_npz), limit=100, balance=True))
+    for split in dataset.splits.values():
+        assert np.bincount(split.labels).tolist() == [50, 50]  # pneumonia is 9:1 in train, 1:1 after balancing
+    views = load_dataset(nih_config(nih_labels, label_columns=["View Position"], limit=30, balance=True))
+    full = pd.read_csv(nih_labels).groupby("Patient ID").size()
+    train = views.splits["train"]
+    counts = np.bincount(train.labels)
+    assert abs(counts[0] - counts[1]) <= 5  # AP vs PA balanced, up to whole patients (patient 13 has 6 images)
+    for patient, count in pd.Series(train.patient_ids).value_counts().items():
+        assert count == full[int(patient)]
+    with pytest.raises(DataError, match="balance: true needs a single-label task"):
+        load_dataset(nih_config(nih_labels, limit=30, balance=True))
