@@ -134,12 +134,12 @@ def _print_summary(output_dir: Path, split: str = "test") -> None:
 
     table_data = summary(_open_store(output_dir), split)
     metrics = [m for m in SUMMARY_METRICS if m in table_data.columns]
-    table = Table(title=f"{split} metrics (mean ± std over seeds) — {output_dir}")
-    for column in ["backbone", "dataset", "protocol", "seeds", *metrics]:
-        table.add_column(column, justify="right" if column in metrics or column == "seeds" else "left")
+    table = Table(title=f"{split} metrics (mean ± std over seeds and repeats) — {output_dir}")
+    for column in ["backbone", "dataset", "protocol", "runs", *metrics]:
+        table.add_column(column, justify="right" if column in metrics or column == "runs" else "left")
     for row in table_data.itertuples(index=False):
         values = row._asdict()
-        cells = [str(values["backbone"]), str(values["dataset"]), str(values["protocol"]), str(values["seeds"])]
+        cells = [str(values["backbone"]), str(values["dataset"]), str(values["protocol"]), str(values["runs"])]
         cells += [format_cell(values[m], values[f"{m}_std"]) for m in metrics]
         table.add_row(*cells)
     out.print(table)

@@ -3,38 +3,25 @@ pending (protocol, seed) job, storing each job atomically. Finished jobs are ski
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from radbench.backbones import BackboneConfig, BackboneDescription, describe_backbone
 from radbench.backbones.layout import blocks_needed
-from radbench.config import ProtocolEntry, StudyConfig
+from radbench.config import StudyConfig
 from radbench.data import LabeledDataset, load_dataset
 from radbench.data.base import DatasetConfigBase
 from radbench.data.precache import precache_dataset
 from radbench.data.transforms import Preprocess
 from radbench.device import effective_precision, resolve_device
-from radbench.features.cache import FeatureCache, stable_hash
+from radbench.features.cache import FeatureCache
 from radbench.features.extract import default_workers_for_files
 from radbench.features.provider import Extraction, FeatureProvider, feature_key
 from radbench.features.source import FeatureSource
-from radbench.metrics import default_selection_metric
+from radbench.jobs import plan_jobs, run_job
 from radbench.progress import Reporter
-from radbench.protocols import PROTOCOLS, ProtocolInput
-from radbench.results import JobRecord, ResultsStore
-
-
-@dataclass
-class Job:
-    backbone: BackboneConfig
-    dataset: LabeledDataset
-    protocol: ProtocolEntry
-    seed: int
-    feature_types: list[str]
-    selection_metric: str
-    key: str
+from radbench.protocols import ProtocolInput
+from radbench.protocols.base import ImageContext
+from radbench.results import ResultsStore
 
 
 @dataclass
@@ -73,22 +60,6 @@ def preprocess_for(study: StudyConfig, backbone: BackboneConfig, description: Ba
     )
 
 
-def plan_jobs(study: StudyConfig, backbone: BackboneConfig, dataset: LabeledDataset, features_key: str) -> list[Job]:
-    jobs = []
-    for entry in study.protocols:
-        feature_types = entry.config.feature_types(study.settings.features)
-        metric = entry.config.selection_metric or study.settings.selection_metric or default_selection_metric(dataset.task)
-        for seed in study.settings.seeds:
-            key = stable_hash({
-                "features": features_key, "backbone": backbone.display_name, "dataset": dataset.name,
-                "protocol": entry.type, "label": entry.label,
-                "config": entry.config.model_dump(mode="json", exclude={"name"}),
-                "feature_types": feature_types, "selection_metric": metric, "seed": seed,
-            }, length=20)
-            jobs.append(Job(backbone, dataset, entry, seed, feature_types, metric, key))
-    return jobs
-
-
 def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only: bool = False) -> RunSummary:
     reporter = reporter or Reporter()
     settings = study.settings
@@ -115,61 +86,47 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
             summary.jobs_total += len(jobs)
             summary.jobs_skipped += len(jobs) - len(pending)
             reporter.info(f"{backbone.display_name} x {dataset.name}: {len(pending)} of {len(jobs)} jobs to run")
-            if not pending and not extract_only:
-                continue
-            needed = max(blocks_needed(t) for job in jobs for t in job.feature_types)
-            cached = provider.get(backbone, description, dataset, preprocess, needed)
-            if extract_only:
-                continue
-            features = FeatureSource(cached.bundle, cached.layout.columns)  # shared by every job here
-            extract_seconds = sum(cached.manifest.get("extract_seconds", {}).values())
-            for job in pending:
-                record = run_job(study, job, features, cached, device, reporter, preprocess, extract_seconds)
-                store.save(record)
-                summary.jobs_run += 1
+            feature_jobs = [job for job in (jobs if extract_only else pending) if job.uses_features]
+            base = dict(study=study, reporter=reporter, dataset=dataset, preprocess=preprocess, device=device)
+            if feature_jobs:
+                needed = max(blocks_needed(t) for job in feature_jobs for t in job.feature_types)
+                cached = provider.get(backbone, description, dataset, preprocess, needed)
+                if not extract_only:
+                    _run_feature_jobs(feature_jobs, cached, store, summary, **base)
+            image_jobs = [job for job in pending if not job.uses_features]
+            if image_jobs and not extract_only:
+                model = provider.backbone(backbone, preprocess.image_size)
+                workers = 0 if dataset.splits["train"].images.in_memory else default_workers_for_files()
+                context = ImageContext(dataset, preprocess, model, precision,
+                                       workers if settings.num_workers is None else settings.num_workers,
+                                       study.feature_cache_dir / f"{key}-tokens")
+                for job in image_jobs:
+                    inputs = _inputs(job, dataset, None, device, reporter, images=context)
+                    store.save(run_job(study, job, inputs, reporter, preprocess, description.identity, None, None))
+                    summary.jobs_run += 1
         provider.release()
     summary.extractions = provider.extractions
     return summary
 
 
-def run_job(study: StudyConfig, job: Job, features: FeatureSource, cached, device, reporter: Reporter,
-            preprocess: Preprocess, extract_seconds: float) -> JobRecord:
-    dataset, entry = job.dataset, job.protocol
-    feature_types = list(dict.fromkeys(cached.layout.resolve(t) for t in job.feature_types))
-    reporter.info(f"  {entry.label} (seed {job.seed}): features {', '.join(feature_types)}")
-    inputs = ProtocolInput(
+def _run_feature_jobs(jobs, cached, store, summary, *, study, reporter, dataset, preprocess, device) -> None:
+    features = FeatureSource(cached.bundle, cached.layout.columns)  # shared by every job here
+    manifest = cached.manifest
+    images = sum(split["n"] for split in manifest["splits"].values())
+    costs = {"backbone_params": float(manifest.get("backbone_params", 0)),
+             "infer_ms_per_image": 1000 * sum(manifest.get("extract_seconds", {}).values()) / max(1, images)}
+    for job in jobs:
+        inputs = _inputs(job, dataset, features, device, reporter,
+                         feature_types=list(dict.fromkeys(cached.layout.resolve(t) for t in job.feature_types)))
+        store.save(run_job(study, job, inputs, reporter, preprocess, manifest["backbone"], costs, cached.folder.name))
+        summary.jobs_run += 1
+
+
+def _inputs(job, dataset, features, device, reporter, feature_types=None, images=None) -> ProtocolInput:
+    return ProtocolInput(
         task=dataset.task, class_names=dataset.class_names, features=features,
-        targets={name: dataset.targets(name) for name in dataset.splits}, feature_types=feature_types,
-        selection_metric=job.selection_metric, seed=job.seed, device=device, reporter=reporter,
-    )
-    start = time.perf_counter()
-    result = PROTOCOLS.get(entry.type).run(entry.config, inputs)
-    seconds = time.perf_counter() - start
-    main = result.test_metrics.get(job.selection_metric, float("nan"))
-    reporter.info(f"    chosen {result.selected}; test {job.selection_metric} {main:.4f}")
-    test = dataset.splits["test"]
-    config = {
-        "backbone": {**job.backbone.model_dump(mode="json"), "identity": cached.manifest["backbone"]},
-        "dataset": {**_dataset_config(study, dataset.name), "task": dataset.task.value,
-                    "class_names": list(dataset.class_names), "split_origin": dataset.split_origin,
-                    "split_sizes": {n: len(s) for n, s in dataset.splits.items()}, "notes": list(dataset.notes)},
-        "preprocess": preprocess.identity(),
-        "protocol": {"type": entry.type, **entry.config.model_dump(mode="json")},
-        "feature_types": feature_types,
-        "selection_metric": job.selection_metric,
-        "seed": job.seed,
-    }
-    return JobRecord(
-        key=job.key, study=study.settings.name, backbone=job.backbone.display_name, dataset=dataset.name,
-        protocol=entry.label, protocol_type=entry.type, seed=job.seed, task=dataset.task.value, config=config,
-        selected=result.selected, candidates=result.candidates, details=result.details,
-        timings={"protocol_seconds": seconds, "feature_extraction_seconds": extract_seconds},
-        feature_cache=cached.folder.name, val_metrics=result.val_metrics, test_metrics=result.test_metrics,
-        class_names=dataset.class_names, sample_ids=[str(s) for s in test.sample_ids],
-        test_targets=dataset.targets("test"), test_scores=np.asarray(result.test_scores, dtype=np.float64),
+        targets={name: dataset.targets(name) for name in dataset.splits},
+        feature_types=feature_types or job.feature_types, selection_metric=job.selection_metric, seed=job.seed,
+        device=device, reporter=reporter, dataset=dataset, repeat=job.repeat, images=images,
     )
 
-
-def _dataset_config(study: StudyConfig, name: str) -> dict:
-    cfg = next(d for d in study.datasets if d.name == name)
-    return cfg.model_dump(mode="json")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
-FEATURE_TYPE_PATTERN = re.compile(r"^(cls|mean|cls\+mean|pool|last(\d+)(\+mean)?)$")
+FEATURE_TYPE_PATTERN = re.compile(r"^(cls|mean|cls\+mean|pool|last(\d+)(\+mean)?|block\d+)$")
 METRIC_NAMES = ("auroc", "accuracy", "balanced_accuracy", "f1_macro", "kappa")
 
 
@@ -48,7 +48,7 @@ def canonical_feature_type(name: str) -> str:
     match = FEATURE_TYPE_PATTERN.match(name)
     if not match:
         raise ValueError(
-            f"unknown feature type {name!r}; use cls, mean, cls+mean, pool, lastN or lastN+mean"
+            f"unknown feature type {name!r}; use cls, mean, cls+mean, pool, lastN, lastN+mean or blockN"
         )
     if match.group(2) is not None:
         n = int(match.group(2))

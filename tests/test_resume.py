@@ -38,10 +38,14 @@ def job_count(database):
 
 
 def final_metrics(output):
+    """Every stored number except the measured costs (times and memory differ from run to run)."""
+    from radbench.results.tables import COST_METRICS
+
     with sqlite3.connect(output / "results.sqlite") as conn:
-        return pd.read_sql_query(
+        frame = pd.read_sql_query(
             "SELECT j.backbone, j.dataset, j.protocol, j.seed, m.split, m.name, m.value FROM metrics m "
             "JOIN jobs j ON j.key = m.job_key ORDER BY 1, 2, 3, 4, 5, 6", conn)
+    return frame[~frame["name"].isin(COST_METRICS)].reset_index(drop=True)
 
 
 def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, pneumonia_npz):
@@ -77,3 +81,36 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, pneumonia_npz)
     assert reference.returncode == 0, reference.stderr
     pd.testing.assert_frame_equal(final_metrics(interrupted), final_metrics(uninterrupted))
     assert len(final_metrics(uninterrupted).query("split == 'test' and name == 'auroc'")) == 9
+
+
+def test_killed_fine_tuning_restarts_cleanly(tmp_path, pneumonia_npz):
+    """A kill in the middle of training a job leaves no row of it; the rerun trains it again from scratch and
+    ends with the numbers of a run that was never interrupted, each job stored once."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    def study(output):
+        datasets = [{"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 96}]
+        protocols = [{"bitfit": {"epochs": 3, "lr": [1e-3]}}, {"finetune": {"epochs": 15, "lr": [1e-4]}}]
+        raw = tiny_study(tmp_path, datasets, protocols, output_dir=str(output), cache_dir=str(tmp_path / "cache"))
+        return write_study(tmp_path, raw, f"{output.name}.yaml")
+
+    interrupted = tmp_path / "killed"
+    process = subprocess.Popen(radbench("run", study(interrupted), "--quiet"), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while job_count(interrupted / "results.sqlite") < 1 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(1.0)  # inside the 15-epoch fine-tuning job now
+    assert process.poll() is None, process.stderr.read().decode()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert job_count(interrupted / "results.sqlite") == 1
+    rerun = subprocess.run(radbench("run", study(interrupted), "--quiet"), env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "jobs: 1 run, 1 already done" in rerun.stderr
+    reference = tmp_path / "reference"
+    done = subprocess.run(radbench("run", study(reference), "--quiet"), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(interrupted / "results.sqlite") as conn:
+        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT protocol) FROM jobs").fetchone() == (2, 2)
+    pd.testing.assert_frame_equal(final_metrics(interrupted), final_metrics(reference))

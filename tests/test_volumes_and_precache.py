@@ -47,7 +47,7 @@ def test_3d_medmnist_aggregation_shapes(tmp_path, shared_data):
     assert summary.jobs_run == 2 and [e.images for e in summary.extractions] == [40, 40, 40]  # one row per volume
     (folder,) = (tmp_path / "out" / "features").glob("*-L1")
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["layout"] == {"kind": "tokens", "dim": 64, "n_last": 1, "parts": 2}
+    assert manifest["layout"] == {"kind": "tokens", "dim": 64, "n_last": 1, "parts": 2, "depth": 6}
     assert np.load(folder / "train.npy").shape == (40, 2 * 2 * 64)  # (cls, mean) x (mean, max over slices)
 
 

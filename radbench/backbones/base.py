@@ -69,10 +69,15 @@ class FeatureBackbone:
         self.description = description
         self._forward_bundle = forward_bundle
 
+    @property
+    def depth(self) -> int | None:
+        blocks = getattr(self.model, "blocks", None)
+        return len(blocks) if blocks is not None else None
+
     def layout(self, n_last: int) -> BundleLayout:
         if self.layout_kind == "pooled":
             return BundleLayout("pooled", self.dim)
-        return BundleLayout("tokens", self.dim, max(1, n_last))
+        return BundleLayout("tokens", self.dim, max(1, min(n_last, self.depth)), depth=self.depth)
 
     def forward_bundle(self, images: torch.Tensor, layout: BundleLayout) -> torch.Tensor:
         return self._forward_bundle(images, layout)

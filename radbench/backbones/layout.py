@@ -22,6 +22,7 @@ class BundleLayout:
     dim: int
     n_last: int = 1  # CLS tokens of this many last blocks (tokens only)
     parts: int = 1  # volumes aggregated as mean and max: the bundle repeats once per aggregate
+    depth: int | None = None  # the model's number of blocks (tokens only): lets blockK name a block
 
     @property
     def part_width(self) -> int:
@@ -49,6 +50,8 @@ class BundleLayout:
     def _part_columns(self, feature_type: str) -> np.ndarray:
         if self.kind == "pooled":
             return np.arange(self.dim)
+        if feature_type.startswith("block"):
+            return self._block_columns(int(feature_type[5:]))
         blocks = blocks_needed(feature_type)
         if blocks > self.n_last:
             raise BackboneError(f"feature type {feature_type!r} needs {blocks} blocks; bundle holds {self.n_last}")
@@ -61,10 +64,25 @@ class BundleLayout:
         return np.concatenate(parts)
 
 
+    def _block_columns(self, block: int) -> np.ndarray:
+        """CLS token of block `block` (1-based), normed like the others: what a decapitated model outputs."""
+        if self.depth is None or not 1 <= block <= self.depth:
+            raise BackboneError(f"feature type 'block{block}': the model has {self.depth} blocks")
+        position = block - (self.depth - self.n_last) - 1
+        if position < 0:
+            raise BackboneError(f"feature type 'block{block}' needs all {self.depth} blocks; bundle holds {self.n_last}")
+        return np.arange(position * self.dim, (position + 1) * self.dim)
+
+
+ALL_BLOCKS = 10**6  # blocks_needed of blockK: the bundle must hold every block
+
+
 def blocks_needed(feature_type: str) -> int:
-    """How many last blocks' CLS tokens a feature type reads (0 for mean/pool)."""
+    """How many last blocks' CLS tokens a feature type reads (0 for mean/pool; every block for blockK)."""
     if feature_type in ("mean", "pool"):
         return 0
+    if feature_type.startswith("block"):
+        return ALL_BLOCKS
     if feature_type.startswith("cls"):
         return 1
     match = re.match(r"last(\d+)", feature_type)

@@ -56,11 +56,14 @@ class Preprocess:
         """Decoded image -> (C, S, S) in [0, 1]: the part worth caching on disk."""
         return self.fit_size(to_unit_float(image))
 
-    def __call__(self, image: np.ndarray) -> torch.Tensor:
-        tensor = to_three_channels(self.fit_unit(image))
+    def normalize(self, tensor: torch.Tensor) -> torch.Tensor:
+        """(C, S, S) in [0, 1] -> 3 channels with the model's mean/std."""
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
-        return (tensor - mean) / std
+        return (to_three_channels(tensor) - mean) / std
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        return self.normalize(self.fit_unit(image))
 
     def fit_size(self, tensor: torch.Tensor) -> torch.Tensor:
         size = self.image_size

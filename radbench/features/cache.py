@@ -59,7 +59,7 @@ class FeatureCache:
                 continue
             manifest = json.loads(manifest_path.read_text())
             stored = BundleLayout(**manifest["layout"])
-            if stored.kind == "tokens" and stored.n_last < blocks_needed:
+            if stored.kind == "tokens" and stored.n_last < min(blocks_needed, stored.depth or blocks_needed):
                 continue
             if best is None or stored.n_last < best.layout.n_last:
                 best = CachedFeatures(folder, manifest, stored)

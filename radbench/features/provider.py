@@ -58,7 +58,7 @@ class FeatureProvider:
         if cached is not None:
             self.reporter.info(f"  features: cache hit {cached.folder.name}")
             return cached
-        backbone = self._backbone(cfg, preprocess.image_size)
+        backbone = self.backbone(cfg, preprocess.image_size)
         layout = backbone.layout(blocks_needed)
         if dataset.volume is not None:
             layout = replace(layout, parts=dataset.volume.parts)
@@ -88,11 +88,12 @@ class FeatureProvider:
             "precision": self.precision,
             "device": str(self.device),
             "extract_seconds": seconds,
+            "backbone_params": sum(p.numel() for p in backbone.model.parameters()),
             "torch": torch.__version__,
         }
         return self.cache.finish(key, layout, manifest)
 
-    def _backbone(self, cfg: BackboneConfig, image_size: int) -> FeatureBackbone:
+    def backbone(self, cfg: BackboneConfig, image_size: int) -> FeatureBackbone:
         slot = (cfg.display_name, image_size)
         if slot not in self._built:
             self.release()  # hold one model at a time: ViT-g alone needs several GB

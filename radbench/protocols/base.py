@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -28,6 +29,18 @@ class ProtocolConfigBase(StrictModel):
 
 
 @dataclass
+class ImageContext:
+    """What image-training protocols need: the data, the preprocessing and the backbone (copied per run)."""
+
+    dataset: object  # LabeledDataset
+    preprocess: object  # Preprocess
+    backbone: object  # FeatureBackbone
+    precision: str
+    num_workers: int
+    cache_folder: Path  # for this backbone x dataset's derived arrays (e.g. frozen tokens)
+
+
+@dataclass
 class ProtocolInput:
     task: Task
     class_names: tuple[str, ...]
@@ -38,16 +51,21 @@ class ProtocolInput:
     seed: int
     device: torch.device
     reporter: Reporter
+    dataset: object = None  # the LabeledDataset (patient ids, splits)
+    repeat: int = 0  # index of a repeated draw (few-shot samples), 0 otherwise
+    refit_splits: tuple[str, ...] = ("train", "val")  # what the chosen hyperparameters are refitted on
+    images: ImageContext | None = None  # for protocols that train on images
 
     def metrics(self, split_targets: np.ndarray, scores: np.ndarray) -> tuple[dict[str, float], dict]:
         return classification_metrics(self.task, split_targets, scores, self.class_names)
 
     def train_val_features(self, feature_type: str) -> np.ndarray:
-        return np.concatenate([self.features.get(feature_type, "train"), self.features.get(feature_type, "val")])
+        """Features of the refit set (train+val, or train alone for few-shot, where val must not add labels)."""
+        return np.concatenate([self.features.get(feature_type, split) for split in self.refit_splits])
 
     @property
     def train_val_targets(self) -> np.ndarray:
-        return np.concatenate([self.targets["train"], self.targets["val"]])
+        return np.concatenate([self.targets[split] for split in self.refit_splits])
 
 
 @dataclass
@@ -58,6 +76,7 @@ class ProtocolResult:
     test_metrics: dict[str, float]  # chosen hyperparameters, refit on train+val, scored once on test
     test_scores: np.ndarray  # (N_test, C) probabilities
     details: dict = field(default_factory=dict)
+    costs: dict[str, float] = field(default_factory=dict)  # trainable_params, train_seconds, ...
 
 
 def pick_best(values: list[float]) -> int:
@@ -80,12 +99,22 @@ def finish(inputs: ProtocolInput, candidates: list[dict], chosen: int, val_score
     return ProtocolResult(candidates[chosen]["params"], candidates, val_metrics, test_metrics, test_scores, details)
 
 
+def single_variant(cfg: ProtocolConfigBase) -> list[tuple[str | None, ProtocolConfigBase]]:
+    return [(None, cfg)]
+
+
 @dataclass(frozen=True)
 class ProtocolSpec:
+    """`inputs`: "features" (cached frozen features) or "images" (trains on images). `variants` splits one
+    entry into separately reported points (few-shot shots, decapitation depths); `repeats` draws per seed."""
+
     name: str
     config: type[ProtocolConfigBase]
     run: Callable[[ProtocolConfigBase, ProtocolInput], ProtocolResult]
     description: str
+    inputs: str = "features"
+    variants: Callable[[ProtocolConfigBase], list[tuple[str | None, ProtocolConfigBase]]] = single_variant
+    repeats: Callable[[ProtocolConfigBase], int] = lambda cfg: 1
 
 
 PROTOCOLS: Registry[ProtocolSpec] = Registry("protocol")

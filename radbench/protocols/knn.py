@@ -60,7 +60,9 @@ def run_knn(cfg: KnnConfig, inputs: ProtocolInput) -> ProtocolResult:
     sims, idx = nearest(inputs.train_val_features(feature_type), inputs.features.get(feature_type, "test"), k, inputs.device)
     test_scores = vote(sims, idx, inputs.train_val_targets, cfg.temperature)
     details = {"k_effective": int(idx.shape[1])} if idx.shape[1] < k else {}
-    return finish(inputs, candidates, chosen, cache[(feature_type, k)], test_scores, details)
+    result = finish(inputs, candidates, chosen, cache[(feature_type, k)], test_scores, details)
+    result.costs["trainable_params"] = 0.0  # a kNN memorises the bank; nothing is trained
+    return result
 
 
 PROTOCOLS.add("knn", ProtocolSpec("knn", KnnConfig, run_knn, "cosine kNN, temperature-weighted votes, k chosen on val"))

@@ -171,10 +171,12 @@ def run_linear(cfg: LinearConfig, inputs: ProtocolInput) -> ProtocolResult:
             candidates.append({"params": {"feature": feature_type, "lr": lr}, "val": value})
     chosen = pick_best([c["val"] for c in candidates])
     t, l = divmod(chosen, len(lrs))
-    refit, refit_scaler = train_heads(inputs, cfg, [feature_types[t]], [lrs[l]], ["train", "val"],
-                                      "  linear: refit on train+val, epochs")
+    refit, refit_scaler = train_heads(inputs, cfg, [feature_types[t]], [lrs[l]], list(inputs.refit_splits),
+                                      f"  linear: refit on {'+'.join(inputs.refit_splits)}, epochs")
     test_scores = predict(inputs, refit, refit_scaler, [feature_types[t]], "test")[0, 0]
-    return finish(inputs, candidates, chosen, val_scores[t, l], test_scores, {"heads": count})
+    result = finish(inputs, candidates, chosen, val_scores[t, l], test_scores, {"heads": count})
+    result.costs["trainable_params"] = float(len(inputs.features.columns(feature_types[t])) + 1) * test_scores.shape[1]
+    return result
 
 
 PROTOCOLS.add("linear", ProtocolSpec(

@@ -90,7 +90,9 @@ def run_logreg(cfg: LogregConfig, inputs: ProtocolInput) -> ProtocolResult:
         details["not_converged_fits"] = not_converged + refit.not_converged
     if refit.constant_classes:
         details["constant_classes"] = [inputs.class_names[c] for c in refit.constant_classes]
-    return finish(inputs, candidates, chosen, kept_scores[chosen], test_scores, details)
+    result = finish(inputs, candidates, chosen, kept_scores[chosen], test_scores, details)
+    result.costs["trainable_params"] = float(len(inputs.features.columns(feature_type)) + 1) * test_scores.shape[1]
+    return result
 
 
 PROTOCOLS.add("logreg", ProtocolSpec(

@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     protocol TEXT NOT NULL,
     protocol_type TEXT NOT NULL,
     seed INTEGER NOT NULL,
+    repeat INTEGER NOT NULL DEFAULT 0,
     task TEXT NOT NULL,
     config TEXT NOT NULL,
     selected TEXT NOT NULL,
@@ -62,6 +63,7 @@ class JobRecord:
     protocol: str
     protocol_type: str
     seed: int
+    repeat: int
     task: str
     config: dict
     selected: dict
@@ -96,6 +98,9 @@ class ResultsStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as conn:
             conn.executescript(SCHEMA)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+            if "repeat" not in columns:  # stores written before repeats existed
+                conn.execute("ALTER TABLE jobs ADD COLUMN repeat INTEGER NOT NULL DEFAULT 0")
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=60)
@@ -119,11 +124,13 @@ class ResultsStore:
         with closing(self._connect()) as conn, conn:  # one transaction: all of the job or none of it
             conn.execute("BEGIN IMMEDIATE")
             conn.execute(
-                "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO jobs (key, study, backbone, dataset, protocol, protocol_type, seed, repeat, "
+                "task, config, selected, candidates, details, timings, feature_cache, radbench_version, finished_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (record.key, record.study, record.backbone, record.dataset, record.protocol, record.protocol_type,
-                 record.seed, record.task, _dumps(record.config), _dumps(record.selected), _dumps(record.candidates),
-                 _dumps(record.details), _dumps(record.timings), record.feature_cache, __version__,
-                 time.strftime("%Y-%m-%dT%H:%M:%S")),
+                 record.seed, record.repeat, record.task, _dumps(record.config), _dumps(record.selected),
+                 _dumps(record.candidates), _dumps(record.details), _dumps(record.timings), record.feature_cache,
+                 __version__, time.strftime("%Y-%m-%dT%H:%M:%S")),
             )
             conn.execute("DELETE FROM metrics WHERE job_key = ?", (record.key,))
             conn.executemany("INSERT INTO metrics VALUES (?,?,?,?)", metrics)
@@ -136,12 +143,13 @@ class ResultsStore:
 
     def jobs(self) -> pd.DataFrame:
         with closing(self._connect()) as conn:
-            return pd.read_sql_query("SELECT * FROM jobs ORDER BY backbone, dataset, protocol, seed", conn)
+            return pd.read_sql_query("SELECT * FROM jobs ORDER BY backbone, dataset, protocol, seed, repeat", conn)
 
     def metrics(self, split: str = "test") -> pd.DataFrame:
-        query = """SELECT j.key AS job, j.study, j.backbone, j.dataset, j.protocol, j.seed, m.name AS metric, m.value
+        query = """SELECT j.key AS job, j.study, j.backbone, j.dataset, j.protocol, j.seed, j.repeat,
+                          m.name AS metric, m.value
                    FROM metrics m JOIN jobs j ON j.key = m.job_key WHERE m.split = ?
-                   ORDER BY j.backbone, j.dataset, j.protocol, j.seed, m.name"""
+                   ORDER BY j.backbone, j.dataset, j.protocol, j.seed, j.repeat, m.name"""
         with closing(self._connect()) as conn:
             return pd.read_sql_query(query, conn, params=(split,))
 

@@ -8,27 +8,28 @@ import pandas as pd
 from radbench.results.store import ResultsStore
 
 SUMMARY_METRICS = ("auroc", "accuracy", "balanced_accuracy", "f1_macro", "kappa")
+COST_METRICS = ("trainable_params", "total_params", "train_seconds", "infer_ms_per_image", "peak_mem_mb")
 KEYS = ["backbone", "dataset", "protocol"]
 
 
 def metric_rows(store: ResultsStore, split: str = "test") -> pd.DataFrame:
-    """One row per (job, metric): backbone, dataset, protocol, seed, metric, value, job."""
+    """One row per (job, metric): backbone, dataset, protocol, seed, repeat, metric, value, job."""
     frame = store.metrics(split)
-    return frame[["backbone", "dataset", "protocol", "seed", "metric", "value", "job"]]
+    return frame[["backbone", "dataset", "protocol", "seed", "repeat", "metric", "value", "job"]]
 
 
 def summary(store: ResultsStore, split: str = "test") -> pd.DataFrame:
-    """Mean and std over seeds of the headline metrics, one row per backbone x dataset x protocol."""
+    """Mean and std over seeds (and repeated draws) of the headline metrics, per backbone x dataset x protocol."""
     rows = metric_rows(store, split)
     rows = rows[rows["metric"].isin(SUMMARY_METRICS)]
     if rows.empty:
-        return pd.DataFrame(columns=[*KEYS, "seeds"])
+        return pd.DataFrame(columns=[*KEYS, "runs"])
     stats = rows.groupby([*KEYS, "metric"])["value"].agg(["mean", "std"]).unstack("metric")
     out = stats["mean"].copy()
     for metric in out.columns:
         out[f"{metric}_std"] = stats["std"][metric]
     out.columns = [str(c) for c in out.columns]
-    out["seeds"] = rows.groupby(KEYS)["seed"].nunique()
+    out["runs"] = rows.groupby(KEYS)[["seed", "repeat"]].apply(lambda g: len(g.drop_duplicates()))
     return out.reset_index()
 
 
@@ -49,7 +50,7 @@ def predictions(store: ResultsStore, backbone: str | None = None, dataset: str |
     for job in jobs.itertuples():
         class_names, sample_ids, targets, scores = store.predictions(job.key)
         frame = pd.DataFrame({"backbone": job.backbone, "dataset": job.dataset, "protocol": job.protocol,
-                              "seed": job.seed, "sample_id": sample_ids})
+                              "seed": job.seed, "repeat": job.repeat, "sample_id": sample_ids})
         for c, name in enumerate(class_names):
             frame[f"target_{name}"] = targets[:, c]
         for c, name in enumerate(class_names):

@@ -1,0 +1,112 @@
+"""Frozen token maps: the last block's tokens (normed) of every image, cached on disk as float16 when they fit
+a disk budget, else recomputed from the frozen backbone batch by batch. A transformer head (and dense
+decoders) read them through the same Dataset interface either way."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from radbench.backbones import FeatureBackbone
+from radbench.data.base import LabeledDataset
+from radbench.data.transforms import Preprocess
+from radbench.device import autocast
+from radbench.features.extract import PreprocessedImages, default_workers
+from radbench.progress import Reporter
+
+
+def frozen_tokens(backbone: FeatureBackbone, images: torch.Tensor) -> torch.Tensor:
+    """(B, T, D): the last block's normed tokens (prefix tokens first) for ViTs; spatial positions for CNNs."""
+    out = backbone.model.forward_features(images)
+    return out.flatten(2).transpose(1, 2) if out.ndim == 4 else out
+
+
+@torch.no_grad()
+def token_shape(backbone: FeatureBackbone, image_size: int, device: torch.device) -> tuple[int, int]:
+    backbone.model.to(device)
+    return tuple(frozen_tokens(backbone, torch.zeros(1, 3, image_size, image_size, device=device)).shape[1:])
+
+
+class CachedTokens(Dataset):
+    """(tokens (T, D) float32, index) from a split's memory-mapped float16 array."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.length = np.load(path, mmap_mode="r").shape[0]
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int):
+        return torch.from_numpy(np.asarray(np.load(self.path, mmap_mode="r")[index], dtype=np.float32)), index
+
+
+class ConcatTokens(Dataset):
+    def __init__(self, parts: list[Dataset]):
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def __getitem__(self, index: int):
+        for part in self.parts:
+            if index < len(part):
+                return part[index][0], index
+            index -= len(part)
+        raise IndexError(index)
+
+
+@dataclass
+class TokenStore:
+    """Per split either a cached token Dataset, or None (recompute: the model must embed images itself);
+    `ms_per_image`: the frozen backbone's cost of making one image's tokens (measured when cached)."""
+
+    cached: dict[str, CachedTokens] | None
+    shape: tuple[int, int]
+    ms_per_image: float = 0.0
+
+    def dataset(self, splits: list[str]) -> Dataset:
+        parts = [self.cached[s] for s in splits]
+        return parts[0] if len(parts) == 1 else ConcatTokens(parts)
+
+
+@torch.inference_mode()
+def token_store(backbone: FeatureBackbone, dataset: LabeledDataset, preprocess: Preprocess, folder: Path,
+                budget_gb: float, device: torch.device, precision: str, batch_size: int, reporter: Reporter) -> TokenStore:
+    shape = token_shape(backbone, preprocess.image_size, device)
+    total = sum(len(s) for s in dataset.splits.values()) * shape[0] * shape[1] * 2
+    if total > budget_gb * 2**30:
+        reporter.info(f"  tokens: {total / 2**30:.1f} GiB exceed the {budget_gb} GiB budget; recomputing each epoch")
+        return TokenStore(None, shape)
+    folder.mkdir(parents=True, exist_ok=True)
+    cached, timing = {}, folder / "ms_per_image.json"
+    for name, split in dataset.splits.items():
+        target = folder / f"{name}.npy"
+        if not target.is_file():
+            start = time.perf_counter()
+            temporary = folder / f".{name}.{os.getpid()}.tmp.npy"
+            array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float16, shape=(len(split), *shape))
+            loader = DataLoader(PreprocessedImages(split.images, preprocess), batch_size=batch_size,
+                                num_workers=default_workers(split.images))
+            position = 0
+            with reporter.task(f"  tokens {dataset.name} / {name}", len(split)) as advance:
+                for batch in loader:
+                    with autocast(device, precision):
+                        tokens = frozen_tokens(backbone, batch.to(device)).float().cpu().numpy()
+                    array[position:position + len(tokens)] = tokens
+                    position += len(tokens)
+                    advance(len(tokens))
+            array.flush()
+            del array
+            os.replace(temporary, target)
+            timing.write_text(json.dumps(1000 * (time.perf_counter() - start) / max(1, len(split))))
+        cached[name] = CachedTokens(target)
+    reporter.info(f"  tokens: {total / 2**30:.2f} GiB cached in {folder.name}")
+    return TokenStore(cached, shape, float(json.loads(timing.read_text())) if timing.is_file() else 0.0)

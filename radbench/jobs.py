@@ -1,0 +1,107 @@
+"""Jobs: one (backbone, dataset, protocol variant, seed, repeat), keyed by a hash of everything that
+changes its numbers, run into a JobRecord with its config, metrics, predictions and costs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from radbench.backbones import BackboneConfig
+from radbench.config import ProtocolEntry, StudyConfig
+from radbench.data import LabeledDataset
+from radbench.data.transforms import Preprocess
+from radbench.features.cache import stable_hash
+from radbench.metrics import default_selection_metric
+from radbench.progress import Reporter
+from radbench.protocols import PROTOCOLS, ProtocolConfigBase, ProtocolInput
+from radbench.protocols.base import ProtocolSpec
+from radbench.results import JobRecord
+from radbench.training.loop import peak_memory_mb
+
+
+@dataclass
+class Job:
+    backbone: BackboneConfig
+    dataset: LabeledDataset
+    entry: ProtocolEntry
+    spec: ProtocolSpec
+    label: str  # protocol label in results, with the variant (e.g. few_shot@4shot)
+    config: ProtocolConfigBase  # the variant's config
+    seed: int
+    repeat: int
+    feature_types: list[str]
+    selection_metric: str
+    key: str
+
+    @property
+    def uses_features(self) -> bool:
+        return self.spec.inputs == "features"
+
+
+def plan_jobs(study: StudyConfig, backbone: BackboneConfig, dataset: LabeledDataset, data_key: str) -> list[Job]:
+    jobs = []
+    for entry in study.protocols:
+        spec = PROTOCOLS.get(entry.type)
+        metric = entry.config.selection_metric or study.settings.selection_metric or default_selection_metric(dataset.task)
+        for suffix, variant in spec.variants(entry.config):
+            label = entry.label if suffix is None else f"{entry.label}@{suffix}"
+            feature_types = variant.feature_types(study.settings.features)
+            for seed in study.settings.seeds:
+                for repeat in range(spec.repeats(variant)):
+                    key = stable_hash({
+                        "data": data_key, "backbone": backbone.display_name, "dataset": dataset.name,
+                        "protocol": entry.type, "label": label,
+                        "config": variant.model_dump(mode="json", exclude={"name"}),
+                        "feature_types": feature_types, "selection_metric": metric, "seed": seed, "repeat": repeat,
+                    }, length=20)
+                    jobs.append(Job(backbone, dataset, entry, spec, label, variant, seed, repeat, feature_types,
+                                    metric, key))
+    return jobs
+
+
+def run_job(study: StudyConfig, job: Job, inputs: ProtocolInput, reporter: Reporter, preprocess: Preprocess,
+            identity: dict, feature_costs: dict | None, cache_name: str | None) -> JobRecord:
+    """Run the protocol and assemble its record. `feature_costs` (backbone_params, infer_ms_per_image) comes
+    from the feature cache for frozen-feature jobs; image-training jobs measure their own costs."""
+    dataset = job.dataset
+    shown = f", features {', '.join(inputs.feature_types)}" if job.uses_features else ""
+    reporter.info(f"  {job.label} (seed {job.seed}{f', repeat {job.repeat}' if job.repeat else ''}){shown}")
+    start = time.perf_counter()
+    result = job.spec.run(job.config, inputs)
+    seconds = time.perf_counter() - start
+    main = result.test_metrics.get(job.selection_metric, float("nan"))
+    reporter.info(f"    chosen {result.selected}; test {job.selection_metric} {main:.4f}")
+    costs = dict(result.costs)
+    if feature_costs is not None:
+        trainable = costs.get("trainable_params", 0.0)
+        costs = {"trainable_params": trainable, "total_params": feature_costs["backbone_params"] + trainable,
+                 "train_seconds": seconds, "infer_ms_per_image": feature_costs["infer_ms_per_image"],
+                 "peak_mem_mb": peak_memory_mb(inputs.device)}
+    config = {
+        "backbone": {**job.backbone.model_dump(mode="json"), "identity": identity},
+        "dataset": {**_dataset_config(study, dataset.name), "task": dataset.task.value,
+                    "class_names": list(dataset.class_names), "split_origin": dataset.split_origin,
+                    "split_sizes": {n: len(s) for n, s in dataset.splits.items()}, "notes": list(dataset.notes)},
+        "preprocess": preprocess.identity(),
+        "protocol": {"type": job.entry.type, **job.config.model_dump(mode="json")},
+        "feature_types": inputs.feature_types,
+        "selection_metric": job.selection_metric,
+        "seed": job.seed,
+        "repeat": job.repeat,
+    }
+    test = dataset.splits["test"]
+    return JobRecord(
+        key=job.key, study=study.settings.name, backbone=job.backbone.display_name, dataset=dataset.name,
+        protocol=job.label, protocol_type=job.entry.type, seed=job.seed, repeat=job.repeat, task=dataset.task.value,
+        config=config, selected=result.selected, candidates=result.candidates, details=result.details,
+        timings={"protocol_seconds": seconds}, feature_cache=cache_name, val_metrics=result.val_metrics,
+        test_metrics=result.test_metrics, class_names=dataset.class_names,
+        sample_ids=[str(s) for s in test.sample_ids], test_targets=dataset.targets("test"),
+        test_scores=np.asarray(result.test_scores, dtype=np.float64), extra_metrics=costs,
+    )
+
+
+def _dataset_config(study: StudyConfig, name: str) -> dict:
+    return next(d for d in study.datasets if d.name == name).model_dump(mode="json")

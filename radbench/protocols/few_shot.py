@@ -1,0 +1,70 @@
+"""Few-shot: n *patients* per class drawn from train (multi-label: n per positive class), all their images,
+with a frozen-feature head (linear, kNN or logistic regression) chosen on the full val set and tested once.
+The val set only chooses: it is never added to the training data (a defect of the reference code).
+Each shots value is its own reported point, each repeat its own draw."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from radbench.data.splits import label_matrix
+from radbench.errors import DataError
+from radbench.features.source import FeatureSource
+from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolInput, ProtocolResult, ProtocolSpec
+
+
+class FewShotConfig(ProtocolConfigBase):
+    shots: list[int] = Field(default=[1, 2, 4, 8, 16], min_length=1)
+    repeats: int = Field(default=5, ge=1)
+    head: Literal["linear", "knn", "logreg"] = "linear"
+    head_config: dict = {}  # keys of the head protocol, e.g. {epochs: 50, lr: [0.001, 0.01]}
+
+
+def sample_patients(patient_ids: np.ndarray, labels01: np.ndarray, shots: int, seed: int, repeat: int,
+                    class_names: tuple[str, ...]) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """Indices of all images of `shots` patients per class (a patient counts for one class only) and the
+    patients chosen for each class. Reproducible for (seed, repeat, shots)."""
+    rng = np.random.default_rng([seed, repeat, shots])
+    taken: set[str] = set()
+    chosen: dict[str, list[str]] = {}
+    for c in np.argsort(labels01.sum(0)):  # rarest class first, so it is not starved by the others
+        candidates = sorted(set(patient_ids[labels01[:, c] > 0]) - taken)
+        if len(candidates) < shots:
+            raise DataError(f"few-shot: class {class_names[c]!r} has {len(candidates)} training patients, "
+                            f"fewer than {shots} shots")
+        picked = list(rng.choice(candidates, size=shots, replace=False))
+        chosen[class_names[c]] = picked
+        taken.update(picked)
+    return np.flatnonzero(np.isin(patient_ids, list(taken))), chosen
+
+
+def run_few_shot(cfg: FewShotConfig, inputs: ProtocolInput) -> ProtocolResult:
+    (shots,) = cfg.shots
+    train = inputs.dataset.splits["train"]
+    labels01 = label_matrix(inputs.task, train.labels, len(inputs.class_names))  # missing labels count as absent
+    indices, chosen = sample_patients(train.patient_ids, labels01, shots, inputs.seed, inputs.repeat,
+                                      inputs.class_names)
+    base = inputs.features
+    subset = FeatureSource(lambda split: base.bundle(split)[indices] if split == "train" else base.bundle(split),
+                           base.columns)
+    targets = {**inputs.targets, "train": inputs.targets["train"][indices]}
+    head = PROTOCOLS.get(cfg.head)
+    head_cfg = head.config.model_validate(cfg.head_config)
+    few = replace(inputs, features=subset, targets=targets, refit_splits=("train",))
+    result = head.run(head_cfg, few)
+    result.details.update({"shots": shots, "repeat": inputs.repeat, "train_images": int(len(indices)),
+                           "patients_per_class": chosen})
+    return result
+
+
+def per_shots(cfg: FewShotConfig):
+    return [(f"{n}shot", cfg.model_copy(update={"shots": [n]})) for n in cfg.shots]
+
+
+PROTOCOLS.add("few_shot", ProtocolSpec(
+    "few_shot", FewShotConfig, run_few_shot, "n patients per class, frozen-feature head, one point per n",
+    variants=per_shots, repeats=lambda cfg: cfg.repeats))

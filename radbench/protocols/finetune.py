@@ -1,0 +1,174 @@
+"""Adapting the backbone end to end: full fine-tuning, LoRA, BitFit and progressive freezing.
+
+Each lr of the grid trains on train with the val metric scored every epoch (early stopping, best weights
+kept); the best lr is retrained on train+val for the best epoch count of the same schedule and tested once.
+Costs (trainable / total parameters, training time, inference time per image, peak memory) are recorded."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from radbench.protocols.base import (
+    PROTOCOLS,
+    ProtocolConfigBase,
+    ProtocolInput,
+    ProtocolResult,
+    ProtocolSpec,
+    finish,
+    pick_best,
+)
+from radbench.training.augment import AugmentConfig, build_augment
+from radbench.training.loop import ConcatImages, TrainingImages, TrainSettings, peak_memory_mb, predict, train
+from radbench.training.models import (
+    Classifier,
+    apply_bitfit,
+    apply_lora,
+    freeze_first_blocks,
+    fresh_classifier,
+    optimizer_groups,
+    parameter_counts,
+)
+
+
+class TrainingConfig(ProtocolConfigBase):
+    epochs: int = Field(default=20, ge=1)
+    lr: list[float] = Field(default=[1e-5, 1e-4], min_length=1)  # backbone (or adapter) learning rates
+    head_lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.05, ge=0)  # AdamW; none on biases and norms
+    layer_decay: float = Field(default=1.0, gt=0, le=1)  # layer-wise lr decay (ViTs)
+    warmup_epochs: float = Field(default=1.0, ge=0)
+    batch_size: int = Field(default=32, ge=1)
+    grad_clip: float | None = 1.0
+    patience: int | None = Field(default=None, ge=1)  # early stopping on the val metric
+    augment: AugmentConfig | None = AugmentConfig()  # null: no augmentation
+    grad_checkpointing: bool = False
+    refit: bool = True  # retrain the chosen lr on train+val for the best epoch count (else keep the val-best model)
+
+
+class FinetuneConfig(TrainingConfig):
+    pass
+
+
+class LoraProtocolConfig(TrainingConfig):
+    lr: list[float] = Field(default=[1e-4, 1e-3], min_length=1)
+    rank: int = Field(default=8, ge=1)
+    alpha: float = Field(default=16.0, gt=0)
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    target_modules: list[str] = ["qkv"]  # module names in the backbone; e.g. [qkv, fc1, fc2]
+
+
+class BitfitConfig(TrainingConfig):
+    lr: list[float] = Field(default=[1e-4, 1e-3], min_length=1)
+
+
+class ProgressiveFreezingConfig(TrainingConfig):
+    lr: list[float] = Field(default=[1e-4], min_length=1)
+    frozen_blocks: list[int] = [0, 4, 8]  # one reported point per value
+
+
+def settings_for(cfg: TrainingConfig, inputs: ProtocolInput, lr: float) -> TrainSettings:
+    context = inputs.images
+    return TrainSettings(
+        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=lr, head_lr=cfg.head_lr, weight_decay=cfg.weight_decay,
+        layer_decay=cfg.layer_decay, warmup_epochs=cfg.warmup_epochs, grad_clip=cfg.grad_clip, patience=cfg.patience,
+        device=inputs.device, precision=context.precision, num_workers=context.num_workers, seed=inputs.seed,
+    )
+
+
+def run_trainable(cfg: TrainingConfig, inputs: ProtocolInput, adapt: Callable[[Classifier], None],
+                  name: str) -> ProtocolResult:
+    context = inputs.images
+    dataset, preprocess = context.dataset, context.preprocess
+    splits = dataset.splits
+    augment = build_augment(cfg.augment, preprocess.image_size)
+
+    def build() -> Classifier:
+        torch.manual_seed(inputs.seed)  # head and adapter initialisation: the same in every run of this job
+        model = fresh_classifier(context.backbone, dataset.num_classes)
+        adapt(model)
+        if cfg.grad_checkpointing and hasattr(model.trunk, "set_grad_checkpointing"):
+            model.trunk.set_grad_checkpointing(True)
+        return model
+
+    def plain(split_images):
+        return TrainingImages(split_images, preprocess)
+
+    def val_metric(model: Classifier, settings: TrainSettings) -> float:
+        scores, _ = predict(model, inputs.task, plain(splits["val"].images), settings)
+        return inputs.metrics(inputs.targets["val"], scores)[0][inputs.selection_metric]
+
+    candidates, val_scores, seconds = [], {}, 0.0
+    best_model, best_value = None, -np.inf
+    for lr in cfg.lr:
+        settings = settings_for(cfg, inputs, lr)
+        model = build()
+        groups = optimizer_groups(model, lr, cfg.head_lr, cfg.weight_decay, cfg.layer_decay)
+        result = train(model, groups, inputs.task, TrainingImages(splits["train"].images, preprocess, augment),
+                       inputs.targets["train"], settings, inputs.reporter, f"  {name} lr={lr:g}: epochs",
+                       validate=lambda m, s=settings: val_metric(m, s))
+        seconds += result.seconds
+        val_scores[lr], _ = predict(model, inputs.task, plain(splits["val"].images), settings)
+        candidates.append({"params": {"lr": lr}, "val": result.best_value, "best_epoch": result.best_epoch,
+                           "history": result.history})
+        if best_model is None or result.best_value > best_value:  # the model pick_best will choose
+            best_model, best_value = (None if cfg.refit else model), result.best_value
+    chosen = pick_best([c["val"] for c in candidates])
+    lr, best_epoch = cfg.lr[chosen], candidates[chosen]["best_epoch"]
+    settings = settings_for(cfg, inputs, lr)
+    if cfg.refit:
+        model = build()
+        groups = optimizer_groups(model, lr, cfg.head_lr, cfg.weight_decay, cfg.layer_decay)
+        images = ConcatImages(splits["train"].images, splits["val"].images)
+        targets = np.concatenate([inputs.targets["train"], inputs.targets["val"]])
+        refit = train(model, groups, inputs.task, TrainingImages(images, preprocess, augment), targets, settings,
+                      inputs.reporter, f"  {name} refit lr={lr:g} on train+val: epochs", stop_after=best_epoch)
+        seconds += refit.seconds
+    else:
+        model = best_model
+    test_scores, infer_ms = predict(model, inputs.task, plain(splits["test"].images), settings)
+    outcome = finish(inputs, candidates, chosen, val_scores[lr], test_scores,
+                     {"best_epoch": best_epoch, "refit": cfg.refit})
+    outcome.selected = {"lr": lr, "epochs": best_epoch}
+    trainable, total = parameter_counts(model)
+    outcome.costs = {"trainable_params": float(trainable), "total_params": float(total), "train_seconds": seconds,
+                     "infer_ms_per_image": infer_ms, "peak_mem_mb": peak_memory_mb(inputs.device)}
+    outcome.details["trainable_fraction"] = trainable / total
+    return outcome
+
+
+def run_finetune(cfg: FinetuneConfig, inputs: ProtocolInput) -> ProtocolResult:
+    return run_trainable(cfg, inputs, lambda model: None, "finetune")
+
+
+def run_lora(cfg: LoraProtocolConfig, inputs: ProtocolInput) -> ProtocolResult:
+    return run_trainable(cfg, inputs, lambda m: apply_lora(m, cfg.rank, cfg.alpha, cfg.dropout, cfg.target_modules),
+                         "lora")
+
+
+def run_bitfit(cfg: BitfitConfig, inputs: ProtocolInput) -> ProtocolResult:
+    return run_trainable(cfg, inputs, apply_bitfit, "bitfit")
+
+
+def run_progressive(cfg: ProgressiveFreezingConfig, inputs: ProtocolInput) -> ProtocolResult:
+    (count,) = cfg.frozen_blocks
+    return run_trainable(cfg, inputs, lambda model: freeze_first_blocks(model, count), f"frozen {count}")
+
+
+def per_frozen_count(cfg: ProgressiveFreezingConfig):
+    return [(f"frozen{k}", cfg.model_copy(update={"frozen_blocks": [k]})) for k in cfg.frozen_blocks]
+
+
+PROTOCOLS.add("finetune", ProtocolSpec("finetune", FinetuneConfig, run_finetune,
+                                       "full fine-tuning (AdamW, layer decay, warmup+cosine, early stopping)",
+                                       inputs="images"))
+PROTOCOLS.add("lora", ProtocolSpec("lora", LoraProtocolConfig, run_lora, "LoRA adapters via peft + head",
+                                   inputs="images"))
+PROTOCOLS.add("bitfit", ProtocolSpec("bitfit", BitfitConfig, run_bitfit, "BitFit: biases + head only",
+                                     inputs="images"))
+PROTOCOLS.add("progressive_freezing", ProtocolSpec(
+    "progressive_freezing", ProgressiveFreezingConfig, run_progressive,
+    "fine-tune with the first k blocks frozen, one point per k", inputs="images", variants=per_frozen_count))

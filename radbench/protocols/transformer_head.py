@@ -1,0 +1,135 @@
+"""A small DeiT-style transformer head on the frozen backbone's tokens, instead of a linear head.
+
+As in Foundation-Medical's appended DeiT: tokens -> Linear + LayerNorm -> its own CLS token and learned
+position embedding -> `depth` transformer blocks -> LayerNorm -> linear classifier on its CLS. The frozen
+tokens are cached on disk within `token_cache_gb` (else recomputed from the frozen backbone every batch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from pydantic import Field
+from timm.layers import trunc_normal_
+from timm.models.vision_transformer import Block
+from torch import nn
+
+from radbench.features.tokens import frozen_tokens, token_store
+from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolInput, ProtocolResult, ProtocolSpec, finish, pick_best
+from radbench.training.loop import ConcatImages, TrainingImages, TrainSettings, peak_memory_mb, predict, train
+from radbench.training.models import parameter_counts
+
+
+class TransformerHeadConfig(ProtocolConfigBase):
+    epochs: int = Field(default=20, ge=1)
+    lr: list[float] = Field(default=[1e-4], min_length=1)
+    depth: int = Field(default=2, ge=1)
+    width: int = Field(default=384, ge=8)
+    num_heads: int = Field(default=6, ge=1)
+    weight_decay: float = Field(default=0.05, ge=0)
+    warmup_epochs: float = Field(default=1.0, ge=0)
+    batch_size: int = Field(default=64, ge=1)
+    patience: int | None = Field(default=None, ge=1)
+    token_cache_gb: float = Field(default=8.0, ge=0)
+    refit: bool = True
+
+
+class TokenTransformer(nn.Module):
+    def __init__(self, tokens: int, dim: int, width: int, depth: int, num_heads: int, num_classes: int):
+        super().__init__()
+        self.project = nn.Sequential(nn.Linear(dim, width), nn.LayerNorm(width))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.pos_embed = nn.Parameter(torch.zeros(1, tokens + 1, width))
+        self.blocks = nn.Sequential(*[Block(width, num_heads, mlp_ratio=4.0, qkv_bias=True) for _ in range(depth)])
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, num_classes)
+        trunc_normal_(self.pos_embed, std=0.02)
+        trunc_normal_(self.cls_token, std=0.02)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.project(tokens)
+        x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1) + self.pos_embed
+        return self.head(self.norm(self.blocks(x))[:, 0])
+
+
+class LiveTokens(nn.Module):
+    """Frozen backbone + transformer head, for tokens that did not fit the cache."""
+
+    def __init__(self, backbone, head: TokenTransformer):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+        self.trunk = backbone.model.requires_grad_(False).eval()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            tokens = frozen_tokens(self.backbone, images)
+        return self.head(tokens.float())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.trunk.eval()  # the frozen backbone stays in eval mode (dropout, norms)
+        return self
+
+
+def run_transformer_head(cfg: TransformerHeadConfig, inputs: ProtocolInput) -> ProtocolResult:
+    context = inputs.images
+    dataset, preprocess, backbone = context.dataset, context.preprocess, context.backbone
+    store = token_store(backbone, dataset, preprocess, context.cache_folder, cfg.token_cache_gb,
+                        inputs.device, context.precision, cfg.batch_size, inputs.reporter)
+    tokens, dim = store.shape
+
+    def data(splits: list[str]):
+        if store.cached is not None:
+            return store.dataset(splits)
+        return TrainingImages(ConcatImages(*(dataset.splits[s].images for s in splits)), preprocess)
+
+    def build() -> nn.Module:
+        torch.manual_seed(inputs.seed)
+        head = TokenTransformer(tokens, dim, cfg.width, cfg.depth, cfg.num_heads, dataset.num_classes)
+        return head if store.cached is not None else LiveTokens(backbone, head)
+
+    def settings(lr: float) -> TrainSettings:
+        return TrainSettings(cfg.epochs, cfg.batch_size, lr, lr, cfg.weight_decay, 1.0, cfg.warmup_epochs, 1.0,
+                             cfg.patience, inputs.device, context.precision, 0, inputs.seed)
+
+    def groups(model: nn.Module, lr: float) -> list[dict]:
+        params = [p for p in model.parameters() if p.requires_grad]
+        decay = [p for p in params if p.ndim > 1]
+        return [{"params": decay, "weight_decay": cfg.weight_decay, "lr": lr},
+                {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "lr": lr}]
+
+    def metric(model, s):
+        scores, _ = predict(model, inputs.task, data(["val"]), s)
+        return inputs.metrics(inputs.targets["val"], scores)[0][inputs.selection_metric]
+
+    candidates, val_scores, seconds = [], {}, 0.0
+    for lr in cfg.lr:
+        model = build()
+        result = train(model, groups(model, lr), inputs.task, data(["train"]), inputs.targets["train"], settings(lr),
+                       inputs.reporter, f"  transformer head lr={lr:g}: epochs",
+                       validate=lambda m, s=settings(lr): metric(m, s))
+        seconds += result.seconds
+        val_scores[lr], _ = predict(model, inputs.task, data(["val"]), settings(lr))
+        candidates.append({"params": {"lr": lr}, "val": result.best_value, "best_epoch": result.best_epoch})
+    chosen = pick_best([c["val"] for c in candidates])
+    lr, best_epoch = cfg.lr[chosen], candidates[chosen]["best_epoch"]
+    if cfg.refit:
+        model = build()
+        targets = np.concatenate([inputs.targets["train"], inputs.targets["val"]])
+        seconds += train(model, groups(model, lr), inputs.task, data(["train", "val"]), targets, settings(lr),
+                         inputs.reporter, f"  transformer head refit lr={lr:g}: epochs", stop_after=best_epoch).seconds
+    test_scores, infer_ms = predict(model, inputs.task, data(["test"]), settings(lr))
+    outcome = finish(inputs, candidates, chosen, val_scores[lr], test_scores,
+                     {"best_epoch": best_epoch, "tokens": [tokens, dim], "tokens_cached": store.cached is not None})
+    outcome.selected = {"lr": lr, "epochs": best_epoch}
+    head_model = model.head if isinstance(model, LiveTokens) else model
+    trainable, head_total = parameter_counts(head_model)
+    backbone_params = sum(p.numel() for p in backbone.model.parameters())
+    outcome.costs = {"trainable_params": float(trainable), "total_params": float(head_total + backbone_params),
+                     "train_seconds": seconds, "infer_ms_per_image": infer_ms + store.ms_per_image,
+                     "peak_mem_mb": peak_memory_mb(inputs.device)}
+    return outcome
+
+
+PROTOCOLS.add("transformer_head", ProtocolSpec(
+    "transformer_head", TransformerHeadConfig, run_transformer_head,
+    "DeiT-style transformer head on frozen tokens (cached within a disk budget)", inputs="images"))

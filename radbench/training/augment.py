@@ -1,0 +1,33 @@
+"""Training augmentations on [0, 1] image tensors at the input size: random resized crop, flip, rotation.
+Configurable per protocol, and off for modalities where they mislead (e.g. flips of laterality-bearing data)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from torchvision.transforms import v2
+
+from radbench.schema import StrictModel
+
+
+class AugmentConfig(StrictModel):
+    crop_scale: tuple[float, float] | None = (0.7, 1.0)  # RandomResizedCrop area range; null: no crop
+    hflip: bool = True
+    vflip: bool = False
+    rotation: float = Field(default=10.0, ge=0, le=180)  # degrees, uniformly in [-rotation, rotation]
+
+
+def build_augment(cfg: AugmentConfig | None, size: int):
+    """A callable (C, S, S) -> (C, S, S), or None when augmentation is off."""
+    if cfg is None:
+        return None
+    steps = []
+    if cfg.crop_scale is not None:
+        steps.append(v2.RandomResizedCrop(size, scale=tuple(cfg.crop_scale), antialias=True))
+    if cfg.hflip:
+        steps.append(v2.RandomHorizontalFlip())
+    if cfg.vflip:
+        steps.append(v2.RandomVerticalFlip())
+    if cfg.rotation > 0:
+        steps.append(v2.RandomRotation(cfg.rotation))
+    return v2.Compose(steps) if steps else None
+

@@ -1,0 +1,188 @@
+"""The training loop for image models: AdamW, warmup + cosine schedule, bf16 autocast on CUDA, gradient
+clipping, val metric every epoch with early stopping, best weights kept, costs measured."""
+
+from __future__ import annotations
+
+import copy
+import math
+import resource
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from radbench.data.base import ImageSource, Task
+from radbench.data.transforms import Preprocess
+from radbench.device import autocast
+from radbench.progress import Reporter
+
+
+@dataclass
+class TrainSettings:
+    epochs: int
+    batch_size: int
+    lr: float
+    head_lr: float
+    weight_decay: float
+    layer_decay: float
+    warmup_epochs: float
+    grad_clip: float | None
+    patience: int | None
+    device: torch.device
+    precision: str
+    num_workers: int
+    seed: int
+
+
+class TrainingImages(Dataset):
+    """(normalised image tensor, index); random augmentation at the input size when given."""
+
+    def __init__(self, images: ImageSource, preprocess: Preprocess, augment=None):
+        self.images, self.preprocess, self.augment = images, preprocess, augment
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        unit = self.preprocess.fit_unit(self.images.load(index))
+        if self.augment is not None:
+            unit = self.augment(unit.expand(3, -1, -1) if unit.shape[0] == 1 else unit)
+        return self.preprocess.normalize(unit), index
+
+
+class ConcatImages:
+    """Image sources read one after the other (train followed by val for a refit)."""
+
+    def __init__(self, *sources: ImageSource):
+        self.sources = sources
+        self.in_memory = all(source.in_memory for source in sources)
+
+    def __len__(self) -> int:
+        return sum(len(source) for source in self.sources)
+
+    def load(self, index: int):
+        for source in self.sources:
+            if index < len(source):
+                return source.load(index)
+            index -= len(source)
+        raise IndexError(index)
+
+
+def classification_loss(task: Task, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    if task.single_label:
+        return F.cross_entropy(logits, targets.argmax(1))
+    known = ~targets.isnan()
+    losses = F.binary_cross_entropy_with_logits(logits, targets.nan_to_num(0.0), reduction="none")
+    return (losses * known).sum() / known.sum().clamp_min(1)
+
+
+def probabilities(task: Task, logits: torch.Tensor) -> torch.Tensor:
+    return logits.softmax(-1) if task.single_label else logits.sigmoid()
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA: peak allocated by this process's tensors; otherwise the process's peak resident memory."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int  # 1-based epoch whose weights are kept
+    best_value: float  # val metric at best_epoch (nan without val)
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _loader(data: Dataset, settings: TrainSettings, shuffle: bool) -> DataLoader:
+    generator = torch.Generator().manual_seed(settings.seed)
+    return DataLoader(data, batch_size=settings.batch_size, shuffle=shuffle, num_workers=settings.num_workers,
+                      generator=generator, drop_last=False, pin_memory=settings.device.type == "cuda",
+                      worker_init_fn=_worker_seed(settings.seed))
+
+
+def _worker_seed(seed: int):
+    def init(worker_id: int) -> None:
+        torch.manual_seed(seed * 1009 + worker_id)
+
+    return init
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, task: Task, data: Dataset, settings: TrainSettings) -> tuple[np.ndarray, float]:
+    """Class probabilities (N, C) float64 and milliseconds per sample. `data` yields (input, index)."""
+    model.eval()
+    loader = _loader(data, settings, shuffle=False)
+    outputs, start = [], time.perf_counter()
+    for batch, _ in loader:
+        with autocast(settings.device, settings.precision):
+            logits = model(batch.to(settings.device, non_blocking=True))
+        outputs.append(probabilities(task, logits.float()).cpu())
+    seconds = time.perf_counter() - start
+    return torch.cat(outputs).double().numpy(), 1000 * seconds / max(1, len(data))
+
+
+def train(model: torch.nn.Module, groups: list[dict], task: Task, data: Dataset, targets: np.ndarray,
+          settings: TrainSettings, reporter: Reporter, description: str,
+          validate: Callable[[torch.nn.Module], float] | None = None, stop_after: int | None = None) -> TrainResult:
+    """Train; with `validate`, score every epoch, keep the best weights and stop after `patience` epochs
+    without improvement. `stop_after` ends training after that many epochs of the full schedule (refit)."""
+    torch.manual_seed(settings.seed)
+    device = settings.device
+    model.to(device)
+    optimizer = torch.optim.AdamW(groups)
+    loader = _loader(data, settings, shuffle=True)
+    targets_t = torch.from_numpy(targets)
+    total = settings.epochs * len(loader)
+    warmup = int(settings.warmup_epochs * len(loader))
+
+    def scale(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, scale)
+    parameters = [p for group in groups for p in group["params"]]
+    result = TrainResult(best_epoch=0, best_value=float("nan"))
+    best_state, stale, start = None, 0, time.perf_counter()
+    epochs = min(settings.epochs, stop_after or settings.epochs)
+    with reporter.task(description, epochs) as advance:
+        for epoch in range(1, epochs + 1):
+            model.train()
+            losses = []
+            for batch, index in loader:
+                with autocast(device, settings.precision):
+                    logits = model(batch.to(device, non_blocking=True))
+                loss = classification_loss(task, logits.float(), targets_t[index].to(device))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if settings.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(parameters, settings.grad_clip)
+                optimizer.step()
+                schedule.step()
+                losses.append(loss.item())
+            record = {"epoch": epoch, "loss": float(np.mean(losses))}
+            if validate is not None:
+                value = validate(model)
+                record["val"] = value
+                if best_state is None or (not math.isnan(value) and (math.isnan(result.best_value)
+                                                                     or value > result.best_value)):
+                    result.best_epoch, result.best_value, stale = epoch, value, 0
+                    best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+                else:
+                    stale += 1
+            result.history.append(record)
+            advance(1)
+            if validate is not None and settings.patience is not None and stale >= settings.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        result.best_epoch = len(result.history)
+    result.seconds = time.perf_counter() - start
+    return result
