@@ -37,7 +37,7 @@ def measure(args) -> dict:
         apply_bitfit(model)
     model.to(device)
     trainable, total = parameter_counts(model)
-    optimizer = torch.optim.AdamW(optimizer_groups(model, 1e-4, 1e-3, 0.05, 1.0))
+    optimizer = torch.optim.AdamW(optimizer_groups(model.trunk, model.head, 1e-4, 1e-3, 0.05, 1.0))
     images = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
     targets = torch.randint(0, 14, (args.batch_size,), device=device)
     resident_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

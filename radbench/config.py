@@ -104,6 +104,7 @@ def parse_study(raw: Any, base_dir: Path, source: str = "study") -> StudyConfig:
                 resolve_entry(backbone.name)
             except RadbenchError as error:
                 errors.append(f"backbones[{i}].name: {error}")
+    _check_kinds(errors, datasets, protocols)
     _unique(errors, "backbones", [b.display_name for b in backbones if b], "give each a distinct `label`")
     _unique(errors, "datasets", [d.name for d in datasets if d], "names must be distinct")
     _unique(errors, "protocols", [p.label for p in protocols if p], "give each a distinct `name`")
@@ -150,6 +151,22 @@ def _protocol(item: Any, where: str, context: dict, errors: list[str]) -> Protoc
         return None
     config = _validate(PROTOCOLS.get(kind).config, body or {}, f"{where}.{kind}", context, errors)
     return None if config is None else ProtocolEntry(type=kind, label=config.name or kind, config=config)
+
+
+def _check_kinds(errors: list[str], datasets: list, protocols: list) -> None:
+    """Segmentation protocols need segmentation datasets and classification protocols the others; a protocol
+    runs on every dataset of its kind, so each side needs at least one partner."""
+    def kind_of_protocol(entry: ProtocolEntry) -> str:
+        return "segmentation" if PROTOCOLS.get(entry.type).inputs == "segmentation" else "classification"
+
+    dataset_kinds = {d.name: ADAPTERS.get(d.adapter).kind for d in datasets if d}
+    protocol_kinds = {p.label: kind_of_protocol(p) for p in protocols if p}
+    for name, kind in dataset_kinds.items():
+        if kind not in protocol_kinds.values():
+            errors.append(f"datasets: {name!r} is a {kind} dataset but no protocol of that kind is listed")
+    for label, kind in protocol_kinds.items():
+        if kind not in dataset_kinds.values():
+            errors.append(f"protocols: {label!r} needs a {kind} dataset and none is listed")
 
 
 def _unique(errors: list[str], key: str, names: list[str], hint: str) -> None:

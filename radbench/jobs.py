@@ -11,6 +11,7 @@ import numpy as np
 from radbench.backbones import BackboneConfig
 from radbench.config import ProtocolEntry, StudyConfig
 from radbench.data import LabeledDataset
+from radbench.data.segmentation import SegmentationDataset
 from radbench.data.transforms import Preprocess
 from radbench.features.cache import stable_hash
 from radbench.metrics import default_selection_metric
@@ -40,11 +41,16 @@ class Job:
         return self.spec.inputs == "features"
 
 
-def plan_jobs(study: StudyConfig, backbone: BackboneConfig, dataset: LabeledDataset, data_key: str) -> list[Job]:
+def plan_jobs(study: StudyConfig, backbone: BackboneConfig, dataset, data_key: str) -> list[Job]:
+    """Every (protocol variant, seed, repeat) of the protocols that apply to this dataset's kind."""
     jobs = []
+    segmentation = isinstance(dataset, SegmentationDataset)
     for entry in study.protocols:
         spec = PROTOCOLS.get(entry.type)
-        metric = entry.config.selection_metric or study.settings.selection_metric or default_selection_metric(dataset.task)
+        if (spec.inputs == "segmentation") != segmentation:
+            continue
+        metric = "dice" if segmentation else (
+            entry.config.selection_metric or study.settings.selection_metric or default_selection_metric(dataset.task))
         for suffix, variant in spec.variants(entry.config):
             label = entry.label if suffix is None else f"{entry.label}@{suffix}"
             feature_types = variant.feature_types(study.settings.features)
@@ -100,6 +106,34 @@ def run_job(study: StudyConfig, job: Job, inputs: ProtocolInput, reporter: Repor
         test_metrics=result.test_metrics, class_names=dataset.class_names,
         sample_ids=[str(s) for s in test.sample_ids], test_targets=dataset.targets("test"),
         test_scores=np.asarray(result.test_scores, dtype=np.float64), extra_metrics=costs,
+    )
+
+
+def run_segmentation_job(study: StudyConfig, job: Job, inputs, reporter: Reporter, preprocess: Preprocess,
+                         identity: dict) -> JobRecord:
+    dataset = job.dataset
+    reporter.info(f"  {job.label} (seed {job.seed})")
+    start = time.perf_counter()
+    result = job.spec.run(job.config, inputs)
+    seconds = time.perf_counter() - start
+    reporter.info(f"    chosen {result.selected}; test dice {result.test_metrics.get('dice', float('nan')):.4f}")
+    config = {
+        "backbone": {**job.backbone.model_dump(mode="json"), "identity": identity},
+        "dataset": {**_dataset_config(study, dataset.name), "task": "segmentation",
+                    "class_names": list(dataset.class_names), "split_origin": dataset.split_origin,
+                    "split_sizes": {n: len(s) for n, s in dataset.splits.items()}, "notes": list(dataset.notes)},
+        "preprocess": preprocess.identity(),
+        "protocol": {"type": job.entry.type, **job.config.model_dump(mode="json")},
+        "seed": job.seed,
+    }
+    return JobRecord(
+        key=job.key, study=study.settings.name, backbone=job.backbone.display_name, dataset=dataset.name,
+        protocol=job.label, protocol_type=job.entry.type, seed=job.seed, repeat=job.repeat, task="segmentation",
+        config=config, selected=result.selected, candidates=result.candidates, details=result.details,
+        timings={"protocol_seconds": seconds}, feature_cache=None, val_metrics=result.val_metrics,
+        test_metrics=result.test_metrics, class_names=dataset.class_names,
+        sample_ids=[c["sample_id"] for c in result.sample_metrics], test_targets=None, test_scores=None,
+        extra_metrics=result.costs, sample_metrics=result.sample_metrics,
     )
 
 

@@ -17,10 +17,11 @@ from radbench.features.cache import FeatureCache
 from radbench.features.extract import default_workers_for_files
 from radbench.features.provider import Extraction, FeatureProvider, feature_key
 from radbench.features.source import FeatureSource
-from radbench.jobs import plan_jobs, run_job
+from radbench.jobs import plan_jobs, run_job, run_segmentation_job
 from radbench.progress import Reporter
 from radbench.protocols import ProtocolInput
 from radbench.protocols.base import ImageContext
+from radbench.protocols.segmentation import SegmentationInput
 from radbench.results import ResultsStore
 
 
@@ -42,7 +43,9 @@ def load_datasets(study: StudyConfig, reporter: Reporter) -> dict[str, LabeledDa
     for cfg in study.datasets:
         dataset = load_dataset(cfg)
         sizes = ", ".join(f"{name} {len(split)}" for name, split in dataset.splits.items())
-        reporter.info(f"dataset {dataset.name}: {dataset.task.value}, {dataset.num_classes} classes; {sizes} "
+        task = getattr(dataset, "task", None)
+        kind = task.value if task is not None else "segmentation"
+        reporter.info(f"dataset {dataset.name}: {kind}, {dataset.num_classes} classes; {sizes} "
                       f"(splits: {dataset.split_origin})")
         for note in dataset.notes:
             reporter.info(f"  note: {note}")
@@ -93,7 +96,17 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                 cached = provider.get(backbone, description, dataset, preprocess, needed)
                 if not extract_only:
                     _run_feature_jobs(feature_jobs, cached, store, summary, **base)
-            image_jobs = [job for job in pending if not job.uses_features]
+            segmentation_jobs = [job for job in pending if job.spec.inputs == "segmentation"]
+            for job in [] if extract_only else segmentation_jobs:
+                inputs = SegmentationInput(
+                    dataset, preprocess, lambda size, b=backbone: provider.backbone(b, size), device, precision,
+                    0 if dataset.splits["train"].images.in_memory else default_workers_for_files(), job.seed,
+                    reporter, study.feature_cache_dir / f"{key}-seg",
+                    settings.output_dir / "segmentation" / _slug(job.backbone.display_name) / dataset.name
+                    / _slug(job.label) / f"seed{job.seed}")
+                store.save(run_segmentation_job(study, job, inputs, reporter, preprocess, description.identity))
+                summary.jobs_run += 1
+            image_jobs = [job for job in pending if job.spec.inputs == "images"]
             if image_jobs and not extract_only:
                 model = provider.backbone(backbone, preprocess.image_size)
                 workers = 0 if dataset.splits["train"].images.in_memory else default_workers_for_files()
@@ -120,6 +133,10 @@ def _run_feature_jobs(jobs, cached, store, summary, *, study, reporter, dataset,
                          feature_types=list(dict.fromkeys(cached.layout.resolve(t) for t in job.feature_types)))
         store.save(run_job(study, job, inputs, reporter, preprocess, manifest["backbone"], costs, cached.folder.name))
         summary.jobs_run += 1
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in name)
 
 
 def _inputs(job, dataset, features, device, reporter, feature_types=None, images=None) -> ProtocolInput:

@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
 FEATURE_TYPE_PATTERN = re.compile(r"^(cls|mean|cls\+mean|pool|last(\d+)(\+mean)?|block\d+)$")
-METRIC_NAMES = ("auroc", "accuracy", "balanced_accuracy", "f1_macro", "kappa")
+METRIC_NAMES = ("auroc", "accuracy", "balanced_accuracy", "f1_macro", "kappa", "dice", "iou")
 
 
 class StrictModel(BaseModel):

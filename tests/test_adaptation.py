@@ -17,7 +17,7 @@ from radbench.data.transforms import Preprocess
 from radbench.progress import Reporter
 from radbench.protocols.few_shot import sample_patients
 from radbench.runner import run_study
-from radbench.training.loop import TrainingImages, TrainSettings, train
+from radbench.training.loop import TrainingImages, TrainSettings, classification_loss, train
 from radbench.training.models import (
     apply_bitfit,
     apply_lora,
@@ -41,8 +41,9 @@ def train_briefly(model, dataset, lr=5e-3, epochs=2):
     settings = TrainSettings(epochs, 16, lr, lr, 0.0, 1.0, 0.0, None, None, torch.device("cpu"), "fp32", 0, 0)
     preprocess = Preprocess(32, "resize", (0.5,) * 3, (0.5,) * 3)
     split = dataset.splits["train"]
-    groups = optimizer_groups(model, lr, lr, 0.0, 1.0)
-    train(model, groups, dataset.task, TrainingImages(split.images, preprocess), dataset.targets("train"), settings,
+    groups = optimizer_groups(model.trunk, model.head, lr, lr, 0.0, 1.0)
+    data = TrainingImages(split.images, preprocess, dataset.targets("train"))
+    train(model, groups, data, lambda logits, y: classification_loss(dataset.task, logits, y), settings,
           Reporter(quiet=True), "train")
 
 

@@ -71,4 +71,4 @@ def load_decathlon(cfg: DecathlonConfig) -> SegmentationDataset:
 
 
 ADAPTERS.add("decathlon", Adapter("decathlon", DecathlonConfig, load_decathlon,
-                                  "segmentation: Decathlon dataset.json + imagesTr/labelsTr (NIfTI volumes)"))
+                                  "segmentation: Decathlon dataset.json + imagesTr/labelsTr (NIfTI volumes)", "segmentation"))

@@ -111,6 +111,6 @@ def load_montgomery(cfg: MontgomeryConfig) -> SegmentationDataset:
 
 
 ADAPTERS.add("mask_folder", Adapter("mask_folder", MaskFolderConfig, load_mask_folder,
-                                    "segmentation: image folder + mask folder with matching names"))
+                                    "segmentation: image folder + mask folder with matching names", "segmentation"))
 ADAPTERS.add("montgomery", Adapter("montgomery", MontgomeryConfig, load_montgomery,
-                                   "segmentation: Montgomery CXR_png + ManualMask/left,rightMask"))
+                                   "segmentation: Montgomery CXR_png + ManualMask/left,rightMask", "segmentation"))

@@ -15,6 +15,7 @@ class Adapter:
     config: type[DatasetConfigBase]
     load: Callable[..., LabeledDataset]
     description: str
+    kind: str = "classification"  # or "segmentation": which protocols apply
 
 
 ADAPTERS: Registry[Adapter] = Registry("dataset adapter")

@@ -6,6 +6,7 @@ dataset's classes is reported with the file when the mask is read."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -83,14 +84,21 @@ class LabelVolumes:
         return len(self.paths)
 
     def load_volume(self, index: int):
-        from radbench.data.readers.volume import read_volume
-
-        volume = read_volume(self.paths[index])
-        labels = np.rint(volume.array).astype(np.int64)
-        return volume.with_array(map_mask_values(labels, self.values, self.num_classes, self.paths[index]))
+        values = tuple(sorted(self.values.items())) if self.values else None
+        return _label_volume(self.paths[index], values, self.num_classes)
 
     def subset(self, indices: np.ndarray) -> "LabelVolumes":
         return replace(self, paths=tuple(self.paths[int(i)] for i in indices))
+
+
+@functools.lru_cache(maxsize=4)
+def _label_volume(path: Path, values: tuple | None, num_classes: int):
+    """A label volume read and checked once per process (training reads it slice by slice)."""
+    from radbench.data.readers.volume import read_volume
+
+    volume = read_volume(path)
+    labels = np.rint(volume.array).astype(np.int64)
+    return volume.with_array(map_mask_values(labels, dict(values) if values else None, num_classes, path))
 
 
 def map_mask_values(raw: np.ndarray, values: dict[int, int] | None, num_classes: int, path: Path) -> np.ndarray:

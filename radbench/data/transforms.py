@@ -78,6 +78,31 @@ class Preprocess:
         top, left = (size - height) // 2, (size - width) // 2
         return F.pad(tensor, (left, size - width - left, top, size - height - top), value=0.0)
 
+    def placement(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """Where an image of this size lands in the S x S input: (top, left, fitted height, fitted width)."""
+        size = self.image_size
+        if self.mode == "resize":
+            return 0, 0, size, size
+        if max(height, width) > size:
+            scale = size / max(height, width)
+            height, width = max(1, round(height * scale)), max(1, round(width * scale))
+        return (size - height) // 2, (size - width) // 2, height, width
+
+    def fit_mask(self, mask: np.ndarray) -> torch.Tensor:
+        """A label map brought to the input grid like its image (nearest neighbour; padding is background)."""
+        top, left, height, width = self.placement(*mask.shape)
+        fitted = F.interpolate(torch.from_numpy(np.ascontiguousarray(mask))[None, None].float(), size=(height, width),
+                               mode="nearest")[0, 0].long()
+        out = torch.zeros((self.image_size, self.image_size), dtype=torch.long)
+        out[top:top + height, left:left + width] = fitted
+        return out
+
+    def unfit(self, logits: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+        """(B, C, S, S) logits on the input grid -> (B, C, H, W) on the original image grid (bilinear)."""
+        top, left, height, width = self.placement(*shape)
+        crop = logits[..., top:top + height, left:left + width]
+        return F.interpolate(crop, size=tuple(shape), mode="bilinear", align_corners=False)
+
     def _resize(self, tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         mode = self.interpolation if self.interpolation in ("bilinear", "bicubic", "nearest") else "bicubic"
         kwargs = {"antialias": True, "align_corners": False} if mode != "nearest" else {}

@@ -5,6 +5,7 @@ them, and aggregates the slice features into one vector per volume (mean, max, o
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -38,6 +39,10 @@ class VolumeConfig(StrictModel):
     def parts(self) -> int:
         return 2 if self.aggregate == "mean+max" else 1
 
+    def every_slice(self) -> "VolumeConfig":
+        """The same view without slice sampling: inference reads every slice."""
+        return VolumeConfig(axis=self.axis, context=self.context, spacing=self.spacing)
+
 
 def resample(volume: Volume, spacing: tuple[float, float, float], mode: str = "trilinear") -> Volume:
     """Resample the canonical array to a target (z, y, x) spacing (trilinear; `nearest` for label maps)."""
@@ -58,6 +63,15 @@ def oriented_stack(array: np.ndarray, axis: str) -> np.ndarray:
     return np.transpose(array[::-1], (2, 0, 1))
 
 
+def unorient_stack(stack: np.ndarray, axis: str) -> np.ndarray:
+    """Inverse of `oriented_stack`: a (K, H, W) stack along `axis` back to the canonical (Z, Y, X) array."""
+    if axis == "axial":
+        return stack
+    if axis == "coronal":
+        return np.transpose(stack, (1, 0, 2))[::-1]
+    return np.transpose(stack, (1, 2, 0))[::-1]
+
+
 def sample_indices(count: int, cfg: VolumeConfig) -> np.ndarray:
     if cfg.slices == "every":
         return np.arange(0, count, cfg.every)
@@ -68,15 +82,25 @@ def sample_indices(count: int, cfg: VolumeConfig) -> np.ndarray:
     return np.arange(count)
 
 
-def slice_images(volume: Volume, cfg: VolumeConfig) -> list[np.ndarray]:
-    """The sampled slices as HxW (2d) or HxWx3 (2.5d: neighbours as channels, edges repeated) in [0, 1]."""
+def slice_images(volume: Volume, cfg: VolumeConfig, indices: np.ndarray | None = None) -> list[np.ndarray]:
+    """The sampled slices (or `indices`) as HxW (2d) or HxWx3 (2.5d: neighbours as channels, edges repeated)."""
     stack = oriented_stack(volume.array, cfg.axis)
-    indices = sample_indices(len(stack), cfg)
+    indices = sample_indices(len(stack), cfg) if indices is None else indices
     if cfg.context == "2d":
         return [np.ascontiguousarray(stack[k]) for k in indices]
     last = len(stack) - 1
     return [np.ascontiguousarray(np.stack([stack[max(k - 1, 0)], stack[k], stack[min(k + 1, last)]], axis=-1))
             for k in indices]
+
+
+@functools.lru_cache(maxsize=4)
+def _prepared_volume(path: Path, channel: int | None, spacing, intensity: IntensityConfig | None) -> Volume:
+    """Decoded, resampled and intensity-mapped once per process: training reads a volume slice by slice, and
+    percentiles over millions of voxels must not be recomputed for every slice."""
+    volume = read_volume(path, channel)
+    if spacing is not None:
+        volume = resample(volume, spacing)
+    return volume.with_array(apply_intensity(volume.array, intensity, "percentiles"))
 
 
 @dataclass(frozen=True)
@@ -92,10 +116,7 @@ class FileVolumes:
         return len(self.paths)
 
     def load_volume(self, index: int) -> Volume:
-        volume = read_volume(self.paths[index], self.channel)
-        if self.spacing is not None:
-            volume = resample(volume, self.spacing)
-        return volume.with_array(apply_intensity(volume.array, self.intensity, "percentiles"))
+        return _prepared_volume(self.paths[index], self.channel, self.spacing, self.intensity)
 
     def subset(self, indices: np.ndarray) -> "FileVolumes":
         return FileVolumes(tuple(self.paths[int(i)] for i in indices), self.intensity, self.spacing, self.channel)

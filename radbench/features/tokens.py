@@ -35,31 +35,23 @@ def token_shape(backbone: FeatureBackbone, image_size: int, device: torch.device
 
 
 class CachedTokens(Dataset):
-    """(tokens (T, D) float32, index) from a split's memory-mapped float16 array."""
+    """(tokens (T, D) float32, target) from memory-mapped float16 arrays, one or more splits in a row."""
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.length = np.load(path, mmap_mode="r").shape[0]
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int):
-        return torch.from_numpy(np.asarray(np.load(self.path, mmap_mode="r")[index], dtype=np.float32)), index
-
-
-class ConcatTokens(Dataset):
-    def __init__(self, parts: list[Dataset]):
-        self.parts = parts
+    def __init__(self, paths: list[Path], targets: np.ndarray):
+        self.paths = paths
+        self.lengths = [np.load(p, mmap_mode="r").shape[0] for p in paths]
+        self.targets = torch.from_numpy(np.asarray(targets, dtype=np.float32))
 
     def __len__(self) -> int:
-        return sum(len(p) for p in self.parts)
+        return sum(self.lengths)
 
     def __getitem__(self, index: int):
-        for part in self.parts:
-            if index < len(part):
-                return part[index][0], index
-            index -= len(part)
+        position = index
+        for path, length in zip(self.paths, self.lengths):
+            if position < length:
+                tokens = np.asarray(np.load(path, mmap_mode="r")[position], dtype=np.float32)
+                return torch.from_numpy(tokens), self.targets[index]
+            position -= length
         raise IndexError(index)
 
 
@@ -68,13 +60,12 @@ class TokenStore:
     """Per split either a cached token Dataset, or None (recompute: the model must embed images itself);
     `ms_per_image`: the frozen backbone's cost of making one image's tokens (measured when cached)."""
 
-    cached: dict[str, CachedTokens] | None
+    cached: dict[str, Path] | None
     shape: tuple[int, int]
     ms_per_image: float = 0.0
 
-    def dataset(self, splits: list[str]) -> Dataset:
-        parts = [self.cached[s] for s in splits]
-        return parts[0] if len(parts) == 1 else ConcatTokens(parts)
+    def dataset(self, splits: list[str], targets: np.ndarray) -> Dataset:
+        return CachedTokens([self.cached[s] for s in splits], targets)
 
 
 @torch.inference_mode()
@@ -107,6 +98,6 @@ def token_store(backbone: FeatureBackbone, dataset: LabeledDataset, preprocess: 
             del array
             os.replace(temporary, target)
             timing.write_text(json.dumps(1000 * (time.perf_counter() - start) / max(1, len(split))))
-        cached[name] = CachedTokens(target)
+        cached[name] = target
     reporter.info(f"  tokens: {total / 2**30:.2f} GiB cached in {folder.name}")
     return TokenStore(cached, shape, float(json.loads(timing.read_text())) if timing.is_file() else 0.0)

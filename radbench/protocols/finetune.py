@@ -22,7 +22,15 @@ from radbench.protocols.base import (
     pick_best,
 )
 from radbench.training.augment import AugmentConfig, build_augment
-from radbench.training.loop import ConcatImages, TrainingImages, TrainSettings, peak_memory_mb, predict, train
+from radbench.training.loop import (
+    ConcatImages,
+    TrainingImages,
+    TrainSettings,
+    classification_loss,
+    peak_memory_mb,
+    predict,
+    train,
+)
 from radbench.training.models import (
     Classifier,
     apply_bitfit,
@@ -94,11 +102,14 @@ def run_trainable(cfg: TrainingConfig, inputs: ProtocolInput, adapt: Callable[[C
             model.trunk.set_grad_checkpointing(True)
         return model
 
-    def plain(split_images):
-        return TrainingImages(split_images, preprocess)
+    def plain(split: str):
+        return TrainingImages(splits[split].images, preprocess, inputs.targets[split])
+
+    def loss(logits, targets):
+        return classification_loss(inputs.task, logits, targets)
 
     def val_metric(model: Classifier, settings: TrainSettings) -> float:
-        scores, _ = predict(model, inputs.task, plain(splits["val"].images), settings)
+        scores, _ = predict(model, inputs.task, plain("val"), settings)
         return inputs.metrics(inputs.targets["val"], scores)[0][inputs.selection_metric]
 
     candidates, val_scores, seconds = [], {}, 0.0
@@ -106,12 +117,12 @@ def run_trainable(cfg: TrainingConfig, inputs: ProtocolInput, adapt: Callable[[C
     for lr in cfg.lr:
         settings = settings_for(cfg, inputs, lr)
         model = build()
-        groups = optimizer_groups(model, lr, cfg.head_lr, cfg.weight_decay, cfg.layer_decay)
-        result = train(model, groups, inputs.task, TrainingImages(splits["train"].images, preprocess, augment),
-                       inputs.targets["train"], settings, inputs.reporter, f"  {name} lr={lr:g}: epochs",
+        groups = optimizer_groups(model.trunk, model.head, lr, cfg.head_lr, cfg.weight_decay, cfg.layer_decay)
+        training = TrainingImages(splits["train"].images, preprocess, inputs.targets["train"], augment)
+        result = train(model, groups, training, loss, settings, inputs.reporter, f"  {name} lr={lr:g}: epochs",
                        validate=lambda m, s=settings: val_metric(m, s))
         seconds += result.seconds
-        val_scores[lr], _ = predict(model, inputs.task, plain(splits["val"].images), settings)
+        val_scores[lr], _ = predict(model, inputs.task, plain("val"), settings)
         candidates.append({"params": {"lr": lr}, "val": result.best_value, "best_epoch": result.best_epoch,
                            "history": result.history})
         if best_model is None or result.best_value > best_value:  # the model pick_best will choose
@@ -121,15 +132,15 @@ def run_trainable(cfg: TrainingConfig, inputs: ProtocolInput, adapt: Callable[[C
     settings = settings_for(cfg, inputs, lr)
     if cfg.refit:
         model = build()
-        groups = optimizer_groups(model, lr, cfg.head_lr, cfg.weight_decay, cfg.layer_decay)
+        groups = optimizer_groups(model.trunk, model.head, lr, cfg.head_lr, cfg.weight_decay, cfg.layer_decay)
         images = ConcatImages(splits["train"].images, splits["val"].images)
         targets = np.concatenate([inputs.targets["train"], inputs.targets["val"]])
-        refit = train(model, groups, inputs.task, TrainingImages(images, preprocess, augment), targets, settings,
+        refit = train(model, groups, TrainingImages(images, preprocess, targets, augment), loss, settings,
                       inputs.reporter, f"  {name} refit lr={lr:g} on train+val: epochs", stop_after=best_epoch)
         seconds += refit.seconds
     else:
         model = best_model
-    test_scores, infer_ms = predict(model, inputs.task, plain(splits["test"].images), settings)
+    test_scores, infer_ms = predict(model, inputs.task, plain("test"), settings)
     outcome = finish(inputs, candidates, chosen, val_scores[lr], test_scores,
                      {"best_epoch": best_epoch, "refit": cfg.refit})
     outcome.selected = {"lr": lr, "epochs": best_epoch}

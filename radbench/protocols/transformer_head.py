@@ -15,8 +15,16 @@ from torch import nn
 
 from radbench.features.tokens import frozen_tokens, token_store
 from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolInput, ProtocolResult, ProtocolSpec, finish, pick_best
-from radbench.training.loop import ConcatImages, TrainingImages, TrainSettings, peak_memory_mb, predict, train
-from radbench.training.models import parameter_counts
+from radbench.training.loop import (
+    ConcatImages,
+    TrainingImages,
+    TrainSettings,
+    classification_loss,
+    peak_memory_mb,
+    predict,
+    train,
+)
+from radbench.training.models import optimizer_groups, parameter_counts
 
 
 class TransformerHeadConfig(ProtocolConfigBase):
@@ -78,9 +86,13 @@ def run_transformer_head(cfg: TransformerHeadConfig, inputs: ProtocolInput) -> P
     tokens, dim = store.shape
 
     def data(splits: list[str]):
+        targets = np.concatenate([inputs.targets[s] for s in splits])
         if store.cached is not None:
-            return store.dataset(splits)
-        return TrainingImages(ConcatImages(*(dataset.splits[s].images for s in splits)), preprocess)
+            return store.dataset(splits, targets)
+        return TrainingImages(ConcatImages(*(dataset.splits[s].images for s in splits)), preprocess, targets)
+
+    def loss(logits, targets):
+        return classification_loss(inputs.task, logits, targets)
 
     def build() -> nn.Module:
         torch.manual_seed(inputs.seed)
@@ -92,10 +104,8 @@ def run_transformer_head(cfg: TransformerHeadConfig, inputs: ProtocolInput) -> P
                              cfg.patience, inputs.device, context.precision, 0, inputs.seed)
 
     def groups(model: nn.Module, lr: float) -> list[dict]:
-        params = [p for p in model.parameters() if p.requires_grad]
-        decay = [p for p in params if p.ndim > 1]
-        return [{"params": decay, "weight_decay": cfg.weight_decay, "lr": lr},
-                {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "lr": lr}]
+        head = model.head if isinstance(model, LiveTokens) else model
+        return optimizer_groups(None, head, lr, lr, cfg.weight_decay, 1.0)
 
     def metric(model, s):
         scores, _ = predict(model, inputs.task, data(["val"]), s)
@@ -104,9 +114,8 @@ def run_transformer_head(cfg: TransformerHeadConfig, inputs: ProtocolInput) -> P
     candidates, val_scores, seconds = [], {}, 0.0
     for lr in cfg.lr:
         model = build()
-        result = train(model, groups(model, lr), inputs.task, data(["train"]), inputs.targets["train"], settings(lr),
-                       inputs.reporter, f"  transformer head lr={lr:g}: epochs",
-                       validate=lambda m, s=settings(lr): metric(m, s))
+        result = train(model, groups(model, lr), data(["train"]), loss, settings(lr), inputs.reporter,
+                       f"  transformer head lr={lr:g}: epochs", validate=lambda m, s=settings(lr): metric(m, s))
         seconds += result.seconds
         val_scores[lr], _ = predict(model, inputs.task, data(["val"]), settings(lr))
         candidates.append({"params": {"lr": lr}, "val": result.best_value, "best_epoch": result.best_epoch})
@@ -114,9 +123,8 @@ def run_transformer_head(cfg: TransformerHeadConfig, inputs: ProtocolInput) -> P
     lr, best_epoch = cfg.lr[chosen], candidates[chosen]["best_epoch"]
     if cfg.refit:
         model = build()
-        targets = np.concatenate([inputs.targets["train"], inputs.targets["val"]])
-        seconds += train(model, groups(model, lr), inputs.task, data(["train", "val"]), targets, settings(lr),
-                         inputs.reporter, f"  transformer head refit lr={lr:g}: epochs", stop_after=best_epoch).seconds
+        seconds += train(model, groups(model, lr), data(["train", "val"]), loss, settings(lr), inputs.reporter,
+                         f"  transformer head refit lr={lr:g}: epochs", stop_after=best_epoch).seconds
     test_scores, infer_ms = predict(model, inputs.task, data(["test"]), settings(lr))
     outcome = finish(inputs, candidates, chosen, val_scores[lr], test_scores,
                      {"best_epoch": best_epoch, "tokens": [tokens, dim], "tokens_cached": store.cached is not None})

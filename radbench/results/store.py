@@ -43,6 +43,13 @@ CREATE TABLE IF NOT EXISTS metrics (
     value REAL,
     PRIMARY KEY (job_key, split, name)
 );
+CREATE TABLE IF NOT EXISTS sample_metrics (
+    job_key TEXT NOT NULL REFERENCES jobs(key),
+    sample_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (job_key, sample_id, name)
+);
 CREATE TABLE IF NOT EXISTS predictions (
     job_key TEXT PRIMARY KEY REFERENCES jobs(key),
     class_names TEXT NOT NULL,
@@ -75,9 +82,10 @@ class JobRecord:
     test_metrics: dict[str, float]
     class_names: tuple[str, ...]
     sample_ids: list[str]
-    test_targets: np.ndarray
-    test_scores: np.ndarray
+    test_targets: np.ndarray | None  # classification: per-sample targets and scores; None for segmentation
+    test_scores: np.ndarray | None
     extra_metrics: dict[str, float] = field(default_factory=dict)  # e.g. costs, reported with the test metrics
+    sample_metrics: list[dict] | None = None  # segmentation: one dict per test case (sample_id + metrics)
 
 
 def _dumps(value) -> str:
@@ -134,12 +142,17 @@ class ResultsStore:
             )
             conn.execute("DELETE FROM metrics WHERE job_key = ?", (record.key,))
             conn.executemany("INSERT INTO metrics VALUES (?,?,?,?)", metrics)
-            conn.execute(
-                "INSERT OR REPLACE INTO predictions VALUES (?,?,?,?,?,?)",
-                (record.key, _dumps(list(record.class_names)), _dumps(list(record.sample_ids)),
-                 record.test_targets.astype(np.float32).tobytes(), record.test_scores.astype(np.float64).tobytes(),
-                 _dumps(list(record.test_scores.shape))),
-            )
+            if record.test_scores is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO predictions VALUES (?,?,?,?,?,?)",
+                    (record.key, _dumps(list(record.class_names)), _dumps(list(record.sample_ids)),
+                     record.test_targets.astype(np.float32).tobytes(), record.test_scores.astype(np.float64).tobytes(),
+                     _dumps(list(record.test_scores.shape))),
+                )
+            conn.execute("DELETE FROM sample_metrics WHERE job_key = ?", (record.key,))
+            conn.executemany("INSERT INTO sample_metrics VALUES (?,?,?,?)", [
+                (record.key, case["sample_id"], name, _real(value))
+                for case in record.sample_metrics or [] for name, value in case.items() if name != "sample_id"])
 
     def jobs(self) -> pd.DataFrame:
         with closing(self._connect()) as conn:
@@ -152,6 +165,18 @@ class ResultsStore:
                    ORDER BY j.backbone, j.dataset, j.protocol, j.seed, j.repeat, m.name"""
         with closing(self._connect()) as conn:
             return pd.read_sql_query(query, conn, params=(split,))
+
+    def sample_metrics(self) -> pd.DataFrame:
+        query = """SELECT j.backbone, j.dataset, j.protocol, j.seed, j.repeat, s.sample_id, s.name AS metric, s.value,
+                          j.key AS job
+                   FROM sample_metrics s JOIN jobs j ON j.key = s.job_key
+                   ORDER BY j.backbone, j.dataset, j.protocol, j.seed, j.repeat, s.sample_id, s.name"""
+        with closing(self._connect()) as conn:
+            return pd.read_sql_query(query, conn)
+
+    def has_predictions(self, key: str) -> bool:
+        with closing(self._connect()) as conn:
+            return conn.execute("SELECT 1 FROM predictions WHERE job_key = ?", (key,)).fetchone() is not None
 
     def predictions(self, key: str) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
         """(class_names, sample_ids, targets, scores) of one job's test predictions."""

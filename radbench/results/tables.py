@@ -7,7 +7,7 @@ import pandas as pd
 
 from radbench.results.store import ResultsStore
 
-SUMMARY_METRICS = ("auroc", "accuracy", "balanced_accuracy", "f1_macro", "kappa")
+SUMMARY_METRICS = ("auroc", "accuracy", "balanced_accuracy", "f1_macro", "kappa", "dice", "iou", "hd95")
 COST_METRICS = ("trainable_params", "total_params", "train_seconds", "infer_ms_per_image", "peak_mem_mb")
 KEYS = ["backbone", "dataset", "protocol"]
 
@@ -48,6 +48,8 @@ def predictions(store: ResultsStore, backbone: str | None = None, dataset: str |
             jobs = jobs[jobs[column] == value]
     frames = []
     for job in jobs.itertuples():
+        if not store.has_predictions(job.key):  # segmentation jobs keep per-case metrics instead
+            continue
         class_names, sample_ids, targets, scores = store.predictions(job.key)
         frame = pd.DataFrame({"backbone": job.backbone, "dataset": job.dataset, "protocol": job.protocol,
                               "seed": job.seed, "repeat": job.repeat, "sample_id": sample_ids})

@@ -39,10 +39,11 @@ class TrainSettings:
 
 
 class TrainingImages(Dataset):
-    """(normalised image tensor, index); random augmentation at the input size when given."""
+    """(normalised image tensor, target row); random augmentation at the input size when given."""
 
-    def __init__(self, images: ImageSource, preprocess: Preprocess, augment=None):
+    def __init__(self, images: ImageSource, preprocess: Preprocess, targets: np.ndarray, augment=None):
         self.images, self.preprocess, self.augment = images, preprocess, augment
+        self.targets = torch.from_numpy(np.asarray(targets, dtype=np.float32))
 
     def __len__(self) -> int:
         return len(self.images)
@@ -51,7 +52,7 @@ class TrainingImages(Dataset):
         unit = self.preprocess.fit_unit(self.images.load(index))
         if self.augment is not None:
             unit = self.augment(unit.expand(3, -1, -1) if unit.shape[0] == 1 else unit)
-        return self.preprocess.normalize(unit), index
+        return self.preprocess.normalize(unit), self.targets[index]
 
 
 class ConcatImages:
@@ -113,31 +114,38 @@ def _worker_seed(seed: int):
     return init
 
 
+def to_device(value, device: torch.device):
+    """Tensors, or lists/tuples of them (e.g. feature taps + image), moved to `device`."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(v, device) for v in value)
+    return value.to(device, non_blocking=True)
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, task: Task, data: Dataset, settings: TrainSettings) -> tuple[np.ndarray, float]:
-    """Class probabilities (N, C) float64 and milliseconds per sample. `data` yields (input, index)."""
+    """Class probabilities (N, C) float64 and milliseconds per sample. `data` yields (input, target)."""
     model.eval()
     loader = _loader(data, settings, shuffle=False)
     outputs, start = [], time.perf_counter()
     for batch, _ in loader:
         with autocast(settings.device, settings.precision):
-            logits = model(batch.to(settings.device, non_blocking=True))
+            logits = model(to_device(batch, settings.device))
         outputs.append(probabilities(task, logits.float()).cpu())
     seconds = time.perf_counter() - start
     return torch.cat(outputs).double().numpy(), 1000 * seconds / max(1, len(data))
 
 
-def train(model: torch.nn.Module, groups: list[dict], task: Task, data: Dataset, targets: np.ndarray,
-          settings: TrainSettings, reporter: Reporter, description: str,
-          validate: Callable[[torch.nn.Module], float] | None = None, stop_after: int | None = None) -> TrainResult:
-    """Train; with `validate`, score every epoch, keep the best weights and stop after `patience` epochs
-    without improvement. `stop_after` ends training after that many epochs of the full schedule (refit)."""
+def train(model: torch.nn.Module, groups: list[dict], data: Dataset, loss_fn: Callable, settings: TrainSettings,
+          reporter: Reporter, description: str, validate: Callable[[torch.nn.Module], float] | None = None,
+          stop_after: int | None = None) -> TrainResult:
+    """Train on (input, target) pairs with `loss_fn(output, target)`; with `validate`, score every epoch,
+    keep the best weights and stop after `patience` epochs without improvement. `stop_after` ends training
+    after that many epochs of the full schedule (the refit on train+val)."""
     torch.manual_seed(settings.seed)
     device = settings.device
     model.to(device)
     optimizer = torch.optim.AdamW(groups)
     loader = _loader(data, settings, shuffle=True)
-    targets_t = torch.from_numpy(targets)
     total = settings.epochs * len(loader)
     warmup = int(settings.warmup_epochs * len(loader))
 
@@ -154,11 +162,11 @@ def train(model: torch.nn.Module, groups: list[dict], task: Task, data: Dataset,
     with reporter.task(description, epochs) as advance:
         for epoch in range(1, epochs + 1):
             model.train()
-            losses = []
-            for batch, index in loader:
+            losses, epoch_start = [], time.perf_counter()
+            for batch, targets in loader:
                 with autocast(device, settings.precision):
-                    logits = model(batch.to(device, non_blocking=True))
-                loss = classification_loss(task, logits.float(), targets_t[index].to(device))
+                    outputs = model(to_device(batch, device))
+                loss = loss_fn(outputs.float(), targets.to(device, non_blocking=True))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if settings.grad_clip:
@@ -166,10 +174,11 @@ def train(model: torch.nn.Module, groups: list[dict], task: Task, data: Dataset,
                 optimizer.step()
                 schedule.step()
                 losses.append(loss.item())
-            record = {"epoch": epoch, "loss": float(np.mean(losses))}
+            record = {"epoch": epoch, "loss": float(np.mean(losses)), "train_seconds": time.perf_counter() - epoch_start}
             if validate is not None:
                 value = validate(model)
                 record["val"] = value
+                record["val_seconds"] = time.perf_counter() - epoch_start - record["train_seconds"]
                 if best_state is None or (not math.isnan(value) and (math.isnan(result.best_value)
                                                                      or value > result.best_value)):
                     result.best_epoch, result.best_value, stale = epoch, value, 0

@@ -95,24 +95,33 @@ def parameter_counts(model: nn.Module) -> tuple[int, int]:
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def optimizer_groups(model: Classifier, lr: float, head_lr: float, weight_decay: float,
+def optimizer_groups(trunk: nn.Module | None, head: nn.Module, lr: float, head_lr: float, weight_decay: float,
                      layer_decay: float) -> list[dict]:
-    """AdamW groups: layer-wise lr decay over the backbone (timm's grouping), no decay on biases/norms,
-    the head at its own lr. Frozen parameters are left out; LoRA adapters sit in their block's group."""
-    from timm.optim._param_groups import param_groups_layer_decay
-
-    trunk = model.trunk.get_base_model() if hasattr(model.trunk, "get_base_model") else model.trunk
-    if layer_decay < 1.0 and hasattr(trunk, "group_matcher"):
-        groups = param_groups_layer_decay(trunk, weight_decay=weight_decay, layer_decay=layer_decay)
-    else:
-        decay = [p for n, p in trunk.named_parameters() if p.ndim > 1 and not n.endswith("bias")]
-        no_decay = [p for n, p in trunk.named_parameters() if p.ndim <= 1 or n.endswith("bias")]
-        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """AdamW groups: layer-wise lr decay over the backbone (timm's grouping), no weight decay on biases and
+    norms, the head (classifier or decoder) at its own lr. Frozen parameters are left out; LoRA adapters sit in
+    their block's group. `trunk` None: only the head trains."""
     out = []
-    for group in groups:
+    if trunk is not None:
+        base = trunk.get_base_model() if hasattr(trunk, "get_base_model") else trunk
+        if layer_decay < 1.0 and hasattr(base, "group_matcher"):
+            from timm.optim._param_groups import param_groups_layer_decay
+
+            groups = param_groups_layer_decay(base, weight_decay=weight_decay, layer_decay=layer_decay)
+        else:
+            groups = _decay_split(base, weight_decay)
+        for group in groups:
+            params = [p for p in group["params"] if p.requires_grad]
+            if params:
+                out.append({"params": params, "weight_decay": group["weight_decay"],
+                            "lr": lr * group.get("lr_scale", 1.0)})
+    for group in _decay_split(head, weight_decay):
         params = [p for p in group["params"] if p.requires_grad]
         if params:
-            out.append({"params": params, "weight_decay": group["weight_decay"],
-                        "lr": lr * group.get("lr_scale", 1.0)})
-    out.append({"params": list(model.head.parameters()), "weight_decay": weight_decay, "lr": head_lr})
+            out.append({**group, "params": params, "lr": head_lr})
     return out
+
+
+def _decay_split(module: nn.Module, weight_decay: float) -> list[dict]:
+    named = list(module.named_parameters())
+    return [{"params": [p for n, p in named if p.ndim > 1 and not n.endswith("bias")], "weight_decay": weight_decay},
+            {"params": [p for n, p in named if p.ndim <= 1 or n.endswith("bias")], "weight_decay": 0.0}]

@@ -1,0 +1,181 @@
+"""Segmentation protocol: a decoder (linear or U-Net) on a frozen (or fine-tuned) backbone's dense features.
+
+Each lr of the grid trains on train with val mean Dice scored every epoch (best weights kept); the best is
+retrained on train+val for its best epoch count and tested once, per image (2D) or per volume (3D, with
+spacing). Frozen taps are cached on disk within `feature_cache_gb`, else recomputed each epoch."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch.utils.data import ConcatDataset
+
+from radbench.features.cache import stable_hash
+from radbench.metrics.segmentation import mean_over_cases
+from radbench.progress import Reporter
+from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolSpec, pick_best
+from radbench.schema import StrictModel
+from radbench.segmentation.data import SegmentationSamples, cache_taps
+from radbench.segmentation.decoders import DECODERS, Segmenter, dense_taps, dice_ce_loss, tap_indices
+from radbench.segmentation.evaluate import evaluate_split, overlay_slice, save_nifti, save_overlay
+from radbench.training.loop import TrainSettings, peak_memory_mb, train
+from radbench.training.models import optimizer_groups, parameter_counts
+
+
+class BackboneTraining(StrictModel):
+    train: bool = False  # fine-tune the backbone together with the decoder
+    lr: float = Field(default=1e-5, gt=0)
+    layer_decay: float = Field(default=1.0, gt=0, le=1)
+
+
+class SegmentationConfig(ProtocolConfigBase):
+    decoder: Literal["linear", "unet"] = "linear"
+    epochs: int = Field(default=30, ge=1)
+    lr: list[float] = Field(default=[1e-3, 1e-2], min_length=1)
+    batch_size: int = Field(default=16, ge=1)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    warmup_epochs: float = Field(default=1.0, ge=0)
+    patience: int | None = Field(default=None, ge=1)
+    image_size: int | None = Field(default=None, ge=8)  # e.g. 448: position embeddings are interpolated
+    taps: int | None = Field(default=None, ge=1)  # feature depths read (linear: 1, unet: 4)
+    width: int = Field(default=128, ge=8)  # U-Net decoder channels
+    backbone: BackboneTraining = BackboneTraining()
+    feature_cache_gb: float = Field(default=4.0, ge=0)
+    save_predictions: bool = False  # NIfTI label maps of the test volumes, on the source grid
+    overlays: int = Field(default=4, ge=0)  # PNGs of the first test cases: image | truth | prediction
+    refit: bool = True
+
+
+@dataclass
+class SegmentationInput:
+    dataset: object  # SegmentationDataset
+    preprocess: object  # Preprocess
+    build_backbone: Callable[[int], object]  # image size -> FeatureBackbone
+    device: torch.device
+    precision: str
+    num_workers: int
+    seed: int
+    reporter: Reporter
+    cache_folder: Path
+    output_folder: Path
+
+
+@dataclass
+class SegmentationResult:
+    selected: dict
+    candidates: list[dict]
+    val_metrics: dict
+    test_metrics: dict
+    sample_metrics: list[dict]
+    details: dict = field(default_factory=dict)
+    costs: dict = field(default_factory=dict)
+
+
+def run_segmentation(cfg: SegmentationConfig, inputs: SegmentationInput) -> SegmentationResult:
+    dataset = inputs.dataset
+    splits, volume, class_names = dataset.splits, dataset.volume, dataset.class_names
+    preprocess = replace(inputs.preprocess, image_size=cfg.image_size or inputs.preprocess.image_size)
+    backbone = inputs.build_backbone(preprocess.image_size)
+    indices = tap_indices(backbone.model, cfg.taps or DECODERS[cfg.decoder].taps)
+    frozen = not cfg.backbone.train
+    samples = {name: SegmentationSamples([splits[name]], preprocess, volume) for name in ("train", "val")}
+    data = dict(samples)
+    if frozen:  # the taps a frozen backbone gives never change: compute them once
+        for name, split_samples in samples.items():
+            key = stable_hash({"split": name, "ids": list(map(str, splits[name].sample_ids)), "taps": indices,
+                               "size": preprocess.identity(), "volume": volume.model_dump() if volume else None})
+            cached = cache_taps(split_samples, backbone.model, indices, inputs.cache_folder / f"seg-{key}",
+                                cfg.feature_cache_gb, inputs.device, inputs.precision, cfg.batch_size,
+                                inputs.reporter, f"{dataset.name}/{name}")
+            data[name] = cached or split_samples
+    with torch.no_grad():
+        probe = samples["train"][0][0][None].to(inputs.device)
+        channels = [t.shape[1] for t in dense_taps(backbone.model.to(inputs.device).eval(), probe, indices)]
+
+    def build() -> Segmenter:
+        torch.manual_seed(inputs.seed)
+        trunk = backbone.model if frozen else copy.deepcopy(backbone.model)
+        decoder = (DECODERS[cfg.decoder](channels, dataset.num_classes, cfg.width) if cfg.decoder == "unet"
+                   else DECODERS[cfg.decoder](channels, dataset.num_classes))
+        return Segmenter(trunk, decoder, indices, train_backbone=not frozen)
+
+    def settings(lr: float) -> TrainSettings:
+        return TrainSettings(cfg.epochs, cfg.batch_size, lr, lr, cfg.weight_decay, cfg.backbone.layer_decay,
+                             cfg.warmup_epochs, 1.0, cfg.patience, inputs.device, inputs.precision, inputs.num_workers,
+                             inputs.seed)
+
+    def groups(model: Segmenter, lr: float) -> list[dict]:
+        return optimizer_groups(None if frozen else model.trunk, model.decoder, cfg.backbone.lr, lr,
+                                cfg.weight_decay, cfg.backbone.layer_decay)
+
+    def evaluate(model, split: str, keep: int = 0, distances: bool = True):
+        return evaluate_split(model, splits[split], class_names, preprocess, volume, inputs.device, inputs.precision,
+                              cfg.batch_size, keep, distances)
+
+    def val_dice(model) -> float:
+        return mean_over_cases(evaluate(model, "val", distances=False)[0])["dice"]
+
+    candidates, seconds, best_model = [], 0.0, None
+    for lr in cfg.lr:
+        model = build()
+        result = train(model, groups(model, lr), data["train"], dice_ce_loss, settings(lr), inputs.reporter,
+                       f"  segmentation {cfg.decoder} lr={lr:g}: epochs", validate=val_dice)
+        seconds += result.seconds
+        candidates.append({"params": {"lr": lr}, "val": result.best_value, "best_epoch": result.best_epoch,
+                           "val_metrics": mean_over_cases(evaluate(model, "val")[0]), "history": result.history})
+        if not cfg.refit and pick_best([c["val"] for c in candidates]) == len(candidates) - 1:
+            best_model = model  # the model the selection keeps when it is not retrained
+    chosen = pick_best([c["val"] for c in candidates])
+    lr, best_epoch = cfg.lr[chosen], candidates[chosen]["best_epoch"]
+    if cfg.refit:
+        model = build()
+        refit = train(model, groups(model, lr), ConcatDataset([data["train"], data["val"]]), dice_ce_loss,
+                      settings(lr), inputs.reporter, f"  segmentation refit lr={lr:g} on train+val: epochs",
+                      stop_after=best_epoch)
+        seconds += refit.seconds
+    else:
+        model = best_model
+    keep = len(splits["test"]) if cfg.save_predictions else cfg.overlays
+    start = time.perf_counter()
+    cases, kept = evaluate(model, "test", keep)
+    infer_seconds = time.perf_counter() - start
+    artifacts = _save(cfg, kept, volume, inputs.output_folder)
+    images = len(SegmentationSamples([splits["test"]], preprocess, volume.every_slice() if volume else None))
+    trainable, total = parameter_counts(model)
+    costs = {"trainable_params": float(trainable), "total_params": float(total), "train_seconds": seconds,
+             "infer_ms_per_image": 1000 * infer_seconds / max(1, images), "peak_mem_mb": peak_memory_mb(inputs.device)}
+    details = {"best_epoch": best_epoch, "taps": indices, "image_size": preprocess.image_size,
+               "frozen_backbone": frozen, "feature_cache": [type(d).__name__ for d in data.values()],
+               "artifacts": artifacts}
+    return SegmentationResult({"lr": lr, "epochs": best_epoch}, candidates, candidates[chosen]["val_metrics"],
+                              mean_over_cases(cases), cases, details, costs)
+
+
+def _save(cfg: SegmentationConfig, kept: list[tuple], volume, folder: Path) -> list[str]:
+    paths = []
+    for index, (sample_id, prediction, target, source, image) in enumerate(kept):
+        if index < cfg.overlays:
+            if source is not None:
+                image, target_slice, prediction_slice = overlay_slice(source, target, prediction, volume.axis)
+            else:
+                target_slice, prediction_slice = target, prediction
+            path = folder / "overlays" / f"{sample_id}.png"
+            save_overlay(image, target_slice, prediction_slice, path)
+            paths.append(str(path))
+        if cfg.save_predictions and source is not None:
+            path = folder / "predictions" / f"{sample_id}.nii.gz"
+            save_nifti(prediction, source, path)
+            paths.append(str(path))
+    return paths
+
+
+PROTOCOLS.add("segmentation", ProtocolSpec(
+    "segmentation", SegmentationConfig, run_segmentation,
+    "linear or U-Net decoder on dense features (frozen or fine-tuned), Dice/IoU/HD95", inputs="segmentation"))

@@ -1,0 +1,1 @@
+"""Segmentation on foundation-model features: dense feature taps, decoders, data, inference."""

@@ -1,0 +1,155 @@
+"""Segmentation: decoders on real Shenzhen lungs and real 3D volumes, metrics against MONAI, geometry."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from radbench.config import parse_study
+from radbench.metrics.segmentation import case_metrics, dice_iou, hd95
+from radbench.progress import Reporter
+from radbench.results import ResultsStore
+from radbench.runner import run_study
+from tests.conftest import tiny_study, write_study
+
+
+def shenzhen(shared_data, **extra):
+    return {"name": "lungs", "adapter": "mask_folder", "path": str(shared_data / "cxr_lung_seg_shenzhen"),
+            "images": "train_images", "masks": "train_masks", "mask_suffix": "_mask", "mask_threshold": 127,
+            "split_fractions": [0.6, 0.2, 0.2], **extra}
+
+
+def test_decoders_on_real_lung_masks_beat_trivial_predictions(tmp_path, shared_data):
+    protocols = [{"segmentation": {"decoder": "linear", "epochs": 10, "lr": [0.01, 0.1], "batch_size": 3}},
+                 {"segmentation": {"name": "unet", "decoder": "unet", "epochs": 10, "lr": [1e-3], "batch_size": 3,
+                                   "width": 32}}]
+    study = parse_study(tiny_study(tmp_path, [shenzhen(shared_data)], protocols, image_size=64), tmp_path)
+    assert run_study(study, Reporter(quiet=True)).jobs_run == 2
+    store = ResultsStore(tmp_path / "out" / "results.sqlite")
+    metrics = store.metrics("test")
+    samples = store.sample_metrics()
+    for protocol in ("segmentation", "unet"):
+        dice = metrics.query(f"protocol == '{protocol}' and metric == 'dice'")["value"].item()
+        # all-background scores 0; all-lung scores 2|G| / (|G| + N), about 0.45 on these CXRs
+        assert dice > 0.5, (protocol, dice)
+        per_case = samples.query(f"protocol == '{protocol}' and metric == 'dice'")["value"]
+        assert len(per_case) == 2 and per_case.mean() == pytest.approx(dice)
+        for cost in ("trainable_params", "total_params", "train_seconds", "infer_ms_per_image"):
+            assert metrics.query(f"protocol == '{protocol}' and metric == '{cost}'")["value"].item() > 0
+    overlays = sorted((tmp_path / "out" / "segmentation").rglob("*.png"))
+    assert len(overlays) == 4  # 2 test images x 2 protocols
+
+
+def test_frozen_feature_maps_cached_or_recomputed(tmp_path, shared_data):
+    """Within the disk budget the frozen taps are computed once; over it, every epoch recomputes them."""
+    def details(folder, budget):
+        protocols = [{"segmentation": {"epochs": 2, "lr": [0.05], "batch_size": 3, "feature_cache_gb": budget}}]
+        run_study(parse_study(tiny_study(folder, [shenzhen(shared_data)], protocols, image_size=64), folder),
+                  Reporter(quiet=True))
+        return ResultsStore(folder / "out" / "results.sqlite").jobs()["details"].item()
+
+    assert "CachedTapSamples" not in details(tmp_path / "live", 0)
+    assert not list((tmp_path / "live" / "out" / "features").glob("*-seg/seg-*/tap0.npy"))
+    assert "CachedTapSamples" in details(tmp_path / "cached", 4)
+    assert list((tmp_path / "cached" / "out" / "features").glob("*-seg/seg-*/tap0.npy"))
+
+
+def masks(shape, seed, classes=3):
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.random(shape), 3)
+    return np.digitize(field, np.quantile(field, np.linspace(0.5, 0.9, classes - 1)))
+
+
+@pytest.mark.parametrize("shape, spacing", [((48, 40), (0.7, 1.3)), ((24, 32, 20), (3.0, 0.8, 0.8))])
+def test_metrics_equal_monai(shape, spacing):
+    from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou
+
+    def onehot(labels, classes):
+        return torch.nn.functional.one_hot(torch.from_numpy(labels), classes).movedim(-1, 0)[None].float()
+
+    for seed in range(3):
+        target, prediction = masks(shape, seed, 4), masks(shape, seed + 10, 4)
+        prediction[prediction == 3] = 0  # class 3 never predicted: Dice 0, HD95 undefined in MONAI (inf)
+        dice, iou = dice_iou(prediction, target, 4)
+        np.testing.assert_allclose(dice, compute_dice(onehot(prediction, 4), onehot(target, 4),
+                                                      include_background=False)[0].numpy(), rtol=1e-6)
+        np.testing.assert_allclose(iou, compute_iou(onehot(prediction, 4), onehot(target, 4),
+                                                    include_background=False)[0].numpy(), rtol=1e-6)
+        ours = hd95(prediction, target, 4, spacing)
+        reference = compute_hausdorff_distance(onehot(prediction, 4), onehot(target, 4), percentile=95,
+                                               spacing=list(spacing))[0].numpy()
+        np.testing.assert_allclose(ours[:2], reference[:2], rtol=1e-5)
+        diagonal = np.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing)))
+        assert ours[2] == pytest.approx(diagonal)  # our documented choice where MONAI gives inf
+    empty = case_metrics(np.zeros(shape, int), np.zeros(shape, int), ("bg", "a"))
+    assert np.isnan(empty["dice"]) and np.isnan(empty["hd95"])  # a class absent from the truth is left out
+
+
+def volume_layout(tmp_path, cases, labels, name="data"):
+    root = tmp_path / name
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    training = []
+    for k, (image, label) in enumerate(cases):
+        (root / "imagesTr" / f"case{k}.nii.gz").symlink_to(image)
+        (root / "labelsTr" / f"case{k}.nii.gz").symlink_to(label)
+        training.append({"image": f"./imagesTr/case{k}.nii.gz", "label": f"./labelsTr/case{k}.nii.gz"})
+    (root / "dataset.json").write_text(json.dumps({"labels": labels, "training": training}))
+    return root
+
+
+def test_3d_brain_tumours_per_volume_with_geometry_round_trip(tmp_path, shared_data):
+    cases = shared_data / "ct_mri_seg_samples"
+    pairs = [(c / "Flair_subtrMeanDivStd.nii.gz", c / "OTMultiClass.nii.gz")
+             for c in sorted((cases / "brats2013_deepmedic").iterdir())]
+    pairs.append((cases / "brats2021_sammed3d" / "imagesTr" / "BraTS2021_01646.nii.gz",
+                  cases / "brats2021_sammed3d" / "labelsTr" / "BraTS2021_01646.nii.gz"))
+    root = volume_layout(tmp_path, pairs, {"0": "background", "1": "tumour"})
+    dataset = {"name": "brain", "adapter": "decathlon", "path": str(root), "split_fractions": [0.34, 0.33, 0.33],
+               "mask_values": {0: 0, 1: 1, 2: 1, 3: 1, 4: 1}, "volume": {"slices": "every", "every": 4}}
+    protocols = [{"segmentation": {"epochs": 3, "lr": [0.01], "batch_size": 16, "save_predictions": True}}]
+    run_study(parse_study(tiny_study(tmp_path, [dataset], protocols, image_size=64), tmp_path), Reporter(quiet=True))
+    store = ResultsStore(tmp_path / "out" / "results.sqlite")
+    metrics = store.metrics("test").set_index("metric")["value"]
+    assert metrics["cases"] == 1 and 0 <= metrics["dice"] <= 1 and metrics["hd95"] > 0
+    test_case = store.sample_metrics()["sample_id"].iloc[0]
+    saved = nib.load(next((tmp_path / "out").rglob(f"{test_case}.nii.gz")))
+    source = nib.load(root / "imagesTr" / f"{test_case}.nii.gz")
+    assert saved.shape == source.shape
+    np.testing.assert_array_equal(saved.affine, source.affine)
+    assert set(np.unique(np.asarray(saved.dataobj))) <= {0, 1}
+
+
+def test_3d_multi_organ_ct_scores_each_organ(tmp_path, shared_data):
+    """The TotalSegmentator CT with its organ masks (three links to the one case: a pipeline check, not a
+    generalisation test), organs merged into liver / spleen / kidneys."""
+    folder = shared_data / "ct_mri_seg_samples" / "totalsegmentator_examples"
+    pairs = [(folder / "example_ct_sm.nii.gz", folder / "example_seg.nii.gz")] * 3
+    root = volume_layout(tmp_path, pairs, {"0": "background", "1": "liver", "2": "spleen", "3": "kidneys"})
+    values = {i: 0 for i in range(118)} | {5: 1, 1: 2, 2: 3, 3: 3}  # "total" task ids (label_map.json)
+    dataset = {"name": "ct", "adapter": "decathlon", "path": str(root), "split_fractions": [0.34, 0.33, 0.33],
+               "mask_values": values, "intensity": {"window": "abdomen"}, "volume": {"axis": "axial"}}
+    protocols = [{"segmentation": {"epochs": 2, "lr": [0.05], "batch_size": 16}}]
+    run_study(parse_study(tiny_study(tmp_path, [dataset], protocols, image_size=64), tmp_path), Reporter(quiet=True))
+    metrics = ResultsStore(tmp_path / "out" / "results.sqlite").metrics("test").set_index("metric")["value"]
+    for organ in ("liver", "spleen", "kidneys"):
+        assert f"dice/{organ}" in metrics and f"hd95/{organ}" in metrics
+
+
+def test_segmentation_errors(tmp_path, shared_data, cli):
+    # an anti-aliased mask read without a threshold has values outside the classes
+    raw = tiny_study(tmp_path, [shenzhen(shared_data, mask_threshold=None)],
+                     [{"segmentation": {"epochs": 1, "lr": [0.1], "batch_size": 3}}], image_size=64)
+    result = cli("run", write_study(tmp_path, raw))
+    assert result.exit_code == 2 and "_mask.png: mask value" in result.stderr and "mask_threshold" in result.stderr
+    # a segmentation protocol needs a segmentation dataset
+    wrong = tiny_study(tmp_path, [{"name": "p", "adapter": "medmnist",
+                                   "path": str(shared_data / "medmnist" / "pneumoniamnist_kaggle_variant.npz")}],
+                       [{"segmentation": {}}])
+    result = cli("run", write_study(tmp_path, wrong, "wrong.yaml"))
+    assert result.exit_code == 2 and "'segmentation' needs a segmentation dataset" in result.stderr
