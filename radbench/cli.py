@@ -97,6 +97,7 @@ def results(
     output_dir: Path = typer.Argument(..., help="a study's output_dir"),
     csv: bool = typer.Option(False, "--csv", help="one CSV row per test metric"),
     predictions: bool = typer.Option(False, "--predictions", help="per-sample test scores as CSV"),
+    samples: bool = typer.Option(False, "--samples", help="per-case segmentation metrics as CSV"),
     split: str = typer.Option("test", help="test (final) or val (of the chosen hyperparameters)"),
     backbone: Optional[str] = typer.Option(None),
     dataset: Optional[str] = typer.Option(None),
@@ -107,7 +108,13 @@ def results(
     from radbench.results import predictions as prediction_rows
 
     store = _open_store(output_dir)
-    if predictions:
+    if samples:
+        rows = store.sample_metrics()
+        for column, value in (("backbone", backbone), ("dataset", dataset), ("protocol", protocol)):
+            if value is not None:
+                rows = rows[rows[column] == value]
+        rows.to_csv(sys.stdout, index=False)
+    elif predictions:
         prediction_rows(store, backbone, dataset, protocol).to_csv(sys.stdout, index=False)
     elif csv:
         rows = metric_rows(store, split)

@@ -3,7 +3,7 @@ pending (protocol, seed) job, storing each job atomically. Finished jobs are ski
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from radbench.backbones import BackboneConfig, BackboneDescription, describe_backbone
 from radbench.backbones.layout import blocks_needed
@@ -78,11 +78,17 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
     for backbone in study.backbones:
         description = describe_backbone(backbone)
         for dataset_cfg in study.datasets:
-            preprocess = preprocess_for(study, backbone, description, dataset_cfg)
-            dataset, preprocess = precache_dataset(
-                datasets[dataset_cfg.name], preprocess, study.feature_cache_dir / "preprocessed",
-                settings.preprocess_dtype, settings.preprocess_cache, dataset_cfg.on_bad_file,
-                default_workers_for_files() if settings.num_workers is None else settings.num_workers, reporter)
+            base_preprocess = preprocess_for(study, backbone, description, dataset_cfg)
+
+            def prepared(size: int, raw=datasets[dataset_cfg.name], base=base_preprocess,
+                         on_bad_file=dataset_cfg.on_bad_file):
+                """The dataset reading its images from the preprocessing cache at `size` (built when missing)."""
+                return precache_dataset(
+                    raw, replace(base, image_size=size), study.feature_cache_dir / "preprocessed",
+                    settings.preprocess_dtype, settings.preprocess_cache, on_bad_file,
+                    default_workers_for_files() if settings.num_workers is None else settings.num_workers, reporter)
+
+            dataset, preprocess = prepared(base_preprocess.image_size)
             key = feature_key(description, preprocess, dataset, settings.cache_dtype, precision)
             jobs = plan_jobs(study, backbone, dataset, key)
             pending = [job for job in jobs if job.key not in finished]
@@ -90,21 +96,24 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
             summary.jobs_skipped += len(jobs) - len(pending)
             reporter.info(f"{backbone.display_name} x {dataset.name}: {len(pending)} of {len(jobs)} jobs to run")
             feature_jobs = [job for job in (jobs if extract_only else pending) if job.uses_features]
-            base = dict(study=study, reporter=reporter, dataset=dataset, preprocess=preprocess, device=device)
             if feature_jobs:
                 needed = max(blocks_needed(t) for job in feature_jobs for t in job.feature_types)
                 cached = provider.get(backbone, description, dataset, preprocess, needed)
                 if not extract_only:
-                    _run_feature_jobs(feature_jobs, cached, store, summary, **base)
+                    _run_feature_jobs(feature_jobs, cached, store, summary, study=study, reporter=reporter,
+                                      dataset=dataset, preprocess=preprocess, device=device)
             segmentation_jobs = [job for job in pending if job.spec.inputs == "segmentation"]
             for job in [] if extract_only else segmentation_jobs:
+                # a protocol-level image_size reads images cached at that size, not upsampled from the study's
+                job_dataset, job_preprocess = prepared(job.config.image_size or base_preprocess.image_size)
                 inputs = SegmentationInput(
-                    dataset, preprocess, lambda size, b=backbone: provider.backbone(b, size), device, precision,
-                    0 if dataset.splits["train"].images.in_memory else default_workers_for_files(), job.seed,
+                    job_dataset, job_preprocess, lambda size, b=backbone: provider.backbone(b, size), device,
+                    precision, 0 if job_dataset.splits["train"].images.in_memory else default_workers_for_files(),
+                    job.seed,
                     reporter, study.feature_cache_dir / f"{key}-seg",
                     settings.output_dir / "segmentation" / _slug(job.backbone.display_name) / dataset.name
                     / _slug(job.label) / f"seed{job.seed}")
-                store.save(run_segmentation_job(study, job, inputs, reporter, preprocess, description.identity))
+                store.save(run_segmentation_job(study, job, inputs, reporter, job_preprocess, description.identity))
                 summary.jobs_run += 1
             image_jobs = [job for job in pending if job.spec.inputs == "images"]
             if image_jobs and not extract_only:

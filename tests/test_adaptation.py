@@ -189,3 +189,21 @@ def test_two_resolutions_interpolate_position_embeddings(tmp_path, pneumonia_npz
     raw["backbones"] = [{"name": "timm:test_vit", "weights": str(tmp_path / "vit160.pth"), "label": f"vit@{s}",
                          "image_size": s} for s in (32, 64)]
     assert run_study(parse_study(raw, tmp_path), Reporter(quiet=True)).jobs_run == 2
+
+
+def test_transformer_head_on_cached_and_recomputed_tokens(tmp_path, pneumonia_npz):
+    datasets = [{"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 60}]
+    head = {"epochs": 2, "lr": [1e-3], "width": 32, "num_heads": 2, "depth": 1}
+    protocols = [{"transformer_head": head}, {"transformer_head": {**head, "name": "live", "token_cache_gb": 0}}]
+    study = parse_study(tiny_study(tmp_path, datasets, protocols), tmp_path)
+    assert run_study(study, Reporter(quiet=True)).jobs_run == 2
+    from radbench.results import ResultsStore
+
+    store = ResultsStore(tmp_path / "out" / "results.sqlite")
+    jobs = store.jobs().set_index("protocol")
+    assert '"tokens_cached": true' in jobs.loc["transformer_head", "details"]
+    assert '"tokens_cached": false' in jobs.loc["live", "details"]
+    (tokens,) = (tmp_path / "out" / "features").glob("*-tokens/train.npy")
+    assert np.load(tokens, mmap_mode="r").shape == (60, 5, 64)  # CLS + 2x2 patches at 32 px, 64 dims
+    metrics = store.metrics().query("protocol == 'transformer_head'").set_index("metric")["value"]
+    assert metrics["trainable_params"] < metrics["total_params"]  # the backbone is frozen

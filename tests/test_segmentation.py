@@ -153,3 +153,65 @@ def test_segmentation_errors(tmp_path, shared_data, cli):
                        [{"segmentation": {}}])
     result = cli("run", write_study(tmp_path, wrong, "wrong.yaml"))
     assert result.exit_code == 2 and "'segmentation' needs a segmentation dataset" in result.stderr
+
+
+def test_ignored_pixels_are_left_out_of_metrics_and_loss():
+    from radbench.segmentation.decoders import dice_ce_loss
+
+    target = np.zeros((20, 20), int)
+    target[5:15, 5:15] = 1
+    prediction = target.copy()
+    prediction[0:3, 0:3] = 1  # a false positive ...
+    with_ignore = target.copy()
+    with_ignore[0:3, 0:3] = -1  # ... inside an ignored region
+    assert dice_iou(prediction, target, 2)[0][0] < 1
+    assert dice_iou(prediction, with_ignore, 2)[0][0] == 1
+    assert hd95(prediction, with_ignore, 2)[0] == 0
+    logits = torch.randn(1, 2, 20, 20, requires_grad=True)
+    dice_ce_loss(logits, torch.from_numpy(with_ignore)[None]).backward()
+    assert logits.grad[0, :, 0:3, 0:3].abs().sum() == 0 and logits.grad[0, :, 10, 10].abs().sum() > 0
+
+
+def test_backbone_trains_only_when_asked(shared_data):
+    from radbench.backbones import BackboneConfig, build_backbone
+    from radbench.segmentation.decoders import LinearDecoder, Segmenter, dice_ce_loss, dense_taps, tap_indices
+
+    backbone = build_backbone(BackboneConfig(name="timm:test_vit", weights="none"), 32)
+    images, masks = torch.randn(4, 3, 32, 32), torch.randint(0, 2, (4, 32, 32))
+    indices = tap_indices(backbone.model, 1)
+    channels = [t.shape[1] for t in dense_taps(backbone.model, images[:1], indices)]
+    for train_backbone in (False, True):
+        import copy
+
+        trunk = copy.deepcopy(backbone.model)
+        before = {k: v.clone() for k, v in trunk.state_dict().items()}
+        model = Segmenter(trunk, LinearDecoder(channels, 2), indices, train_backbone)
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+        dice_ce_loss(model(images), masks).backward()
+        optimizer.step()
+        changed = any(not torch.equal(before[k], v) for k, v in trunk.state_dict().items())
+        assert changed == train_backbone
+
+
+def test_protocol_image_size_overrides_the_study(tmp_path, shared_data):
+    protocols = [{"segmentation": {"epochs": 1, "lr": [0.05], "batch_size": 3, "image_size": 96, "overlays": 0}}]
+    run_study(parse_study(tiny_study(tmp_path, [shenzhen(shared_data)], protocols, image_size=64), tmp_path),
+              Reporter(quiet=True))
+    details = json.loads(ResultsStore(tmp_path / "out" / "results.sqlite").jobs()["details"].item())
+    assert details["image_size"] == 96 and details["taps"] == [5]
+    cached = sorted(np.load(p, mmap_mode="r").shape[1] for p in (tmp_path / "out").rglob("preprocessed/*/train.npy"))
+    assert cached == [64, 96]  # images decoded at 96 px for this protocol, not upsampled from the study's 64
+
+
+def test_results_samples_csv(tmp_path, shared_data, cli):
+    import io
+
+    import pandas as pd
+
+    raw = tiny_study(tmp_path, [shenzhen(shared_data)], [{"segmentation": {"epochs": 1, "lr": [0.05], "batch_size": 3,
+                                                                           "overlays": 0}}], image_size=64)
+    assert cli("run", write_study(tmp_path, raw)).exit_code == 0
+    rows = pd.read_csv(io.StringIO(cli("results", tmp_path / "out", "--samples").stdout))
+    assert {"sample_id", "metric", "value"} <= set(rows.columns)
+    assert set(rows.metric) >= {"dice", "iou", "hd95", "dice/foreground"} and rows.sample_id.nunique() == 2
+    assert "dice" in cli("results", tmp_path / "out").stdout

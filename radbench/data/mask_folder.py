@@ -24,6 +24,7 @@ class MaskFolderConfig(DatasetConfigBase):
     mask_suffix: str = ""  # CHNCXR_0001_0.png <-> CHNCXR_0001_0_mask.png with mask_suffix: _mask
     mask_threshold: int | None = None  # binarise anti-aliased masks: value > threshold is class 1
     mask_values: dict[int, int] | None = None  # stored value -> class, e.g. {0: 0, 255: 1}
+    mask_ignore: int | None = None  # stored value to leave out of the loss and the metrics (e.g. 254)
     patient_regex: str | None = None  # group 1 of a match on the image file name is the patient id
 
 
@@ -78,10 +79,10 @@ def load_mask_folder(cfg: MaskFolderConfig) -> SegmentationDataset:
         check_same_size(image, (found,))
         masks.append(found)
     class_names = tuple(cfg.class_names or ("background", "foreground"))
-    source = MaskFiles(tuple(masks), cfg.mask_threshold, cfg.mask_values, len(class_names))
+    source = MaskFiles(tuple(masks), cfg.mask_threshold, cfg.mask_values, len(class_names), cfg.mask_ignore)
     ids = np.array([p.stem for p in images])
     whole = SegSplit("all", ids, _patients(images, cfg.patient_regex), FileImages(tuple(images), cfg.intensity), source)
-    fingerprint = file_fingerprint([*images, *masks], extra=f"{cfg.mask_threshold}{cfg.mask_values}")
+    fingerprint = file_fingerprint([*images, *masks], extra=f"{cfg.mask_threshold}{cfg.mask_values}{cfg.mask_ignore}")
     return assemble_segmentation(cfg, class_names, {"all": whole}, fingerprint, "generated")
 
 

@@ -18,6 +18,9 @@ from radbench.data.volumes import VolumeConfig
 from radbench.errors import DataError
 
 
+IGNORE = -1  # label of pixels left out of the loss and the metrics
+
+
 @dataclass(frozen=True)
 class MaskFiles:
     """2D masks: `threshold` binarises anti-aliased masks (value > threshold is class 1); else stored values
@@ -27,6 +30,7 @@ class MaskFiles:
     threshold: int | None = None
     values: dict[int, int] | None = None
     num_classes: int = 2
+    ignore: int | None = None  # stored value left out of the loss and the metrics (label -1)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -38,9 +42,15 @@ class MaskFiles:
         raw = read_pil_image(path)
         if raw.ndim == 3:
             raw = raw[..., 0]
+        ignored = raw == self.ignore if self.ignore is not None else None
         if self.threshold is not None:
-            return (raw > self.threshold).astype(np.int64)
-        return map_mask_values(raw, self.values, self.num_classes, path)
+            labels = (raw > self.threshold).astype(np.int64)
+        else:
+            labels = map_mask_values(np.where(ignored, 0, raw) if ignored is not None else raw, self.values,
+                                     self.num_classes, path)
+        if ignored is not None:
+            labels[ignored] = IGNORE
+        return labels
 
     def subset(self, indices: np.ndarray) -> "MaskFiles":
         return replace(self, paths=tuple(self.paths[int(i)] for i in indices))

@@ -13,8 +13,11 @@ from scipy import ndimage
 
 
 def dice_iou(prediction: np.ndarray, target: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class Dice and IoU (classes 1..C-1), NaN where the class is absent from the target."""
+    """Per-class Dice and IoU (classes 1..C-1), NaN where the class is absent from the target; target pixels
+    labelled -1 (ignore) are left out."""
     pred, true = prediction.ravel().astype(np.int64), target.ravel().astype(np.int64)
+    valid = true >= 0
+    pred, true = pred[valid], true[valid]
     joint = np.bincount(true * num_classes + pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)
     overlap = np.diag(joint)[1:].astype(np.float64)
     true_sum, pred_sum = joint.sum(1)[1:].astype(np.float64), joint.sum(0)[1:].astype(np.float64)
@@ -43,8 +46,9 @@ def hd95(prediction: np.ndarray, target: np.ndarray, num_classes: int, spacing=N
     spacing = tuple(float(s) for s in spacing) if spacing is not None else (1.0,) * prediction.ndim
     diagonal = float(np.sqrt(sum((n * s) ** 2 for n, s in zip(prediction.shape, spacing))))
     out = np.full(num_classes - 1, np.nan)
+    ignored = target < 0
     for c in range(1, num_classes):
-        true, pred = target == c, prediction == c
+        true, pred = target == c, (prediction == c) & ~ignored
         if not true.any():
             continue
         if not pred.any():
