@@ -27,12 +27,12 @@ from radbench.backbones import BackboneConfig, build_backbone
 from radbench.config import parse_study
 from radbench.data import load_dataset
 from radbench.data.transforms import Preprocess
+from radbench.features.source import FeatureSource
 from radbench.metrics import classification_metrics
 from radbench.progress import Reporter
 from radbench.protocols import ProtocolInput
-from radbench.features.source import FeatureSource
-from radbench.protocols.linear import LinearConfig, LinearHeads, probabilities, train_heads
 from radbench.protocols.base import pick_best
+from radbench.protocols.linear import LinearConfig, LinearHeads, probabilities, train_heads
 from radbench.runner import run_study
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -69,7 +69,7 @@ def epoch_times(args) -> None:
 def unet_peak(args) -> dict:
     from radbench.backbones import BackboneConfig, build_backbone
     from radbench.device import resolve_device
-    from radbench.segmentation.decoders import UNetDecoder, Segmenter, dice_ce_loss, dense_taps, tap_indices
+    from radbench.segmentation.decoders import Segmenter, UNetDecoder, dense_taps, dice_ce_loss, tap_indices
 
     device = resolve_device(args.device)
     backbone = build_backbone(BackboneConfig(name=args.backbone, weights="none"), args.size)

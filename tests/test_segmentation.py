@@ -174,7 +174,7 @@ def test_ignored_pixels_are_left_out_of_metrics_and_loss():
 
 def test_backbone_trains_only_when_asked(shared_data):
     from radbench.backbones import BackboneConfig, build_backbone
-    from radbench.segmentation.decoders import LinearDecoder, Segmenter, dice_ce_loss, dense_taps, tap_indices
+    from radbench.segmentation.decoders import LinearDecoder, Segmenter, dense_taps, dice_ce_loss, tap_indices
 
     backbone = build_backbone(BackboneConfig(name="timm:test_vit", weights="none"), 32)
     images, masks = torch.randn(4, 3, 32, 32), torch.randint(0, 2, (4, 32, 32))

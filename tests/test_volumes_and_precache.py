@@ -7,7 +7,6 @@ import shutil
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from radbench.config import parse_study
 from radbench.data.readers.volume import Volume

@@ -17,7 +17,6 @@ from radbench.data.splits import complete_splits, limit_indices
 from radbench.data.volumes import VolumeConfig
 from radbench.errors import DataError
 
-
 IGNORE = -1  # label of pixels left out of the loss and the metrics
 
 

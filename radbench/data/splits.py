@@ -7,7 +7,6 @@ import pandas as pd
 
 from radbench.data.base import Split, Task
 from radbench.errors import DataError
-from radbench.errors import DataError
 
 
 def label_matrix(task: Task, labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -12,15 +12,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from radbench.protocols.base import (
-    PROTOCOLS,
-    ProtocolConfigBase,
-    ProtocolInput,
-    ProtocolResult,
-    ProtocolSpec,
-    finish,
-    pick_best,
-)
+from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolInput, ProtocolResult, ProtocolSpec, finish
 from radbench.training.augment import AugmentConfig, build_augment
 from radbench.training.loop import (
     ConcatImages,
@@ -40,6 +32,7 @@ from radbench.training.models import (
     optimizer_groups,
     parameter_counts,
 )
+from radbench.training.select import select_lr
 
 
 class TrainingConfig(ProtocolConfigBase):
@@ -108,40 +101,29 @@ def run_trainable(cfg: TrainingConfig, inputs: ProtocolInput, adapt: Callable[[C
     def loss(logits, targets):
         return classification_loss(inputs.task, logits, targets)
 
-    def val_metric(model: Classifier, settings: TrainSettings) -> float:
-        scores, _ = predict(model, inputs.task, plain("val"), settings)
-        return inputs.metrics(inputs.targets["val"], scores)[0][inputs.selection_metric]
+    evaluation = settings_for(cfg, inputs, cfg.lr[0])  # predicting reads the batch size and device, not the lr
 
-    candidates, val_scores, seconds = [], {}, 0.0
-    best_model, best_value = None, -np.inf
-    for lr in cfg.lr:
+    def val_scores(model: Classifier):
+        return predict(model, inputs.task, plain("val"), evaluation)[0]
+
+    def val_metric(model: Classifier) -> float:
+        return inputs.metrics(inputs.targets["val"], val_scores(model))[0][inputs.selection_metric]
+
+    def fit(model: Classifier, lr: float, validate: bool, stop_after: int | None):
         settings = settings_for(cfg, inputs, lr)
-        model = build()
         groups = optimizer_groups(model.trunk, model.head, lr, cfg.head_lr, cfg.weight_decay, cfg.layer_decay)
-        training = TrainingImages(splits["train"].images, preprocess, inputs.targets["train"], augment)
-        result = train(model, groups, training, loss, settings, inputs.reporter, f"  {name} lr={lr:g}: epochs",
-                       validate=lambda m, s=settings: val_metric(m, s))
-        seconds += result.seconds
-        val_scores[lr], _ = predict(model, inputs.task, plain("val"), settings)
-        candidates.append({"params": {"lr": lr}, "val": result.best_value, "best_epoch": result.best_epoch,
-                           "history": result.history})
-        if best_model is None or result.best_value > best_value:  # the model pick_best will choose
-            best_model, best_value = (None if cfg.refit else model), result.best_value
-    chosen = pick_best([c["val"] for c in candidates])
-    lr, best_epoch = cfg.lr[chosen], candidates[chosen]["best_epoch"]
-    settings = settings_for(cfg, inputs, lr)
-    if cfg.refit:
-        model = build()
-        groups = optimizer_groups(model.trunk, model.head, lr, cfg.head_lr, cfg.weight_decay, cfg.layer_decay)
-        images = ConcatImages(splits["train"].images, splits["val"].images)
-        targets = np.concatenate([inputs.targets["train"], inputs.targets["val"]])
-        refit = train(model, groups, TrainingImages(images, preprocess, targets, augment), loss, settings,
-                      inputs.reporter, f"  {name} refit lr={lr:g} on train+val: epochs", stop_after=best_epoch)
-        seconds += refit.seconds
-    else:
-        model = best_model
-    test_scores, infer_ms = predict(model, inputs.task, plain("test"), settings)
-    outcome = finish(inputs, candidates, chosen, val_scores[lr], test_scores,
+        parts = ["train"] if validate else ["train", "val"]
+        images = ConcatImages(*(splits[p].images for p in parts))
+        targets = np.concatenate([inputs.targets[p] for p in parts])
+        return train(model, groups, TrainingImages(images, preprocess, targets, augment), loss, settings,
+                     inputs.reporter, f"  {name} lr={lr:g} on {'+'.join(parts)}: epochs",
+                     validate=val_metric if validate else None, stop_after=stop_after)
+
+    selection = select_lr(cfg.lr, build, fit, cfg.refit, val_scores)
+    model, lr, best_epoch = selection.model, selection.lr, selection.best_epoch
+    test_scores, infer_ms = predict(model, inputs.task, plain("test"), evaluation)
+    candidates, chosen, seconds = selection.candidates, selection.chosen, selection.seconds
+    outcome = finish(inputs, candidates, chosen, selection.payloads[chosen], test_scores,
                      {"best_epoch": best_epoch, "refit": cfg.refit})
     outcome.selected = {"lr": lr, "epochs": best_epoch}
     trainable, total = parameter_counts(model)

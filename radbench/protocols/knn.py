@@ -11,7 +11,15 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolInput, ProtocolResult, ProtocolSpec, finish, pick_best
+from radbench.protocols.base import (
+    PROTOCOLS,
+    ProtocolConfigBase,
+    ProtocolInput,
+    ProtocolResult,
+    ProtocolSpec,
+    finish,
+    pick_best,
+)
 
 
 class KnnConfig(ProtocolConfigBase):

@@ -17,7 +17,15 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from radbench.data.base import Task
-from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolInput, ProtocolResult, ProtocolSpec, finish, pick_best
+from radbench.protocols.base import (
+    PROTOCOLS,
+    ProtocolConfigBase,
+    ProtocolInput,
+    ProtocolResult,
+    ProtocolSpec,
+    finish,
+    pick_best,
+)
 
 DINOV2_LRS = [1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1]
 

@@ -14,7 +14,15 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolInput, ProtocolResult, ProtocolSpec, finish, pick_best
+from radbench.protocols.base import (
+    PROTOCOLS,
+    ProtocolConfigBase,
+    ProtocolInput,
+    ProtocolResult,
+    ProtocolSpec,
+    finish,
+    pick_best,
+)
 
 DINOV2_C_GRID = [float(c) for c in np.logspace(-6, 5, 45)]
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Literal
 
-import numpy as np
 import torch
 from pydantic import Field
 from torch.utils.data import ConcatDataset
@@ -20,13 +19,14 @@ from torch.utils.data import ConcatDataset
 from radbench.features.cache import stable_hash
 from radbench.metrics.segmentation import mean_over_cases
 from radbench.progress import Reporter
-from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolSpec, pick_best
+from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolSpec
 from radbench.schema import StrictModel
 from radbench.segmentation.data import SegmentationSamples, cache_taps
 from radbench.segmentation.decoders import DECODERS, Segmenter, dense_taps, dice_ce_loss, tap_indices
 from radbench.segmentation.evaluate import evaluate_split, overlay_slice, save_nifti, save_overlay
 from radbench.training.loop import TrainSettings, peak_memory_mb, train
 from radbench.training.models import optimizer_groups, parameter_counts
+from radbench.training.select import select_lr
 
 
 class BackboneTraining(StrictModel):
@@ -122,26 +122,17 @@ def run_segmentation(cfg: SegmentationConfig, inputs: SegmentationInput) -> Segm
     def val_dice(model) -> float:
         return mean_over_cases(evaluate(model, "val", distances=False)[0])["dice"]
 
-    candidates, seconds, best_model = [], 0.0, None
-    for lr in cfg.lr:
-        model = build()
-        result = train(model, groups(model, lr), data["train"], dice_ce_loss, settings(lr), inputs.reporter,
-                       f"  segmentation {cfg.decoder} lr={lr:g}: epochs", validate=val_dice)
-        seconds += result.seconds
-        candidates.append({"params": {"lr": lr}, "val": result.best_value, "best_epoch": result.best_epoch,
-                           "val_metrics": mean_over_cases(evaluate(model, "val")[0]), "history": result.history})
-        if not cfg.refit and pick_best([c["val"] for c in candidates]) == len(candidates) - 1:
-            best_model = model  # the model the selection keeps when it is not retrained
-    chosen = pick_best([c["val"] for c in candidates])
-    lr, best_epoch = cfg.lr[chosen], candidates[chosen]["best_epoch"]
-    if cfg.refit:
-        model = build()
-        refit = train(model, groups(model, lr), ConcatDataset([data["train"], data["val"]]), dice_ce_loss,
-                      settings(lr), inputs.reporter, f"  segmentation refit lr={lr:g} on train+val: epochs",
-                      stop_after=best_epoch)
-        seconds += refit.seconds
-    else:
-        model = best_model
+    def fit(model: Segmenter, lr: float, validate: bool, stop_after: int | None):
+        parts = ["train"] if validate else ["train", "val"]
+        return train(model, groups(model, lr), ConcatDataset([data[p] for p in parts]), dice_ce_loss, settings(lr),
+                     inputs.reporter, f"  segmentation {cfg.decoder} lr={lr:g} on {'+'.join(parts)}: epochs",
+                     validate=val_dice if validate else None, stop_after=stop_after)
+
+    selection = select_lr(cfg.lr, build, fit, cfg.refit, lambda m: mean_over_cases(evaluate(m, "val")[0]))
+    model, lr, best_epoch = selection.model, selection.lr, selection.best_epoch
+    candidates, seconds = selection.candidates, selection.seconds
+    for candidate, val_metrics in zip(candidates, selection.payloads):
+        candidate["val_metrics"] = val_metrics
     keep = len(splits["test"]) if cfg.save_predictions else cfg.overlays
     start = time.perf_counter()
     cases, kept = evaluate(model, "test", keep)
@@ -154,7 +145,7 @@ def run_segmentation(cfg: SegmentationConfig, inputs: SegmentationInput) -> Segm
     details = {"best_epoch": best_epoch, "taps": indices, "image_size": preprocess.image_size,
                "frozen_backbone": frozen, "feature_cache": [type(d).__name__ for d in data.values()],
                "artifacts": artifacts}
-    return SegmentationResult({"lr": lr, "epochs": best_epoch}, candidates, candidates[chosen]["val_metrics"],
+    return SegmentationResult({"lr": lr, "epochs": best_epoch}, candidates, selection.payloads[selection.chosen],
                               mean_over_cases(cases), cases, details, costs)
 
 

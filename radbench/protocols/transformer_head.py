@@ -14,7 +14,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from radbench.features.tokens import frozen_tokens, token_store
-from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolInput, ProtocolResult, ProtocolSpec, finish, pick_best
+from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolInput, ProtocolResult, ProtocolSpec, finish
 from radbench.training.loop import (
     ConcatImages,
     TrainingImages,
@@ -25,6 +25,7 @@ from radbench.training.loop import (
     train,
 )
 from radbench.training.models import optimizer_groups, parameter_counts
+from radbench.training.select import select_lr
 
 
 class TransformerHeadConfig(ProtocolConfigBase):
@@ -107,26 +108,23 @@ def run_transformer_head(cfg: TransformerHeadConfig, inputs: ProtocolInput) -> P
         head = model.head if isinstance(model, LiveTokens) else model
         return optimizer_groups(None, head, lr, lr, cfg.weight_decay, 1.0)
 
-    def metric(model, s):
-        scores, _ = predict(model, inputs.task, data(["val"]), s)
-        return inputs.metrics(inputs.targets["val"], scores)[0][inputs.selection_metric]
+    evaluation = settings(cfg.lr[0])  # predicting reads the batch size and device, not the lr
 
-    candidates, val_scores, seconds = [], {}, 0.0
-    for lr in cfg.lr:
-        model = build()
-        result = train(model, groups(model, lr), data(["train"]), loss, settings(lr), inputs.reporter,
-                       f"  transformer head lr={lr:g}: epochs", validate=lambda m, s=settings(lr): metric(m, s))
-        seconds += result.seconds
-        val_scores[lr], _ = predict(model, inputs.task, data(["val"]), settings(lr))
-        candidates.append({"params": {"lr": lr}, "val": result.best_value, "best_epoch": result.best_epoch})
-    chosen = pick_best([c["val"] for c in candidates])
-    lr, best_epoch = cfg.lr[chosen], candidates[chosen]["best_epoch"]
-    if cfg.refit:
-        model = build()
-        seconds += train(model, groups(model, lr), data(["train", "val"]), loss, settings(lr), inputs.reporter,
-                         f"  transformer head refit lr={lr:g}: epochs", stop_after=best_epoch).seconds
-    test_scores, infer_ms = predict(model, inputs.task, data(["test"]), settings(lr))
-    outcome = finish(inputs, candidates, chosen, val_scores[lr], test_scores,
+    def val_scores(model):
+        return predict(model, inputs.task, data(["val"]), evaluation)[0]
+
+    def fit(model, lr: float, validate: bool, stop_after: int | None):
+        parts = ["train"] if validate else ["train", "val"]
+        metric = (lambda m: inputs.metrics(inputs.targets["val"], val_scores(m))[0][inputs.selection_metric])
+        return train(model, groups(model, lr), data(parts), loss, settings(lr), inputs.reporter,
+                     f"  transformer head lr={lr:g} on {'+'.join(parts)}: epochs",
+                     validate=metric if validate else None, stop_after=stop_after)
+
+    selection = select_lr(cfg.lr, build, fit, cfg.refit, val_scores)
+    model, lr, best_epoch, chosen = selection.model, selection.lr, selection.best_epoch, selection.chosen
+    test_scores, infer_ms = predict(model, inputs.task, data(["test"]), evaluation)
+    candidates, seconds = selection.candidates, selection.seconds
+    outcome = finish(inputs, candidates, chosen, selection.payloads[chosen], test_scores,
                      {"best_epoch": best_epoch, "tokens": [tokens, dim], "tokens_cached": store.cached is not None})
     outcome.selected = {"lr": lr, "epochs": best_epoch}
     head_model = model.head if isinstance(model, LiveTokens) else model
