@@ -8,7 +8,11 @@
 Both (a) and (b) use the same heads, optimiser, schedule, batch order and selection, so their test metrics
 differ only by the float16 cache. Prints one line per measurement.
 
-    python benchmarks/frozen_protocols.py --backbone dinov2_vits14 --image-size 112 --limit 300 --epochs 20
+    python benchmarks/frozen_protocols.py --backbone dinov2_vits14 --image-size 112 --limit 750 100 120 --epochs 20
+
+`--limit TRAIN VAL TEST` keeps PneumoniaMNIST's own split proportions (3882 / 524 / 624); one number caps each
+split alike. The ratio (b)/(a) is bounded by the count of backbone passes:
+(epochs * train + val + epochs * (train + val) + test) / (train + val + test), printed as "pass-count bound".
 """
 
 from __future__ import annotations
@@ -40,11 +44,21 @@ LRS = [1e-3, 5e-3, 1e-2, 5e-2]  # the radiology fork's grid: 4 lrs x (1 or 4 blo
 FEATURES = ["cls", "cls+mean", "last4", "last4+mean"]
 
 
+def limits(args) -> dict[str, int]:
+    values = args.limit * 3 if len(args.limit) == 1 else args.limit
+    return dict(zip(["train", "val", "test"], values))
+
+
+def pass_bound(args) -> float:
+    train, val, test = limits(args).values()
+    return (args.epochs * train + val + args.epochs * (train + val) + test) / (train + val + test)
+
+
 def study(args, output: Path) -> dict:
     return {
         "name": "bench", "output_dir": str(output), "image_size": args.image_size, "batch_size": args.batch_size,
         "backbones": [{"name": args.backbone, "weights": "none"}],
-        "datasets": [{"name": "pneumonia", "adapter": "medmnist", "path": str(args.data), "limit": args.limit}],
+        "datasets": [{"name": "pneumonia", "adapter": "medmnist", "path": str(args.data), "limit": limits(args)}],
         "protocols": [{"linear": {"epochs": args.epochs, "lr": LRS, "features": FEATURES,
                                   "batch_size": args.head_batch}}],
     }
@@ -114,7 +128,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default="dinov2_vits14")
     parser.add_argument("--image-size", type=int, default=112)
-    parser.add_argument("--limit", type=int, default=300)
+    parser.add_argument("--limit", type=int, nargs="+", default=[750, 100, 120], metavar="N",
+                        help="samples per split: one number for all, or TRAIN VAL TEST")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=128, help="backbone batch, both loops")
     parser.add_argument("--head-batch", type=int, default=128)
@@ -122,10 +137,12 @@ def main() -> None:
                         default=ROOT.parent / "shared/data/medmnist/pneumoniamnist_kaggle_variant.npz")
     parser.add_argument("--skip-seed-style", action="store_true")
     args = parser.parse_args()
+    if len(args.limit) not in (1, 3):
+        parser.error("--limit takes one number or three (TRAIN VAL TEST)")
     import timm  # noqa: F401  (imported before timing: process start-up is not what is compared)
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, backbone {args.backbone} "
-          f"(random init) at {args.image_size} px, limit {args.limit}/split, {args.epochs} epochs, "
+          f"(random init) at {args.image_size} px, limit {limits(args)}, {args.epochs} epochs, "
           f"{len(LRS) * len(FEATURES)} heads")
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -174,7 +191,8 @@ def main() -> None:
     auroc_b, chosen_b = seed_style(args, dataset, cfg)
     seed_seconds = time.perf_counter() - start
     print(f"(b) seed style: {seed_seconds:.1f} s; test AUROC {auroc_b:.4f}; chosen {chosen_b}")
-    print(f"(a) vs (b): {seed_seconds / cold:.1f}x faster; test AUROC difference {100 * (auroc_a - auroc_b):+.2f} pt")
+    print(f"(a) vs (b): {seed_seconds / cold:.1f}x faster (pass-count bound {pass_bound(args):.1f}x); "
+          f"test AUROC difference {100 * (auroc_a - auroc_b):+.2f} pt")
 
 
 if __name__ == "__main__":

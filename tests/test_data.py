@@ -47,6 +47,15 @@ def test_medmnist_limit_is_stratified_and_reproducible(pneumonia_npz):
     assert not (test.sample_ids == other_seed.splits["test"].sample_ids).all()
 
 
+def test_per_split_limit_caps_only_the_named_splits(pneumonia_npz):
+    dataset = load_dataset(config("medmnist", path=str(pneumonia_npz), limit={"train": 300, "val": 50}))
+    assert {k: len(v) for k, v in dataset.splits.items()} == {"train": 300, "val": 50, "test": 624}
+    with pytest.raises(ValueError, match="limit"):
+        config("medmnist", path=str(pneumonia_npz), limit={"train": 0})
+    with pytest.raises(ValueError, match="limit"):
+        config("medmnist", path=str(pneumonia_npz), limit={"training": 10})
+
+
 def test_nih_generated_split_is_patient_level_and_multilabel(nih_labels):
     dataset = load_dataset(nih_config(nih_labels))
     assert dataset.task is Task.MULTILABEL and dataset.num_classes == 14

@@ -162,7 +162,8 @@ class DatasetConfigBase(StrictModel):
     name: str
     adapter: str
     path: InputPath
-    limit: int | None = None  # at most N samples per split (stratified, seeded, patients kept whole)
+    # at most N samples per split (stratified, seeded, patients kept whole); or per split, e.g. {train: 1000}
+    limit: int | dict[Literal["train", "val", "test"], int] | None = None
     task: Task | None = None  # inferred when omitted; `ordinal` must be given
     class_names: list[str] | None = None
     resize: Literal["resize", "pad"] | None = None  # overrides the study's resize mode
@@ -175,10 +176,15 @@ class DatasetConfigBase(StrictModel):
 
     @field_validator("limit")
     @classmethod
-    def _positive_limit(cls, value: int | None) -> int | None:
-        if value is not None and value < 1:
-            raise ValueError("limit must be a positive integer")
+    def _positive_limit(cls, value):
+        values = value.values() if isinstance(value, dict) else [value]
+        if any(v is not None and v < 1 for v in values):
+            raise ValueError("limit must be a positive integer (or a mapping of split to positive integer)")
         return value
+
+    def limit_for(self, split: str) -> int | None:
+        """The sample cap of one split; a split missing from a per-split mapping is kept whole."""
+        return self.limit.get(split) if isinstance(self.limit, dict) else self.limit
 
     @field_validator("split_fractions")
     @classmethod

@@ -39,10 +39,9 @@ def assemble_dataset(
         parts, lambda split: label_matrix(task, split.labels, num_classes), list(cfg.split_fractions),
         cfg.split_seed, cfg.name)
     split_origin = generated or split_origin
-    if cfg.limit is not None:
-        splits = {name: limit_split(split, cfg.limit, task, num_classes, cfg.split_seed, cfg.balance)
-                  for name, split in splits.items()}
-    check_classes_present(splits["train"], task, class_names, cfg.name, cfg.limit)
+    splits = {name: limit_split(split, cfg.limit_for(name), task, num_classes, cfg.split_seed, cfg.balance)
+              for name, split in splits.items()}
+    check_classes_present(splits["train"], task, class_names, cfg.name, cfg.limit_for("train"))
     return LabeledDataset(
         name=cfg.name,
         task=task,

@@ -170,7 +170,7 @@ def assemble_segmentation(cfg: DatasetConfigBase, class_names: tuple[str, ...], 
     splits, generated, carved = complete_splits(parts, lambda split: np.ones((len(split), 1)),
                                                 list(cfg.split_fractions), cfg.split_seed, cfg.name)
     origin, notes = generated or origin, [*notes, *carved]
-    if cfg.limit is not None:
-        splits = {n: s.subset(limit_indices(s.patient_ids, np.ones((len(s), 1)), cfg.limit, cfg.split_seed))
-                  for n, s in splits.items()}
+    splits = {n: s if cfg.limit_for(n) is None else
+              s.subset(limit_indices(s.patient_ids, np.ones((len(s), 1)), cfg.limit_for(n), cfg.split_seed))
+              for n, s in splits.items()}
     return SegmentationDataset(cfg.name, class_names, splits, fingerprint, origin, tuple(notes), volume)

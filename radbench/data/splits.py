@@ -139,8 +139,10 @@ def balanced_indices(patient_ids: np.ndarray, labels: np.ndarray, limit: int, se
     return np.sort(np.concatenate(chosen))
 
 
-def limit_split(split: Split, limit: int, task: Task, num_classes: int, seed: int, balance: bool = False) -> Split:
+def limit_split(split: Split, limit: int | None, task: Task, num_classes: int, seed: int, balance: bool = False) -> Split:
     """At most `limit` samples, stratified by label (or class-balanced), whole patients, reproducible."""
+    if limit is None:
+        return split
     if balance:
         if task is Task.MULTILABEL:
             raise DataError("balance: true needs a single-label task")
