@@ -9,7 +9,8 @@ from radbench.errors import RadbenchError
 
 QUICKSTART_PROTOCOLS = [
     {"knn": {"k": [10, 20, 50]}},
-    {"linear": {"epochs": 20, "lr": [1.0e-4, 1.0e-3, 1.0e-2, 1.0e-1]}},
+    # z-scored inputs: the lr grid then fits any backbone's feature scale (random-init ones included)
+    {"linear": {"epochs": 20, "lr": [1.0e-4, 1.0e-3, 1.0e-2, 1.0e-1], "normalize": "standard"}},
     {"logreg": {"C": [0.01, 0.1, 1.0, 10.0]}},
 ]
 

@@ -212,3 +212,25 @@ def test_linear_multilabel_with_missing_labels_learns():
     result = PROTOCOLS.get("linear").run(LinearConfig(epochs=10, lr=[0.01, 0.1], batch_size=32), inputs)
     assert result.test_metrics["auroc"] > 0.75
     assert result.test_scores.shape == (50, 3)
+
+
+def test_linear_warns_on_nearly_constant_features_and_standardising_rescues_them():
+    """Random-init ViTs give features like 0.8 + 1e-5 * signal: unscaled SGD cannot use them; say so."""
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    base = make_inputs(Task.MULTICLASS, seed=3)
+    console = Console(record=True, width=200)
+    squashed = FeatureSource(lambda s: 0.8 + 1e-5 * base.features.bundle(s), base.features.columns)
+    inputs = replace(base, features=squashed, reporter=Reporter(console=console, quiet=True))
+    spec = PROTOCOLS.get("linear")
+    spec.run(LinearConfig(epochs=10, lr=[1e-2, 1e-1]), inputs)
+    assert "features barely vary between images" in console.export_text()
+
+    standardised = spec.run(LinearConfig(epochs=10, lr=[1e-2, 1e-1], normalize="standard"), inputs)
+    assert standardised.test_metrics["auroc"] > 0.75
+
+    console = Console(record=True, width=200)
+    spec.run(LinearConfig(epochs=10, lr=[1e-2]), replace(base, reporter=Reporter(console=console, quiet=True)))
+    assert "barely vary" not in console.export_text()

@@ -167,8 +167,23 @@ def predict(inputs: ProtocolInput, heads: LinearHeads, scaler: Standardizer, fea
     return probabilities(inputs.task, logits).cpu().double().numpy()  # (T, L, N, C)
 
 
+def warn_if_nearly_constant(inputs: ProtocolInput, cfg: LinearConfig) -> None:
+    """Unscaled SGD cannot use features that barely vary between images (random-init ViTs give such features):
+    its heads end near chance while logreg, which standardises, does fine. Say so instead of failing quietly."""
+    if cfg.normalize != "none":
+        return
+    x, _ = _inputs(inputs, inputs.feature_types, ["train"])
+    spread = float(np.median(x.std(0)))
+    scale = float(np.abs(x).mean())
+    if scale > 0 and spread < 1e-2 * scale:
+        inputs.reporter.warn(f"linear: features barely vary between images (median per-column std {spread:.2g} vs "
+                             f"mean |x| {scale:.2g}); unscaled SGD heads will sit near chance — set "
+                             "`normalize: standard`")
+
+
 def run_linear(cfg: LinearConfig, inputs: ProtocolInput) -> ProtocolResult:
     feature_types, lrs = inputs.feature_types, list(cfg.lr)
+    warn_if_nearly_constant(inputs, cfg)
     count = len(feature_types) * len(lrs)
     heads, scaler = train_heads(inputs, cfg, feature_types, lrs, ["train"], f"  linear: {count} heads, epochs")
     val_scores = predict(inputs, heads, scaler, feature_types, "val")
