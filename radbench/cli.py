@@ -146,7 +146,8 @@ def _print_summary(output_dir: Path, split: str = "test") -> None:
         table.add_column(column, justify="right" if column in metrics or column == "runs" else "left")
     for row in table_data.itertuples(index=False):
         values = row._asdict()
-        cells = [str(values["backbone"]), str(values["dataset"]), str(values["protocol"]), str(values["runs"])]
+        protocol = f"{values['protocol']} ({values['setting']})" if values["setting"] else str(values["protocol"])
+        cells = [str(values["backbone"]), str(values["dataset"]), protocol, str(values["runs"])]
         cells += [format_cell(values[m], values[f"{m}_std"]) for m in metrics]
         table.add_row(*cells)
     out.print(table)

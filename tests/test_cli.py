@@ -30,3 +30,26 @@ def test_list_commands(cli):
     assert "csv" in cli("list", "datasets").stdout
     protocols = cli("list", "protocols").stdout
     assert "knn" in protocols and "linear" in protocols and "logreg" in protocols
+
+
+def test_results_keep_configurations_apart_after_an_edited_rerun(tmp_path, cli, pneumonia_npz):
+    """Editing a protocol and rerunning into the same output_dir must not average old and new numbers."""
+    from tests.conftest import tiny_study, write_study
+
+    dataset = [{"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 60}]
+    first = tiny_study(tmp_path, dataset, [{"linear": {"epochs": 2, "lr": [0.01]}}], seeds=[0, 1])
+    assert cli("run", write_study(tmp_path, first)).exit_code == 0
+    edited = tiny_study(tmp_path, dataset, [{"linear": {"epochs": 2, "lr": [0.01], "normalize": "standard"}}])
+    assert cli("run", write_study(tmp_path, edited)).exit_code == 0
+
+    rows = pd.read_csv(io.StringIO(cli("results", tmp_path / "out", "--csv").stdout), keep_default_na=False)
+    auroc = rows[rows.metric == "auroc"]
+    assert sorted(auroc.setting) == ["normalize=none", "normalize=none", "normalize=standard"]
+    table = cli("results", tmp_path / "out").stdout
+    assert "linear (normalize=none)" in table and "linear (normalize=standard)" in table
+
+    alone = tiny_study(tmp_path / "other", dataset, [{"linear": {"epochs": 2, "lr": [0.01]}}], seeds=[0, 1])
+    assert cli("run", write_study(tmp_path / "other", alone)).exit_code == 0
+    rows = pd.read_csv(io.StringIO(cli("results", tmp_path / "other" / "out", "--csv").stdout),
+                       keep_default_na=False)
+    assert set(rows.setting) == {""}  # one configuration: nothing to tell apart

@@ -160,7 +160,7 @@ class ResultsStore:
 
     def metrics(self, split: str = "test") -> pd.DataFrame:
         query = """SELECT j.key AS job, j.study, j.backbone, j.dataset, j.protocol, j.seed, j.repeat,
-                          m.name AS metric, m.value
+                          m.name AS metric, m.value, j.config
                    FROM metrics m JOIN jobs j ON j.key = m.job_key WHERE m.split = ?
                    ORDER BY j.backbone, j.dataset, j.protocol, j.seed, j.repeat, m.name"""
         with closing(self._connect()) as conn:

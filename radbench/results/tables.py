@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -12,24 +14,55 @@ COST_METRICS = ("trainable_params", "total_params", "train_seconds", "infer_ms_p
 KEYS = ["backbone", "dataset", "protocol"]
 
 
+def _flatten(value, prefix: str = "") -> dict[str, str]:
+    if isinstance(value, dict):
+        out = {}
+        for key, inner in value.items():
+            out.update(_flatten(inner, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: json.dumps(value, sort_keys=True)}
+
+
+def settings(configs: pd.DataFrame) -> pd.Series:
+    """Per job, the config keys that set it apart from other jobs of the same backbone x dataset x protocol
+    (e.g. `normalize=standard` after an edited study reran into the same output_dir); "" when there is one
+    configuration. Seeds and repeats are what a row averages over, so they never count."""
+    flat = {job: {k: v for k, v in _flatten(json.loads(config)).items()
+                  if k not in ("seed", "repeat") and not k.startswith("protocol.name")}
+            for job, config in zip(configs["job"], configs["config"])}
+    labels = pd.Series("", index=configs.index)
+    for _, group in configs.groupby(KEYS):
+        jobs = group["job"].tolist()
+        differing = sorted({k for j in jobs for k in flat[j] if len({flat[o].get(k) for o in jobs}) > 1})
+        for index, job in zip(group.index, jobs):
+            labels[index] = ", ".join(f"{k.removeprefix('protocol.')}={flat[job].get(k, '-')}".replace('"', "")
+                                      for k in differing)
+    return labels
+
+
 def metric_rows(store: ResultsStore, split: str = "test") -> pd.DataFrame:
-    """One row per (job, metric): backbone, dataset, protocol, seed, repeat, metric, value, job."""
+    """One row per (job, metric): backbone, dataset, protocol, seed, repeat, metric, value, job, setting."""
     frame = store.metrics(split)
-    return frame[["backbone", "dataset", "protocol", "seed", "repeat", "metric", "value", "job"]]
+    jobs = frame.drop_duplicates("job")[["job", *KEYS, "config"]].reset_index(drop=True)
+    jobs["setting"] = settings(jobs)
+    frame = frame.merge(jobs[["job", "setting"]], on="job", how="left")
+    return frame[["backbone", "dataset", "protocol", "seed", "repeat", "metric", "value", "job", "setting"]]
 
 
 def summary(store: ResultsStore, split: str = "test") -> pd.DataFrame:
-    """Mean and std over seeds (and repeated draws) of the headline metrics, per backbone x dataset x protocol."""
+    """Mean and std over seeds (and repeated draws) of the headline metrics, per backbone x dataset x protocol
+    (x setting, where one protocol ran with several configurations)."""
     rows = metric_rows(store, split)
     rows = rows[rows["metric"].isin(SUMMARY_METRICS)]
+    keys = [*KEYS, "setting"]
     if rows.empty:
-        return pd.DataFrame(columns=[*KEYS, "runs"])
-    stats = rows.groupby([*KEYS, "metric"])["value"].agg(["mean", "std"]).unstack("metric")
+        return pd.DataFrame(columns=[*keys, "runs"])
+    stats = rows.groupby([*keys, "metric"])["value"].agg(["mean", "std"]).unstack("metric")
     out = stats["mean"].copy()
     for metric in out.columns:
         out[f"{metric}_std"] = stats["std"][metric]
     out.columns = [str(c) for c in out.columns]
-    out["runs"] = rows.groupby(KEYS)[["seed", "repeat"]].apply(lambda g: len(g.drop_duplicates()))
+    out["runs"] = rows.groupby(keys)[["seed", "repeat"]].apply(lambda g: len(g.drop_duplicates()))
     return out.reset_index()
 
 
