@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from radbench.errors import RadbenchError
+from radbench.errors import DownloadError, RadbenchError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Benchmark vision foundation models on radiology.")
 err = Console(stderr=True)
@@ -220,7 +220,11 @@ def quickstart(
             "not DINOv2; they are meaningless as a benchmark. Run without --offline (network needed) for real "
             "pretrained weights.", title="radbench quickstart --offline", border_style="red"))
     study = quickstart_study(output_dir, data, offline, backbone, limit, image_size, batch_size)
-    _run(study, quiet)
+    try:
+        _run(study, quiet)
+    except DownloadError as error:
+        raise RadbenchError(f"{error}\nwithout network: radbench quickstart --offline --data PATH/TO/pneumoniamnist.npz "
+                            "(random weights, numbers meaningless)") from None
     _print_summary(study.settings.output_dir)
     if offline:
         err.print("[bold red]reminder: random weights (--offline); these numbers are not a benchmark.[/]")

@@ -15,3 +15,7 @@ class DataError(RadbenchError):
 
 class BackboneError(RadbenchError):
     """A backbone cannot be built or its weights cannot be loaded."""
+
+
+class DownloadError(RadbenchError):
+    """Weights or a dataset could not be downloaded (usually: no network)."""

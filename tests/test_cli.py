@@ -24,6 +24,26 @@ def test_quickstart_offline_without_data_explains(tmp_path, cli, monkeypatch):
     assert result.exit_code == 2 and "--offline needs the data on disk: pass --data PATH" in result.stderr
 
 
+def test_quickstart_without_network_says_how_to_run_offline(tmp_path, cli, monkeypatch):
+    """medmnist's own download error spans a dozen lines; the user gets one line and the offline command."""
+    import medmnist
+
+    def no_network(*args, **kwargs):
+        raise RuntimeError("Automatic download failed! Please download pneumoniamnist.npz manually.\n"
+                           "    1. Check your network connection: \n        https://github.com/MedMNIST/MedMNIST/\n"
+                           "    2. Download: \n        https://zenodo.org/records/1/files/pneumoniamnist.npz\n")
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(medmnist, "PneumoniaMNIST", no_network)
+    result = cli("quickstart", "--output-dir", tmp_path / "qs")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 2, result.stderr
+    assert "could not download MedMNIST 'pneumoniamnist'" in lines[0]
+    assert "https://zenodo.org/records/1/files/pneumoniamnist.npz" in lines[0]
+    assert "radbench quickstart --offline --data" in lines[1]
+
+
 def test_list_commands(cli):
     backbones = cli("list", "backbones").stdout
     assert "dinov2_vitg14_reg" in backbones and "timm:<model>" in backbones

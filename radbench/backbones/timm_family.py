@@ -17,7 +17,7 @@ from radbench.backbones.base import (
 )
 from radbench.backbones.checkpoint import checkpoint_sha256, load_checkpoint
 from radbench.backbones.layout import BundleLayout
-from radbench.errors import BackboneError
+from radbench.errors import BackboneError, DownloadError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -73,7 +73,8 @@ def build_timm(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> Fe
         where = "download hub weights for" if kind == "hub" else "build"
         hint = "; without network use `weights: none` or a local checkpoint path" if kind == "hub" else ""
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BackboneError(f"could not {where} backbone {cfg.name!r} (timm {entry.model_id}): {message}{hint}") from None
+        error_type = DownloadError if kind == "hub" else BackboneError
+        raise error_type(f"could not {where} backbone {cfg.name!r} (timm {entry.model_id}): {message}{hint}") from None
     path = checkpoint_path(cfg)
     if path is not None:
         classifier = model.pretrained_cfg.get("classifier") or "head"

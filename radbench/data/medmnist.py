@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +15,7 @@ from radbench.data.base import SPLITS, ArrayImages, DatasetConfigBase, LabeledDa
 from radbench.data.build import assemble_dataset, infer_task
 from radbench.data.registry import ADAPTERS, Adapter
 from radbench.data.volumes import ArrayVolumes, VolumeConfig
-from radbench.errors import DataError
+from radbench.errors import DataError, DownloadError
 from radbench.schema import InputPath, OutputPath
 
 MEDMNIST_TASKS = {
@@ -58,11 +59,20 @@ def download_medmnist(flag: str, size: int, root: Path | None) -> Path:
     try:
         dataset_class(split="train", download=True, size=size, root=str(root))
     except Exception as error:  # network errors come in many types from urllib/requests
-        raise DataError(
-            f"could not download MedMNIST {flag!r} (size {size}) into {root}: {error}; "
+        raise DownloadError(
+            f"could not download MedMNIST {flag!r} (size {size}) into {root}: {_first_line(error)}; "
             "give `path:` to a local npz instead"
         ) from None
     return target
+
+
+def _first_line(error: Exception) -> str:
+    """medmnist's download error spans a dozen lines; keep its first line and the file's URL."""
+    text = str(error).strip()
+    first = text.splitlines()[0].strip() if text else type(error).__name__
+    urls = re.findall(r"https?://\S+", text)
+    url = next((u for u in urls if ".npz" in u), None)  # the file itself, not the project page
+    return f"{first} ({url})" if url else first
 
 
 def _known_flag(path: Path) -> str | None:
