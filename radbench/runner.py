@@ -19,7 +19,7 @@ from radbench.features.provider import Extraction, FeatureProvider, feature_key
 from radbench.features.source import FeatureSource
 from radbench.jobs import plan_jobs, run_job, run_segmentation_job
 from radbench.progress import Reporter
-from radbench.protocols import ProtocolInput
+from radbench.protocols import PROTOCOLS, ProtocolInput
 from radbench.protocols.base import ImageContext
 from radbench.protocols.segmentation import SegmentationInput
 from radbench.results import ResultsStore
@@ -50,6 +50,10 @@ def load_datasets(study: StudyConfig, reporter: Reporter) -> dict[str, LabeledDa
         for note in dataset.notes:
             reporter.info(f"  note: {note}")
         datasets[cfg.name] = dataset
+        for entry in study.protocols:
+            spec = PROTOCOLS.get(entry.type)
+            if spec.check is not None and (spec.inputs == "segmentation") == (kind == "segmentation"):
+                spec.check(entry.config, dataset, study.settings.seeds)
     return datasets
 
 

@@ -211,3 +211,11 @@ def test_duplicate_names(tmp_path, cli, pneumonia_npz):
 def test_commands_on_missing_paths(tmp_path, cli, command):
     result = cli(command, tmp_path / "nothing")
     assert result.exit_code == 2 and "error:" in result.stderr
+
+
+def test_few_shot_asking_more_patients_than_a_class_has(tmp_path, cli, pneumonia_npz):
+    """Checked when the data is loaded, not after the smaller shots have already run."""
+    study = tiny_study(tmp_path, [medmnist(pneumonia_npz)], [{"few_shot": {"shots": [1, 16], "repeats": 2}}])
+    stderr = run_expecting_error(cli, write_study(tmp_path, study), "dataset 'pneumonia': few-shot: class 'normal' has",
+                                 "fewer than 16 shots", "raise the dataset's train `limit`")
+    assert not (tmp_path / "out" / "features").exists(), stderr

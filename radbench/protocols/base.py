@@ -106,7 +106,8 @@ def single_variant(cfg: ProtocolConfigBase) -> list[tuple[str | None, ProtocolCo
 @dataclass(frozen=True)
 class ProtocolSpec:
     """`inputs`: "features" (cached frozen features) or "images" (trains on images). `variants` splits one
-    entry into separately reported points (few-shot shots, decapitation depths); `repeats` draws per seed."""
+    entry into separately reported points (few-shot shots, decapitation depths); `repeats` draws per seed;
+    `check(config, dataset, seeds)` raises a DataError when the data cannot serve the config, before any work."""
 
     name: str
     config: type[ProtocolConfigBase]
@@ -115,6 +116,7 @@ class ProtocolSpec:
     inputs: str = "features"
     variants: Callable[[ProtocolConfigBase], list[tuple[str | None, ProtocolConfigBase]]] = single_variant
     repeats: Callable[[ProtocolConfigBase], int] = lambda cfg: 1
+    check: Callable[[ProtocolConfigBase, object, list[int]], None] | None = None
 
 
 PROTOCOLS: Registry[ProtocolSpec] = Registry("protocol")

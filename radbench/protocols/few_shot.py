@@ -42,10 +42,27 @@ def sample_patients(patient_ids: np.ndarray, labels01: np.ndarray, shots: int, s
     return np.flatnonzero(np.isin(patient_ids, list(taken))), chosen
 
 
+def _train_labels(task, dataset, num_classes: int):
+    train = dataset.splits["train"]
+    return train, label_matrix(task, train.labels, num_classes)  # missing labels count as absent
+
+
+def check_few_shot(cfg: FewShotConfig, dataset, seeds: list[int]) -> None:
+    """Every draw of the largest n must find n patients per class: fail before extraction, not halfway."""
+    train, labels01 = _train_labels(dataset.task, dataset, dataset.num_classes)
+    shots = max(cfg.shots)
+    for seed in seeds:
+        for repeat in range(cfg.repeats):
+            try:
+                sample_patients(train.patient_ids, labels01, shots, seed, repeat, dataset.class_names)
+            except DataError as error:
+                raise DataError(f"dataset {dataset.name!r}: {error} (largest of few_shot shots {cfg.shots}); "
+                                "lower the shots or raise the dataset's train `limit`") from None
+
+
 def run_few_shot(cfg: FewShotConfig, inputs: ProtocolInput) -> ProtocolResult:
     (shots,) = cfg.shots
-    train = inputs.dataset.splits["train"]
-    labels01 = label_matrix(inputs.task, train.labels, len(inputs.class_names))  # missing labels count as absent
+    train, labels01 = _train_labels(inputs.task, inputs.dataset, len(inputs.class_names))
     indices, chosen = sample_patients(train.patient_ids, labels01, shots, inputs.seed, inputs.repeat,
                                       inputs.class_names)
     base = inputs.features
@@ -67,4 +84,4 @@ def per_shots(cfg: FewShotConfig):
 
 PROTOCOLS.add("few_shot", ProtocolSpec(
     "few_shot", FewShotConfig, run_few_shot, "n patients per class, frozen-feature head, one point per n",
-    variants=per_shots, repeats=lambda cfg: cfg.repeats))
+    variants=per_shots, repeats=lambda cfg: cfg.repeats, check=check_few_shot))
