@@ -54,8 +54,9 @@ def _run(study, quiet: bool, extract_only: bool = False):
 
     summary = run_study(study, Reporter(err, quiet=quiet), extract_only=extract_only)
     images = sum(e.images for e in summary.extractions)
-    err.print(f"jobs: {summary.jobs_run} run, {summary.jobs_skipped} already done; "
-              f"extracted features for {images} images ({len(summary.extractions)} splits)")
+    extracted = (f"; extracted features for {images} images ({len(summary.extractions)} splits)"
+                 if summary.used_feature_cache else "")
+    err.print(f"jobs: {summary.jobs_run} run, {summary.jobs_skipped} already done{extracted}")
     return summary
 
 

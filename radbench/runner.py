@@ -30,6 +30,7 @@ class RunSummary:
     jobs_total: int = 0
     jobs_run: int = 0
     jobs_skipped: int = 0
+    used_feature_cache: bool = False  # any frozen-feature job planned (extracted now or read from the cache)
     extractions: list[Extraction] = field(default_factory=list)
 
 
@@ -100,6 +101,7 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
             summary.jobs_skipped += len(jobs) - len(pending)
             reporter.info(f"{backbone.display_name} x {dataset.name}: {len(pending)} of {len(jobs)} jobs to run")
             feature_jobs = [job for job in (jobs if extract_only else pending) if job.uses_features]
+            summary.used_feature_cache |= any(job.uses_features for job in jobs)
             if feature_jobs:
                 needed = max(blocks_needed(t) for job in feature_jobs for t in job.feature_types)
                 cached = provider.get(backbone, description, dataset, preprocess, needed)
