@@ -134,13 +134,16 @@ def _inputs(inputs: ProtocolInput, feature_types: list[str], splits: list[str]) 
 
 
 def train_heads(inputs: ProtocolInput, cfg: LinearConfig, feature_types: list[str], lrs: list[float],
-                splits: list[str], description: str) -> tuple[LinearHeads, Standardizer]:
+                splits: list[str], description: str, warn_spread: bool = False) -> tuple[LinearHeads, Standardizer]:
+    """`warn_spread`: check the unscaled inputs for near-constant features (once per job, on the first fit)."""
     device = inputs.device
     # separate streams for init and batch order: head i of a grid then trains exactly as it would alone
     init_generator = torch.Generator().manual_seed(inputs.seed)
     order_generator = torch.Generator().manual_seed(inputs.seed + 1_000_003)
     x, rows = _inputs(inputs, feature_types, splits)
     x = torch.from_numpy(x).to(device)
+    if warn_spread and cfg.normalize == "none":
+        warn_if_nearly_constant(inputs.reporter, x)
     targets = torch.from_numpy(np.concatenate([inputs.targets[s] for s in splits])).to(device)
     scaler = Standardizer(cfg.normalize == "standard", x)  # per column: the same for every type using it
     x = scaler(x)
@@ -167,25 +170,21 @@ def predict(inputs: ProtocolInput, heads: LinearHeads, scaler: Standardizer, fea
     return probabilities(inputs.task, logits).cpu().double().numpy()  # (T, L, N, C)
 
 
-def warn_if_nearly_constant(inputs: ProtocolInput, cfg: LinearConfig) -> None:
+def warn_if_nearly_constant(reporter, x: torch.Tensor) -> None:
     """Unscaled SGD cannot use features that barely vary between images (random-init ViTs give such features):
     its heads end near chance while logreg, which standardises, does fine. Say so instead of failing quietly."""
-    if cfg.normalize != "none":
-        return
-    x, _ = _inputs(inputs, inputs.feature_types, ["train"])
-    spread = float(np.median(x.std(0)))
-    scale = float(np.abs(x).mean())
+    spread = float(x.std(0, correction=0).quantile(0.5))
+    scale = float(x.abs().mean())
     if scale > 0 and spread < 1e-2 * scale:
-        inputs.reporter.warn(f"linear: features barely vary between images (median per-column std {spread:.2g} vs "
-                             f"mean |x| {scale:.2g}); unscaled SGD heads will sit near chance — set "
-                             "`normalize: standard`")
+        reporter.warn(f"linear: features barely vary between images (median per-column std {spread:.2g} vs "
+                      f"mean |x| {scale:.2g}); unscaled SGD heads will sit near chance — set `normalize: standard`")
 
 
 def run_linear(cfg: LinearConfig, inputs: ProtocolInput) -> ProtocolResult:
     feature_types, lrs = inputs.feature_types, list(cfg.lr)
-    warn_if_nearly_constant(inputs, cfg)
     count = len(feature_types) * len(lrs)
-    heads, scaler = train_heads(inputs, cfg, feature_types, lrs, ["train"], f"  linear: {count} heads, epochs")
+    heads, scaler = train_heads(inputs, cfg, feature_types, lrs, ["train"], f"  linear: {count} heads, epochs",
+                                 warn_spread=True)
     val_scores = predict(inputs, heads, scaler, feature_types, "val")
     candidates = []
     for t, feature_type in enumerate(feature_types):
