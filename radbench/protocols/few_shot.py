@@ -42,14 +42,14 @@ def sample_patients(patient_ids: np.ndarray, labels01: np.ndarray, shots: int, s
     return np.flatnonzero(np.isin(patient_ids, list(taken))), chosen
 
 
-def _train_labels(task, dataset, num_classes: int):
+def _train_labels(dataset):
     train = dataset.splits["train"]
-    return train, label_matrix(task, train.labels, num_classes)  # missing labels count as absent
+    return train, label_matrix(dataset.task, train.labels, dataset.num_classes)  # missing labels count as absent
 
 
 def check_few_shot(cfg: FewShotConfig, dataset, seeds: list[int]) -> None:
     """Every draw of the largest n must find n patients per class: fail before extraction, not halfway."""
-    train, labels01 = _train_labels(dataset.task, dataset, dataset.num_classes)
+    train, labels01 = _train_labels(dataset)
     shots = max(cfg.shots)
     for seed in seeds:
         for repeat in range(cfg.repeats):
@@ -62,7 +62,7 @@ def check_few_shot(cfg: FewShotConfig, dataset, seeds: list[int]) -> None:
 
 def run_few_shot(cfg: FewShotConfig, inputs: ProtocolInput) -> ProtocolResult:
     (shots,) = cfg.shots
-    train, labels01 = _train_labels(inputs.task, inputs.dataset, len(inputs.class_names))
+    train, labels01 = _train_labels(inputs.dataset)
     indices, chosen = sample_patients(train.patient_ids, labels01, shots, inputs.seed, inputs.repeat,
                                       inputs.class_names)
     base = inputs.features

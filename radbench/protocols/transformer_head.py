@@ -113,12 +113,14 @@ def run_transformer_head(cfg: TransformerHeadConfig, inputs: ProtocolInput) -> P
     def val_scores(model):
         return predict(model, inputs.task, data(["val"]), evaluation)[0]
 
+    def val_metric(model) -> float:
+        return inputs.metrics(inputs.targets["val"], val_scores(model))[0][inputs.selection_metric]
+
     def fit(model, lr: float, validate: bool, stop_after: int | None):
         parts = ["train"] if validate else ["train", "val"]
-        metric = (lambda m: inputs.metrics(inputs.targets["val"], val_scores(m))[0][inputs.selection_metric])
         return train(model, groups(model, lr), data(parts), loss, settings(lr), inputs.reporter,
                      f"  transformer head lr={lr:g} on {'+'.join(parts)}: epochs",
-                     validate=metric if validate else None, stop_after=stop_after)
+                     validate=val_metric if validate else None, stop_after=stop_after)
 
     selection = select_lr(cfg.lr, build, fit, cfg.refit, val_scores)
     model, lr, best_epoch, chosen = selection.model, selection.lr, selection.best_epoch, selection.chosen
