@@ -74,13 +74,33 @@ def load_study(path: str | Path) -> StudyConfig:
     if not path.is_file():
         raise ConfigError(f"{path}: study file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except _DuplicateKey as error:
+        raise ConfigError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
     return parse_study(raw, base_dir=path.resolve().parent, source=str(path))
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A key given twice in one mapping is an error (PyYAML would silently keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise _DuplicateKey(f"key {key!r} is given twice (lines {seen[key] + 1} and "
+                                    f"{key_node.start_mark.line + 1}); keep one")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
 
 
 def parse_study(raw: Any, base_dir: Path, source: str = "study") -> StudyConfig:
@@ -98,16 +118,18 @@ def parse_study(raw: Any, base_dir: Path, source: str = "study") -> StudyConfig:
                  for i, item in enumerate(lists["backbones"])]
     datasets = [_dataset(item, f"datasets[{i}]", context, errors) for i, item in enumerate(lists["datasets"])]
     protocols = [_protocol(item, f"protocols[{i}]", context, errors) for i, item in enumerate(lists["protocols"])]
+    if all(d is not None for d in datasets) and all(p is not None for p in protocols):
+        _check_kinds(errors, datasets, protocols)  # a misspelled entry would only add a second, false error
+    _unique(errors, "backbones", [b.display_name for b in backbones if b], "give each a distinct `label`")
+    _unique(errors, "datasets", [d.name for d in datasets if d], "names must be distinct")
+    _unique(errors, "protocols", [p.label for p in protocols if p], "give each a distinct `name`")
     for i, backbone in enumerate(backbones):
-        if backbone is not None:
+        # `family:model` names ask the family's library (timm imports torch, seconds): only once all else is valid
+        if backbone is not None and (":" not in backbone.name or not errors):
             try:
                 resolve_entry(backbone.name)
             except RadbenchError as error:
                 errors.append(f"backbones[{i}].name: {error}")
-    _check_kinds(errors, datasets, protocols)
-    _unique(errors, "backbones", [b.display_name for b in backbones if b], "give each a distinct `label`")
-    _unique(errors, "datasets", [d.name for d in datasets if d], "names must be distinct")
-    _unique(errors, "protocols", [p.label for p in protocols if p], "give each a distinct `name`")
     if errors:
         raise ConfigError("\n".join(f"{source}: {e}" for e in errors))
     return StudyConfig(settings=settings, backbones=backbones, datasets=datasets, protocols=protocols, source=source)

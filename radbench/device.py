@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Literal
-
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from radbench.errors import RadbenchError
+
+if TYPE_CHECKING:
+    import torch
 
 Precision = Literal["auto", "bf16", "fp32"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    import torch
+
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -33,6 +36,8 @@ def effective_precision(device: torch.device, precision: Precision) -> str:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    import torch
+
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
-import torch
 from pydantic import ValidationInfo, field_validator
 
 from radbench.backbones.layout import BundleLayout
 from radbench.errors import BackboneError
 from radbench.registry import Registry
 from radbench.schema import StrictModel, resolve_path
+
+if TYPE_CHECKING:
+    import torch
 
 
 class BackboneConfig(StrictModel):

@@ -6,10 +6,12 @@ import functools
 import hashlib
 import sys
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from radbench.errors import BackboneError
+
+if TYPE_CHECKING:
+    import torch
 
 WRAPPER_KEYS = ("teacher", "model", "state_dict", "module", "model_state_dict")
 PREFIXES = ("module.", "backbone.", "_orig_mod.", "encoder.")
@@ -30,6 +32,8 @@ def checkpoint_sha256(path: Path) -> str:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -38,7 +42,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch/pickle/zip raise many unrelated types for a bad file
-        raise BackboneError(f"{path}: cannot read checkpoint ({type(error).__name__}: {error})") from None
+        # torch's message runs to several lines of advice (e.g. weights_only=False, unsafe here): keep one
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise BackboneError(f"{path}: cannot read checkpoint, not a PyTorch or safetensors weights file "
+                            f"({type(error).__name__}: {first[:120]})") from None
     for key in WRAPPER_KEYS:  # e.g. DINO training checkpoints keep the backbone under 'teacher'
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

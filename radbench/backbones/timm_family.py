@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from radbench.backbones.base import (
     BACKBONES,
@@ -18,6 +18,9 @@ from radbench.backbones.base import (
 from radbench.backbones.checkpoint import checkpoint_sha256, load_checkpoint
 from radbench.backbones.layout import BundleLayout
 from radbench.errors import BackboneError, DownloadError
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -61,6 +64,8 @@ def describe_timm(entry: BackboneEntry, cfg: BackboneConfig) -> BackboneDescript
 
 
 def build_timm(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> FeatureBackbone:
+    import torch
+
     kind = cfg.weights_kind
     try:
         if kind == "hub":
@@ -110,6 +115,8 @@ def _check_patch_size(model: torch.nn.Module, image_size: int, name: str) -> Non
 
 def _token_bundle(model: torch.nn.Module, images: torch.Tensor, layout: BundleLayout) -> torch.Tensor:
     """CLS tokens of the last n blocks, then the mean patch token of the last block (all normed)."""
+    import torch
+
     outputs = model.forward_intermediates(
         images, indices=layout.n_last, norm=True, output_fmt="NLC", intermediates_only=True,
         return_prefix_tokens=True,

@@ -8,14 +8,15 @@ several abnormalities is one sample, malignant if any of them is."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
-
-import pandas as pd
+from typing import TYPE_CHECKING, Literal
 
 from radbench.data.base import DatasetConfigBase, LabeledDataset, Task
 from radbench.data.csv_table import TableSpec, dataset_from_table, line_of, read_table
 from radbench.data.registry import ADAPTERS, Adapter
 from radbench.errors import DataError
+
+if TYPE_CHECKING:
+    pass
 
 CASE_FILES = {
     ("mass", "train"): "mass_case_description_train_set.csv",
@@ -53,6 +54,8 @@ def resolve_dicom(root: Path, listed: str) -> Path:
 
 
 def load_cbis(cfg: CbisDdsmConfig) -> LabeledDataset:
+    import pandas as pd
+
     kinds = ("mass", "calc") if cfg.abnormality == "both" else (cfg.abnormality,)
     column = "image file path" if cfg.image == "full" else "cropped image file path"
     root = (cfg.path / cfg.images).resolve()

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
-
-import pandas as pd
+from typing import TYPE_CHECKING, Literal
 
 from radbench.data.base import DatasetConfigBase, LabeledDataset
 from radbench.data.csv_table import TableSpec, dataset_from_table, read_table
 from radbench.data.registry import ADAPTERS, Adapter
 from radbench.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CHEXPERT_OBSERVATIONS = (
     "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
@@ -45,6 +46,8 @@ class ChexpertConfig(ChexpertLabels):
 
 
 def load_chexpert(cfg: ChexpertConfig) -> LabeledDataset:
+    import pandas as pd
+
     columns = cfg.label_columns()
     frames = []
     for name, split in (("train.csv", "train"), ("valid.csv", cfg.valid_as)):

@@ -6,10 +6,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import Field
 
 from radbench.data.base import DatasetConfigBase, FileImages, LabeledDataset, Split, Task, file_fingerprint
@@ -18,6 +17,9 @@ from radbench.data.registry import ADAPTERS, Adapter
 from radbench.data.volumes import FileVolumes
 from radbench.errors import DataError
 from radbench.schema import InputPath
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SPLIT_ALIASES = {
     "train": "train", "training": "train",
@@ -57,6 +59,8 @@ def text_column(table: pd.DataFrame, column: str, source: Path) -> np.ndarray:
 
 
 def _resolve_images(table: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame, tuple[Path, ...], list[str]]:
+    import pandas as pd
+
     names = text_column(table, spec.image_column, spec.source)
     duplicated = pd.Series(names).duplicated()
     if duplicated.any():
@@ -81,6 +85,8 @@ def _resolve_images(table: pd.DataFrame, spec: TableSpec) -> tuple[pd.DataFrame,
 
 
 def multilabel_values(table: pd.DataFrame, spec: TableSpec) -> np.ndarray:
+    import pandas as pd
+
     labels = np.empty((len(table), len(spec.label_columns)), dtype=np.float32)
     uncertain = {"ignore": np.nan, "ones": 1.0, "zeros": 0.0}[spec.uncertain]
     for j, column in enumerate(spec.label_columns):
@@ -104,6 +110,8 @@ def multilabel_values(table: pd.DataFrame, spec: TableSpec) -> np.ndarray:
 
 
 def single_label_values(cfg: DatasetConfigBase, table: pd.DataFrame, spec: TableSpec) -> tuple[np.ndarray, tuple[str, ...]]:
+    import pandas as pd
+
     column = spec.label_columns[0]
     raw = table[column]
     blank = raw.isna() | (raw.astype(str).str.strip() == "")
@@ -198,6 +206,8 @@ def dataset_from_table(cfg: DatasetConfigBase, table: pd.DataFrame, spec: TableS
 def read_table(path: Path, separator: str = ",", text_columns: tuple[str, ...] = (),
                required: tuple[str, ...] = ()) -> pd.DataFrame:
     """A CSV (plain or .gz) with its header stripped of spaces; required columns checked, named in errors."""
+    import pandas as pd
+
     try:
         table = pd.read_csv(path, sep=separator, dtype={c: str for c in text_columns if c}, skipinitialspace=True)
     except FileNotFoundError:

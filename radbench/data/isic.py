@@ -4,15 +4,17 @@ of one lesion (they must not straddle splits)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 
 from radbench.data.base import DatasetConfigBase, LabeledDataset
 from radbench.data.csv_table import TableSpec, dataset_from_table, line_of, read_table
 from radbench.data.registry import ADAPTERS, Adapter
 from radbench.errors import DataError
+
+if TYPE_CHECKING:
+    pass
 
 ISIC_CLASSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
 
@@ -26,6 +28,8 @@ class IsicConfig(DatasetConfigBase):
 
 
 def load_isic(cfg: IsicConfig) -> LabeledDataset:
+    import pandas as pd
+
     source = cfg.path / "ISIC_2019_Training_GroundTruth.csv"
     table = read_table(source, text_columns=("image",), required=("image", *ISIC_CLASSES))
     onehot = table[list(ISIC_CLASSES)].to_numpy(dtype=float)

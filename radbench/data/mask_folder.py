@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from PIL import Image
 
 from radbench.data.base import DatasetConfigBase, FileImages, file_fingerprint
 from radbench.data.readers import IMAGE_EXTENSIONS
 from radbench.data.registry import ADAPTERS, Adapter
 from radbench.data.segmentation import MaskFiles, SegmentationDataset, SegSplit, UnionMasks, assemble_segmentation
 from radbench.errors import DataError
+
+if TYPE_CHECKING:
+    pass
 
 
 class MaskFolderConfig(DatasetConfigBase):
@@ -29,6 +31,8 @@ class MaskFolderConfig(DatasetConfigBase):
 
 
 def image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
     try:
         with Image.open(path) as image:
             return image.size

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 
 from radbench.data.base import DatasetConfigBase, LabeledDataset
 from radbench.data.csv_table import TableSpec, dataset_from_table, line_of, read_table
 from radbench.data.registry import ADAPTERS, Adapter
 from radbench.errors import DataError
 from radbench.schema import InputPath
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NIH_FINDINGS = (
     "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusion", "Emphysema", "Fibrosis", "Hernia",
@@ -66,6 +68,8 @@ def _official_split(cfg: NihConfig, names: pd.Series) -> pd.Series | None:
 
 
 def load_nih(cfg: NihConfig) -> LabeledDataset:
+    import pandas as pd
+
     unknown = [f for f in cfg.findings if f not in NIH_FINDINGS]
     if unknown:
         raise DataError(f"dataset {cfg.name!r}: {unknown[0]!r} is not an NIH finding ({', '.join(NIH_FINDINGS)})")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from radbench.data.base import Split, Task
 from radbench.errors import DataError
+
+if TYPE_CHECKING:
+    pass
 
 
 def label_matrix(task: Task, labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -90,6 +94,8 @@ def complete_splits(parts: dict, strata, fractions: list[float], seed: int, data
 
 def check_no_leakage(splits: dict[str, Split], dataset: str) -> None:
     """Fail loudly if any patient (or sample id) appears in two splits."""
+    import pandas as pd
+
     seen: dict[str, str] = {}
     for name, split in splits.items():
         for patient in np.unique(split.patient_ids):
@@ -108,6 +114,8 @@ def check_no_leakage(splits: dict[str, Split], dataset: str) -> None:
 
 def limit_indices(patient_ids: np.ndarray, labels01: np.ndarray, limit: int, seed: int) -> np.ndarray:
     """At most `limit` sample indices, stratified by `labels01`, whole patients, reproducible for a seed."""
+    import pandas as pd
+
     if len(patient_ids) <= limit:
         return np.arange(len(patient_ids))
     keep_fraction = limit / len(patient_ids)

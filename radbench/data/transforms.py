@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    import torch
 
 
 def to_unit_float(image: np.ndarray) -> torch.Tensor:
@@ -16,6 +17,8 @@ def to_unit_float(image: np.ndarray) -> torch.Tensor:
     8-bit images are divided by 255; float images already in [0, 1] (readers' windowed output) are kept;
     other images are min-max scaled per image, because 16-bit radiographs rarely use the full range (12-bit
     data stored in 16 bits would otherwise be near black)."""
+    import torch
+
     if not image.flags.writeable or not image.flags.c_contiguous:  # e.g. arrays viewing a PIL image
         image = np.array(image, order="C")
     tensor = torch.from_numpy(image)
@@ -58,6 +61,8 @@ class Preprocess:
 
     def normalize(self, tensor: torch.Tensor) -> torch.Tensor:
         """(C, S, S) in [0, 1] -> 3 channels with the model's mean/std."""
+        import torch
+
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
         return (to_three_channels(tensor) - mean) / std
@@ -66,6 +71,8 @@ class Preprocess:
         return self.normalize(self.fit_unit(image))
 
     def fit_size(self, tensor: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
         size = self.image_size
         height, width = tensor.shape[-2:]
         if self.mode == "resize":
@@ -90,6 +97,9 @@ class Preprocess:
 
     def fit_mask(self, mask: np.ndarray) -> torch.Tensor:
         """A label map brought to the input grid like its image (nearest neighbour; padding is background)."""
+        import torch
+        import torch.nn.functional as F
+
         top, left, height, width = self.placement(*mask.shape)
         fitted = F.interpolate(torch.from_numpy(np.ascontiguousarray(mask))[None, None].float(), size=(height, width),
                                mode="nearest")[0, 0].long()
@@ -99,11 +109,15 @@ class Preprocess:
 
     def unfit(self, logits: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
         """(B, C, S, S) logits on the input grid -> (B, C, H, W) on the original image grid (bilinear)."""
+        import torch.nn.functional as F
+
         top, left, height, width = self.placement(*shape)
         crop = logits[..., top:top + height, left:left + width]
         return F.interpolate(crop, size=tuple(shape), mode="bilinear", align_corners=False)
 
     def _resize(self, tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        import torch.nn.functional as F
+
         mode = self.interpolation if self.interpolation in ("bilinear", "bicubic", "nearest") else "bicubic"
         kwargs = {"antialias": True, "align_corners": False} if mode != "nearest" else {}
         out = F.interpolate(tensor[None], size=size, mode=mode, **kwargs)[0]

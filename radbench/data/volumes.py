@@ -8,16 +8,17 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from radbench.data.intensity import IntensityConfig, apply_intensity
 from radbench.data.readers.volume import Volume, read_volume
 from radbench.schema import StrictModel
+
+if TYPE_CHECKING:
+    pass
 
 
 class VolumeConfig(StrictModel):
@@ -46,6 +47,9 @@ class VolumeConfig(StrictModel):
 
 def resample(volume: Volume, spacing: tuple[float, float, float], mode: str = "trilinear") -> Volume:
     """Resample the canonical array to a target (z, y, x) spacing (trilinear; `nearest` for label maps)."""
+    import torch
+    import torch.nn.functional as F
+
     size = [max(1, round(n * s / t)) for n, s, t in zip(volume.array.shape, volume.spacing, spacing)]
     tensor = torch.from_numpy(np.ascontiguousarray(volume.array, dtype=np.float32))[None, None]
     kwargs = {"align_corners": False} if mode == "trilinear" else {}

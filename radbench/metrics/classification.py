@@ -8,18 +8,15 @@ in the returned notes, never replaced by 0.5."""
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    cohen_kappa_score,
-    f1_score,
-    roc_auc_score,
-)
 
 from radbench.data.base import Task
 from radbench.schema import METRIC_NAMES  # noqa: F401  (re-exported: the metrics this module computes)
+
+if TYPE_CHECKING:
+    pass
 
 
 def default_selection_metric(task: Task) -> str:
@@ -39,6 +36,14 @@ def classification_metrics(
 
 
 def _single_label(task: Task, targets: np.ndarray, scores: np.ndarray, class_names: tuple[str, ...]):
+    from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    cohen_kappa_score,
+    f1_score,
+    roc_auc_score,
+)
+
     y_true = targets.argmax(1)
     y_pred = scores.argmax(1)
     labels = np.arange(len(class_names))
@@ -70,6 +75,12 @@ def _single_label(task: Task, targets: np.ndarray, scores: np.ndarray, class_nam
 
 
 def _multilabel(targets: np.ndarray, scores: np.ndarray, class_names: tuple[str, ...]):
+    from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    roc_auc_score,
+)
+
     metrics: dict[str, float] = {}
     aurocs, f1s, accuracies, skipped = [], [], [], []
     for c, name in enumerate(class_names):

@@ -8,8 +8,12 @@ and, since no surface distance exists, HD95 equal to the image's diagonal in mm 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from scipy import ndimage
+
+if TYPE_CHECKING:
+    pass
 
 
 def dice_iou(prediction: np.ndarray, target: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -33,10 +37,14 @@ def _bounds(mask: np.ndarray) -> tuple[list[int], list[int]]:
 
 
 def _edges(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
     return mask ^ ndimage.binary_erosion(mask)
 
 
 def _directed(edges_from: np.ndarray, edges_to: np.ndarray, spacing) -> np.ndarray:
+    from scipy import ndimage
+
     distance = ndimage.distance_transform_edt(~edges_to, sampling=spacing)
     return distance[edges_from]
 

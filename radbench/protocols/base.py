@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 
 from radbench.data.base import Task
 from radbench.features.source import FeatureSource
@@ -16,6 +15,9 @@ from radbench.metrics import classification_metrics
 from radbench.progress import Reporter
 from radbench.registry import Registry
 from radbench.schema import FeatureTypes, MetricName, StrictModel, expand_feature_types
+
+if TYPE_CHECKING:
+    import torch
 
 
 class ProtocolConfigBase(StrictModel):

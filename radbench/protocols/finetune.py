@@ -6,33 +6,24 @@ Costs (trainable / total parameters, training time, inference time per image, pe
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolInput, ProtocolResult, ProtocolSpec, finish
 from radbench.training.augment import AugmentConfig, build_augment
-from radbench.training.loop import (
-    ConcatImages,
-    TrainingImages,
-    TrainSettings,
-    classification_loss,
-    peak_memory_mb,
-    predict,
-    train,
-)
-from radbench.training.models import (
-    Classifier,
-    apply_bitfit,
-    apply_lora,
-    freeze_first_blocks,
-    fresh_classifier,
-    optimizer_groups,
-    parameter_counts,
-)
-from radbench.training.select import select_lr
+
+if TYPE_CHECKING:
+    from radbench.training.loop import (
+        TrainSettings,
+    )
+    from radbench.training.models import (
+        Classifier,
+    )
+
+if TYPE_CHECKING:
+    pass
 
 
 class TrainingConfig(ProtocolConfigBase):
@@ -72,6 +63,10 @@ class ProgressiveFreezingConfig(TrainingConfig):
 
 
 def settings_for(cfg: TrainingConfig, inputs: ProtocolInput, lr: float) -> TrainSettings:
+    from radbench.training.loop import (
+    TrainSettings,
+)
+
     context = inputs.images
     return TrainSettings(
         epochs=cfg.epochs, batch_size=cfg.batch_size, lr=lr, head_lr=cfg.head_lr, weight_decay=cfg.weight_decay,
@@ -82,6 +77,23 @@ def settings_for(cfg: TrainingConfig, inputs: ProtocolInput, lr: float) -> Train
 
 def run_trainable(cfg: TrainingConfig, inputs: ProtocolInput, adapt: Callable[[Classifier], None],
                   name: str) -> ProtocolResult:
+    import torch
+
+    from radbench.training.loop import (
+        ConcatImages,
+        TrainingImages,
+        classification_loss,
+        peak_memory_mb,
+        predict,
+        train,
+    )
+    from radbench.training.models import (
+        fresh_classifier,
+        optimizer_groups,
+        parameter_counts,
+    )
+    from radbench.training.select import select_lr
+
     context = inputs.images
     dataset, preprocess = context.dataset, context.preprocess
     splits = dataset.splits
@@ -138,15 +150,27 @@ def run_finetune(cfg: FinetuneConfig, inputs: ProtocolInput) -> ProtocolResult:
 
 
 def run_lora(cfg: LoraProtocolConfig, inputs: ProtocolInput) -> ProtocolResult:
+    from radbench.training.models import (
+    apply_lora,
+)
+
     return run_trainable(cfg, inputs, lambda m: apply_lora(m, cfg.rank, cfg.alpha, cfg.dropout, cfg.target_modules),
                          "lora")
 
 
 def run_bitfit(cfg: BitfitConfig, inputs: ProtocolInput) -> ProtocolResult:
+    from radbench.training.models import (
+    apply_bitfit,
+)
+
     return run_trainable(cfg, inputs, apply_bitfit, "bitfit")
 
 
 def run_progressive(cfg: ProgressiveFreezingConfig, inputs: ProtocolInput) -> ProtocolResult:
+    from radbench.training.models import (
+    freeze_first_blocks,
+)
+
     (count,) = cfg.frozen_blocks
     return run_trainable(cfg, inputs, lambda model: freeze_first_blocks(model, count), f"frozen {count}")
 

@@ -6,9 +6,9 @@ Multi-label: the exp(sim / T)-weighted mean of the neighbours' known labels, per
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from radbench.protocols.base import (
@@ -21,6 +21,9 @@ from radbench.protocols.base import (
     pick_best,
 )
 
+if TYPE_CHECKING:
+    import torch
+
 
 class KnnConfig(ProtocolConfigBase):
     k: list[int] = Field(default=[10, 20, 100, 200], min_length=1)
@@ -29,6 +32,8 @@ class KnnConfig(ProtocolConfigBase):
 
 def nearest(bank: np.ndarray, queries: np.ndarray, k: int, device: torch.device, chunk: int = 2048):
     """Top-k cosine similarities and indices, most similar first."""
+    import torch
+
     bank_t = torch.nn.functional.normalize(torch.from_numpy(bank).to(device), dim=1)
     sims, idx = [], []
     for start in range(0, len(queries), chunk):
@@ -40,6 +45,8 @@ def nearest(bank: np.ndarray, queries: np.ndarray, k: int, device: torch.device,
 
 
 def vote(sims: torch.Tensor, idx: torch.Tensor, bank_targets: np.ndarray, temperature: float) -> np.ndarray:
+    import torch
+
     weights = (sims / temperature).exp()  # (Q, k)
     neighbour = torch.from_numpy(bank_targets).double()[idx]  # (Q, k, C), NaN = missing label
     known = ~neighbour.isnan()

@@ -9,11 +9,9 @@ labels masked out. The best head on val is retrained on train+val and tested onc
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from radbench.data.base import Task
@@ -26,6 +24,9 @@ from radbench.protocols.base import (
     finish,
     pick_best,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 DINOV2_LRS = [1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1]
 
@@ -60,6 +61,8 @@ class LinearHeads:
 
     def __init__(self, rows: list[np.ndarray], width: int, lrs: list[float], num_classes: int, momentum: float,
                  weight_decay: float, generator: torch.Generator, device: torch.device):
+        import torch
+
         self.rows = [torch.as_tensor(r, dtype=torch.long) for r in rows]  # type t's positions in the input
         self.num_types, self.num_heads, self.num_classes = len(rows), len(lrs), num_classes
         heads_width = self.num_heads * num_classes
@@ -80,6 +83,8 @@ class LinearHeads:
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(T, L, B, C)."""
+        import torch
+
         out = torch.addmm(self.bias, x, self.weight)
         return out.view(len(x), self.num_types, self.num_heads, self.num_classes).permute(1, 2, 0, 3)
 
@@ -113,6 +118,8 @@ def logit_gradient(task: Task, logits: torch.Tensor, targets: torch.Tensor) -> t
 
 def head_loss(task: Task, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Sum over heads of each head's mean loss (the objective `logit_gradient` differentiates)."""
+    import torch.nn.functional as F
+
     flat = logits.reshape(-1, *logits.shape[-2:])
     if task.single_label:
         return sum(F.cross_entropy(head, targets.argmax(1)) for head in flat)
@@ -136,6 +143,8 @@ def _inputs(inputs: ProtocolInput, feature_types: list[str], splits: list[str]) 
 def train_heads(inputs: ProtocolInput, cfg: LinearConfig, feature_types: list[str], lrs: list[float],
                 splits: list[str], description: str, warn_spread: bool = False) -> tuple[LinearHeads, Standardizer]:
     """`warn_spread`: check the unscaled inputs for near-constant features (once per job, on the first fit)."""
+    import torch
+
     device = inputs.device
     # separate streams for init and batch order: head i of a grid then trains exactly as it would alone
     init_generator = torch.Generator().manual_seed(inputs.seed)
@@ -162,11 +171,13 @@ def train_heads(inputs: ProtocolInput, cfg: LinearConfig, feature_types: list[st
     return heads, scaler
 
 
-@torch.no_grad()
 def predict(inputs: ProtocolInput, heads: LinearHeads, scaler: Standardizer, feature_types: list[str],
             split: str) -> np.ndarray:
+    import torch
+
     x, _ = _inputs(inputs, feature_types, [split])
-    logits = heads.logits(scaler(torch.from_numpy(x).to(inputs.device)))
+    with torch.no_grad():
+        logits = heads.logits(scaler(torch.from_numpy(x).to(inputs.device)))
     return probabilities(inputs.task, logits).cpu().double().numpy()  # (T, L, N, C)
 
 

@@ -6,13 +6,10 @@ label value in the fitting set predicts that value's frequency (and is named in 
 from __future__ import annotations
 
 import warnings
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 
 from radbench.protocols.base import (
     PROTOCOLS,
@@ -23,6 +20,9 @@ from radbench.protocols.base import (
     finish,
     pick_best,
 )
+
+if TYPE_CHECKING:
+    from sklearn.linear_model import LogisticRegression
 
 DINOV2_C_GRID = [float(c) for c in np.logspace(-6, 5, 45)]
 
@@ -37,6 +37,9 @@ class _Fit:
     """A fitted model for one (feature type, C) on one fitting set; counts non-converged solves."""
 
     def __init__(self, cfg: LogregConfig, C: float, x: np.ndarray, targets: np.ndarray, single_label: bool, seed: int):
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.preprocessing import StandardScaler
+
         self.scaler = StandardScaler().fit(x) if cfg.normalize == "standard" else None
         x = self.scaler.transform(x) if self.scaler else x
         self.single_label = single_label
@@ -61,6 +64,8 @@ class _Fit:
 
     @staticmethod
     def _fit(cfg: LogregConfig, C: float, x: np.ndarray, y: np.ndarray, seed: int) -> LogisticRegression:
+        from sklearn.linear_model import LogisticRegression
+
         return LogisticRegression(C=C, max_iter=cfg.max_iter, random_state=seed).fit(x, y)
 
     def predict(self, x: np.ndarray) -> np.ndarray:

@@ -10,23 +10,21 @@ import copy
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
-import torch
 from pydantic import Field
-from torch.utils.data import ConcatDataset
 
 from radbench.features.cache import stable_hash
 from radbench.metrics.segmentation import mean_over_cases
 from radbench.progress import Reporter
 from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolSpec
 from radbench.schema import StrictModel
-from radbench.segmentation.data import SegmentationSamples, cache_taps
-from radbench.segmentation.decoders import DECODERS, Segmenter, dense_taps, dice_ce_loss, tap_indices
-from radbench.segmentation.evaluate import evaluate_split, overlay_slice, save_nifti, save_overlay
-from radbench.training.loop import TrainSettings, peak_memory_mb, train
-from radbench.training.models import optimizer_groups, parameter_counts
-from radbench.training.select import select_lr
+
+if TYPE_CHECKING:
+    import torch
+
+    from radbench.segmentation.decoders import Segmenter
+    from radbench.training.loop import TrainSettings
 
 
 class BackboneTraining(StrictModel):
@@ -79,6 +77,16 @@ class SegmentationResult:
 
 
 def run_segmentation(cfg: SegmentationConfig, inputs: SegmentationInput) -> SegmentationResult:
+    import torch
+    from torch.utils.data import ConcatDataset
+
+    from radbench.segmentation.data import SegmentationSamples, cache_taps
+    from radbench.segmentation.decoders import DECODERS, Segmenter, dense_taps, dice_ce_loss, tap_indices
+    from radbench.segmentation.evaluate import evaluate_split
+    from radbench.training.loop import TrainSettings, peak_memory_mb, train
+    from radbench.training.models import optimizer_groups, parameter_counts
+    from radbench.training.select import select_lr
+
     dataset = inputs.dataset
     splits, volume, class_names = dataset.splits, dataset.volume, dataset.class_names
     preprocess = replace(inputs.preprocess, image_size=cfg.image_size or inputs.preprocess.image_size)
@@ -150,6 +158,8 @@ def run_segmentation(cfg: SegmentationConfig, inputs: SegmentationInput) -> Segm
 
 
 def _save(cfg: SegmentationConfig, kept: list[tuple], volume, folder: Path) -> list[str]:
+    from radbench.segmentation.evaluate import overlay_slice, save_nifti, save_overlay
+
     paths = []
     for index, (sample_id, prediction, target, source, image) in enumerate(kept):
         if index < cfg.overlays:

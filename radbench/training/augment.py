@@ -3,10 +3,14 @@ Configurable per protocol, and off for modalities where they mislead (e.g. flips
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import Field
-from torchvision.transforms import v2
 
 from radbench.schema import StrictModel
+
+if TYPE_CHECKING:
+    pass
 
 
 class AugmentConfig(StrictModel):
@@ -18,6 +22,8 @@ class AugmentConfig(StrictModel):
 
 def build_augment(cfg: AugmentConfig | None, size: int):
     """A callable (C, S, S) -> (C, S, S), or None when augmentation is off."""
+    from torchvision.transforms import v2
+
     if cfg is None:
         return None
     steps = []

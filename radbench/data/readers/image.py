@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from radbench.errors import DataError
+
+if TYPE_CHECKING:
+    pass
 
 PIL_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -16,6 +19,8 @@ def read_pil_image(path: Path) -> np.ndarray:
     """Read a PNG/JPEG/TIFF as HxW (grayscale, 8 or 16 bit) or HxWx3 (colour) array.
 
     RGBA/LA/palette images drop alpha (a few NIH ChestX-ray14 PNGs are RGBA)."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(path) as image:
             image.load()
