@@ -165,8 +165,10 @@ def main() -> None:
         dataset = load_dataset(config.datasets[0])
         from radbench.features.cache import FeatureCache
 
-        (folder,) = [p for p in (Path(tmp) / "out" / "features").iterdir() if not p.name.startswith(".")]
-        cached = FeatureCache(folder.parent).find(folder.name.rsplit("-", 1)[0], 4)
+        (folder,) = [p for p in (Path(tmp) / "out" / "features").iterdir()
+                     if not p.name.startswith(".") and p.name != "preprocessed"]
+        sizes = {name: len(split) for name, split in dataset.splits.items()}
+        cached = FeatureCache(folder.parent).find(folder.name.rsplit("-", 1)[0], 4, sizes)
         inputs = ProtocolInput(dataset.task, dataset.class_names, FeatureSource(cached.bundle, cached.layout.columns),
                                {s: dataset.targets(s) for s in dataset.splits}, FEATURES, "auroc", 0,
                                torch.device("cpu"), Reporter(quiet=True))

@@ -48,15 +48,16 @@ def _with_overrides(study, device: Optional[str], batch_size: Optional[int], num
     return dataclasses.replace(study, settings=settings)
 
 
-def _run(study, quiet: bool, extract_only: bool = False):
+def _run(study, quiet: bool, extract_only: bool = False, repair: bool = True):
     from radbench.progress import Reporter
     from radbench.runner import run_study
 
-    summary = run_study(study, Reporter(err, quiet=quiet), extract_only=extract_only)
+    summary = run_study(study, Reporter(err, quiet=quiet), extract_only=extract_only, repair=repair)
     images = sum(e.images for e in summary.extractions)
     extracted = (f"; extracted features for {images} images ({len(summary.extractions)} splits)"
                  if summary.used_feature_cache else "")
-    err.print(f"jobs: {summary.jobs_run} run, {summary.jobs_skipped} already done{extracted}")
+    elsewhere = f", {summary.jobs_elsewhere} run by another process" if summary.jobs_elsewhere else ""
+    err.print(f"jobs: {summary.jobs_run} run, {summary.jobs_skipped} already done{elsewhere}{extracted}")
     return summary
 
 
@@ -68,12 +69,13 @@ def run(
     batch_size: Optional[int] = typer.Option(None, help="extraction batch size"),
     num_workers: Optional[int] = typer.Option(None, help="data loading workers"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+    no_repair: bool = typer.Option(False, "--no-repair", help="stop on a damaged cache file instead of rebuilding it"),
 ):
     """Run every backbone x dataset x protocol x seed of a study; finished jobs are skipped."""
     from radbench.config import load_study
 
     config = _with_overrides(load_study(study), device, batch_size, num_workers)
-    _run(config, quiet)
+    _run(config, quiet, repair=not no_repair)
     _print_summary(config.settings.output_dir)
 
 
@@ -85,11 +87,13 @@ def extract(
     batch_size: Optional[int] = typer.Option(None),
     num_workers: Optional[int] = typer.Option(None),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    no_repair: bool = typer.Option(False, "--no-repair", help="stop on a damaged cache file instead of rebuilding it"),
 ):
     """Extract and cache features for every backbone x dataset of a study, without running protocols."""
     from radbench.config import load_study
 
-    _run(_with_overrides(load_study(study), device, batch_size, num_workers), quiet, extract_only=True)
+    _run(_with_overrides(load_study(study), device, batch_size, num_workers), quiet, extract_only=True,
+         repair=not no_repair)
 
 
 @app.command()

@@ -123,9 +123,10 @@ def parse_study(raw: Any, base_dir: Path, source: str = "study") -> StudyConfig:
     _unique(errors, "backbones", [b.display_name for b in backbones if b], "give each a distinct `label`")
     _unique(errors, "datasets", [d.name for d in datasets if d], "names must be distinct")
     _unique(errors, "protocols", [p.label for p in protocols if p], "give each a distinct `name`")
+    others = bool(errors)
     for i, backbone in enumerate(backbones):
         # `family:model` names ask the family's library (timm imports torch, seconds): only once all else is valid
-        if backbone is not None and (":" not in backbone.name or not errors):
+        if backbone is not None and (":" not in backbone.name or not others):
             try:
                 resolve_entry(backbone.name)
             except RadbenchError as error:

@@ -3,8 +3,11 @@ pending (protocol, seed) job, storing each job atomically. Finished jobs are ski
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 
+from radbench import arrayfile
 from radbench.backbones import BackboneConfig, BackboneDescription, describe_backbone
 from radbench.backbones.layout import blocks_needed
 from radbench.config import StudyConfig
@@ -22,7 +25,7 @@ from radbench.progress import Reporter
 from radbench.protocols import PROTOCOLS, ProtocolInput
 from radbench.protocols.base import ImageContext
 from radbench.protocols.segmentation import SegmentationInput
-from radbench.results import ResultsStore
+from radbench.results import JobRecord, ResultsStore
 
 
 @dataclass
@@ -30,6 +33,7 @@ class RunSummary:
     jobs_total: int = 0
     jobs_run: int = 0
     jobs_skipped: int = 0
+    jobs_elsewhere: int = 0  # claimed and run by another process on the same output_dir
     used_feature_cache: bool = False  # any frozen-feature job planned (extracted now or read from the cache)
     extractions: list[Extraction] = field(default_factory=list)
 
@@ -68,86 +72,134 @@ def preprocess_for(study: StudyConfig, backbone: BackboneConfig, description: Ba
     )
 
 
-def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only: bool = False) -> RunSummary:
+def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only: bool = False,
+              repair: bool = True) -> RunSummary:
+    """Every (backbone, dataset) unit: claim it, prepare its images and features, release it; then claim and run
+    its pending jobs one by one. Processes sharing the output_dir split units and jobs through the store's claims;
+    a unit another process is preparing waits until the others are done."""
     reporter = reporter or Reporter()
     settings = study.settings
-    datasets = load_datasets(study, reporter)
+    arrayfile.set_repair(repair)
+    datasets = load_datasets(study, reporter)  # reads only: a data error leaves no folder behind
+    for folder in dict.fromkeys((settings.output_dir, study.feature_cache_dir)):
+        arrayfile.check_writable(folder)
+    store = ResultsStore(results_path(study))
     device = resolve_device(settings.device)
     precision = effective_precision(device, settings.precision)
-    store = ResultsStore(results_path(study))
-    finished = store.finished_keys()
-    provider = FeatureProvider(FeatureCache(study.feature_cache_dir), device, precision, settings.cache_dtype,
-                               settings.batch_size, settings.num_workers, reporter)
+    provider = FeatureProvider(FeatureCache(study.feature_cache_dir, reporter.warn), device, precision,
+                               settings.cache_dtype, settings.batch_size, settings.num_workers, reporter)
     summary = RunSummary()
     reporter.info(f"study {settings.name}: device {device}, precision {precision}, output {settings.output_dir}")
-    for backbone in study.backbones:
-        description = describe_backbone(backbone)
-        for dataset_cfg in study.datasets:
-            base_preprocess = preprocess_for(study, backbone, description, dataset_cfg)
-
-            def prepared(size: int, raw=datasets[dataset_cfg.name], base=base_preprocess,
-                         on_bad_file=dataset_cfg.on_bad_file):
-                """The dataset reading its images from the preprocessing cache at `size` (built when missing)."""
-                return precache_dataset(
-                    raw, replace(base, image_size=size), study.feature_cache_dir / "preprocessed",
-                    settings.preprocess_dtype, settings.preprocess_cache, on_bad_file,
-                    default_workers_for_files() if settings.num_workers is None else settings.num_workers, reporter)
-
-            dataset, preprocess = prepared(base_preprocess.image_size)
-            key = feature_key(description, preprocess, dataset, settings.cache_dtype, precision)
-            jobs = plan_jobs(study, backbone, dataset, key)
-            pending = [job for job in jobs if job.key not in finished]
-            summary.jobs_total += len(jobs)
-            summary.jobs_skipped += len(jobs) - len(pending)
-            reporter.info(f"{backbone.display_name} x {dataset.name}: {len(pending)} of {len(jobs)} jobs to run")
-            feature_jobs = [job for job in (jobs if extract_only else pending) if job.uses_features]
-            summary.used_feature_cache |= any(job.uses_features for job in jobs)
-            if feature_jobs:
-                needed = max(blocks_needed(t) for job in feature_jobs for t in job.feature_types)
-                cached = provider.get(backbone, description, dataset, preprocess, needed)
-                if not extract_only:
-                    _run_feature_jobs(feature_jobs, cached, store, summary, study=study, reporter=reporter,
-                                      dataset=dataset, preprocess=preprocess, device=device)
-            segmentation_jobs = [job for job in pending if job.spec.inputs == "segmentation"]
-            for job in [] if extract_only else segmentation_jobs:
-                # a protocol-level image_size reads images cached at that size, not upsampled from the study's
-                job_dataset, job_preprocess = prepared(job.config.image_size or base_preprocess.image_size)
-                inputs = SegmentationInput(
-                    job_dataset, job_preprocess, lambda size, b=backbone: provider.backbone(b, size), device,
-                    precision, 0 if job_dataset.splits["train"].images.in_memory else default_workers_for_files(),
-                    job.seed,
-                    reporter, study.feature_cache_dir / f"{key}-seg",
-                    settings.output_dir / "segmentation" / _slug(job.backbone.display_name) / dataset.name
-                    / _slug(job.label) / f"seed{job.seed}")
-                store.save(run_segmentation_job(study, job, inputs, reporter, job_preprocess, description.identity))
-                summary.jobs_run += 1
-            image_jobs = [job for job in pending if job.spec.inputs == "images"]
-            if image_jobs and not extract_only:
-                model = provider.backbone(backbone, preprocess.image_size)
-                workers = 0 if dataset.splits["train"].images.in_memory else default_workers_for_files()
-                context = ImageContext(dataset, preprocess, model, precision,
-                                       workers if settings.num_workers is None else settings.num_workers,
-                                       study.feature_cache_dir / f"{key}-tokens")
-                for job in image_jobs:
-                    inputs = _inputs(job, dataset, None, device, reporter, images=context)
-                    store.save(run_job(study, job, inputs, reporter, preprocess, description.identity, None, None))
-                    summary.jobs_run += 1
-        provider.release()
+    units = deque((backbone, dataset_cfg) for backbone in study.backbones for dataset_cfg in study.datasets)
+    busy_rounds = 0
+    with store.heartbeat():
+        while units:
+            backbone, dataset_cfg = units.popleft()
+            unit_key = f"unit:{backbone.display_name}|{dataset_cfg.name}"
+            if not store.claim(unit_key):  # another process is preparing it: do other units first, then wait
+                units.append((backbone, dataset_cfg))
+                busy_rounds += 1
+                if busy_rounds >= len(units):
+                    time.sleep(1.0)
+                continue
+            busy_rounds = 0
+            unit = _Unit(study, backbone, datasets[dataset_cfg.name], dataset_cfg, provider, precision, reporter)
+            try:
+                jobs, cached = unit.prepare(store.finished_keys(), extract_only, summary)
+            finally:
+                store.release(unit_key)
+            if not extract_only:
+                for job in jobs:
+                    if not store.claim(job.key):
+                        summary.jobs_elsewhere += 1
+                        continue
+                    try:
+                        record = unit.run(job, cached, device)
+                    finally:
+                        store.release(job.key)
+                    summary.jobs_run += store.save(record)
+            if not units or units[0][0] is not backbone:
+                provider.release()
     summary.extractions = provider.extractions
     return summary
 
 
-def _run_feature_jobs(jobs, cached, store, summary, *, study, reporter, dataset, preprocess, device) -> None:
-    features = FeatureSource(cached.bundle, cached.layout.columns)  # shared by every job here
+@dataclass
+class _Unit:
+    """One backbone x dataset: its prepared images, features and jobs."""
+
+    study: StudyConfig
+    backbone: BackboneConfig
+    raw: LabeledDataset
+    dataset_cfg: DatasetConfigBase
+    provider: FeatureProvider
+    precision: str
+    reporter: Reporter
+
+    def prepared(self, size: int):
+        """The dataset reading its images from the preprocessing cache at `size` (built when missing)."""
+        settings = self.study.settings
+        return precache_dataset(
+            self.raw, replace(self.base_preprocess, image_size=size), self.study.feature_cache_dir / "preprocessed",
+            settings.preprocess_dtype, settings.preprocess_cache, self.dataset_cfg.on_bad_file,
+            default_workers_for_files() if settings.num_workers is None else settings.num_workers, self.reporter)
+
+    def prepare(self, finished: set[str], extract_only: bool, summary: RunSummary):
+        """Pending jobs (all jobs' features when extracting only) and the cached features they read."""
+        self.description = describe_backbone(self.backbone)
+        self.base_preprocess = preprocess_for(self.study, self.backbone, self.description, self.dataset_cfg)
+        self.dataset, self.preprocess = self.prepared(self.base_preprocess.image_size)
+        settings = self.study.settings
+        self.key = feature_key(self.description, self.preprocess, self.dataset, settings.cache_dtype, self.precision)
+        jobs = plan_jobs(self.study, self.backbone, self.dataset, self.key)
+        pending = [job for job in jobs if job.key not in finished]
+        summary.jobs_total += len(jobs)
+        summary.jobs_skipped += len(jobs) - len(pending)
+        self.reporter.info(f"{self.backbone.display_name} x {self.dataset.name}: {len(pending)} of {len(jobs)} jobs "
+                           "to run")
+        summary.used_feature_cache |= any(job.uses_features for job in jobs)
+        feature_jobs = [job for job in (jobs if extract_only else pending) if job.uses_features]
+        cached = None
+        if feature_jobs:
+            needed = max(blocks_needed(t) for job in feature_jobs for t in job.feature_types)
+            cached = self.provider.get(self.backbone, self.description, self.dataset, self.preprocess, needed)
+        return pending, cached
+
+    def run(self, job, cached, device) -> JobRecord:
+        study, settings, dataset = self.study, self.study.settings, self.dataset
+        if job.uses_features:
+            return _run_feature_job(job, cached, study=study, reporter=self.reporter, dataset=dataset,
+                                    preprocess=self.preprocess, device=device)
+        identity = self.description.identity
+        if job.spec.inputs == "segmentation":
+            # a protocol-level image_size reads images cached at that size, not upsampled from the study's
+            job_dataset, job_preprocess = self.prepared(job.config.image_size or self.base_preprocess.image_size)
+            inputs = SegmentationInput(
+                job_dataset, job_preprocess, lambda size: self.provider.backbone(self.backbone, size), device,
+                self.precision, 0 if job_dataset.splits["train"].images.in_memory else default_workers_for_files(),
+                job.seed, self.reporter, study.feature_cache_dir / f"{self.key}-seg",
+                settings.output_dir / "segmentation" / _slug(job.backbone.display_name) / dataset.name
+                / _slug(job.label) / f"seed{job.seed}")
+            return run_segmentation_job(study, job, inputs, self.reporter, job_preprocess, identity)
+        model = self.provider.backbone(self.backbone, self.preprocess.image_size)
+        workers = 0 if dataset.splits["train"].images.in_memory else default_workers_for_files()
+        context = ImageContext(dataset, self.preprocess, model, self.precision,
+                               workers if settings.num_workers is None else settings.num_workers,
+                               study.feature_cache_dir / f"{self.key}-tokens")
+        inputs = _inputs(job, dataset, None, device, self.reporter, images=context)
+        return run_job(study, job, inputs, self.reporter, self.preprocess, identity, None, None)
+
+
+def _run_feature_job(job, cached, *, study, reporter, dataset, preprocess, device) -> JobRecord:
+    if getattr(cached, "source", None) is None:
+        cached.source = FeatureSource(cached.bundle, cached.layout.columns)  # loaded once, shared by the jobs
     manifest = cached.manifest
     images = sum(split["n"] for split in manifest["splits"].values())
     costs = {"backbone_params": float(manifest.get("backbone_params", 0)),
              "infer_ms_per_image": 1000 * sum(manifest.get("extract_seconds", {}).values()) / max(1, images)}
-    for job in jobs:
-        inputs = _inputs(job, dataset, features, device, reporter,
-                         feature_types=list(dict.fromkeys(cached.layout.resolve(t) for t in job.feature_types)))
-        store.save(run_job(study, job, inputs, reporter, preprocess, manifest["backbone"], costs, cached.folder.name))
-        summary.jobs_run += 1
+    inputs = _inputs(job, dataset, cached.source, device, reporter,
+                     feature_types=list(dict.fromkeys(cached.layout.resolve(t) for t in job.feature_types)))
+    return run_job(study, job, inputs, reporter, preprocess, manifest["backbone"], costs, cached.folder.name)
 
 
 def _slug(name: str) -> str:

@@ -92,3 +92,122 @@ def test_interrupted_extraction_keeps_finished_splits(tmp_path, pneumonia_npz, m
     summary = run_study(study_for(tmp_path, pneumonia_npz), Reporter(quiet=True))
     assert [e.split for e in summary.extractions] == ["val", "test"]
     assert (folder / "manifest.json").exists() and summary.jobs_run == 3
+
+
+def _damage(path, how):
+    if how == "nan":
+        array = np.load(path)
+        array[:] = np.nan
+        with open(path, "wb") as handle:  # the same size and header: only the checksum/finiteness can tell
+            np.save(handle, array)
+    elif how == "random bytes":
+        data = bytearray(path.read_bytes())
+        middle = len(data) // 2
+        data[middle:middle + 64] = np.random.default_rng(0).integers(0, 256, 64, dtype=np.uint8).tobytes()
+        path.write_bytes(bytes(data))
+    elif how == "half rows":
+        array = np.load(path)
+        np.save(path, array[: len(array) // 2])
+    elif how == "zero bytes":
+        path.write_bytes(b"")
+    elif how == "missing":
+        path.unlink()
+
+
+@pytest.mark.parametrize("how", ["nan", "random bytes", "half rows", "zero bytes", "missing"])
+def test_damaged_feature_split_is_re_extracted_and_never_scored(tmp_path, pneumonia_npz, how):
+    from radbench.results import ResultsStore
+
+    study = study_for(tmp_path, pneumonia_npz, protocols=[{"knn": {"k": [5]}}])
+    run_study(study, Reporter(quiet=True))
+    before = ResultsStore(tmp_path / "out" / "results.sqlite").metrics()
+    (folder,) = [p for p in (tmp_path / "out" / "features").iterdir() if p.name.endswith("-L1")]
+    _damage(folder / "train.npy", how)
+    (tmp_path / "out" / "results.sqlite").unlink()  # the job must be computed again, from the repaired cache
+
+    messages = []
+    reporter = Reporter(quiet=True)
+    reporter.warn = messages.append
+    summary = run_study(study, reporter)
+    assert [e.split for e in summary.extractions] == ["train"], messages
+    if how != "missing":
+        assert any(str(folder / "train.npy") in m for m in messages), messages
+    after = ResultsStore(tmp_path / "out" / "results.sqlite").metrics()
+    scores = ~before.metric.isin(["train_seconds", "infer_ms_per_image", "peak_mem_mb"])
+    assert before[scores].value.notna().all()
+    assert after[scores].value.tolist() == before[scores].value.tolist()  # as from the undamaged cache
+
+
+def test_no_repair_stops_on_a_damaged_split_without_storing(tmp_path, pneumonia_npz, cli):
+    from tests.conftest import write_study
+
+    raw = tiny_study(tmp_path, [{"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 80}],
+                     [{"knn": {"k": [5]}}])
+    path = write_study(tmp_path, raw)
+    assert cli("run", path).exit_code == 0
+    (folder,) = [p for p in (tmp_path / "out" / "features").iterdir() if p.name.endswith("-L1")]
+    _damage(folder / "val.npy", "random bytes")
+    (tmp_path / "out" / "results.sqlite").unlink()
+    result = cli("run", path, "--no-repair")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert str(folder / "val.npy") in line and "checksum" in line
+    from radbench.results import ResultsStore
+
+    assert ResultsStore(tmp_path / "out" / "results.sqlite").jobs().empty
+
+
+def test_garbage_manifest_is_rewritten_without_re_extracting(tmp_path, pneumonia_npz):
+    study = study_for(tmp_path, pneumonia_npz, protocols=[{"knn": {"k": [5]}}])
+    run_study(study, Reporter(quiet=True))
+    (folder,) = [p for p in (tmp_path / "out" / "features").iterdir() if p.name.endswith("-L1")]
+    (folder / "manifest.json").write_text("{not json")
+    (tmp_path / "out" / "results.sqlite").unlink()
+    summary = run_study(study, Reporter(quiet=True))
+    assert summary.extractions == [] and summary.jobs_run == 1
+    assert json.loads((folder / "manifest.json").read_text())["splits"]["train"]["n"] == 80
+
+
+def test_stale_temporaries_are_cleaned_and_failed_writes_leave_none(tmp_path, monkeypatch):
+    import errno
+    import socket
+
+    from radbench import arrayfile
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    dead = folder / f".train.npy~{socket.gethostname()}~999999999.tmp"  # no such process
+    alive = arrayfile.temporary_path(folder / "val.npy")  # this process: still writing
+    dead.write_bytes(b"x")
+    alive.write_bytes(b"x")
+    assert arrayfile.clean_stale_temporaries(folder) == [dead]
+    assert alive.exists() and not dead.exists()
+    alive.unlink()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "save", disk_full)
+    with pytest.raises(arrayfile.CacheWriteError, match="disk full"):
+        arrayfile.write(folder / "train.npy", np.zeros((3, 2)))
+    assert list(folder.iterdir()) == []
+
+
+def test_extraction_cost_covers_every_split_after_a_resumed_extraction(tmp_path, pneumonia_npz, monkeypatch):
+    import radbench.features.provider as provider
+
+    real = provider.extract_bundle
+
+    def crash_on_test(*args, **kwargs):
+        if kwargs["description"].endswith("/ test"):
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(provider, "extract_bundle", crash_on_test)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(study_for(tmp_path, pneumonia_npz), Reporter(quiet=True))
+    monkeypatch.setattr(provider, "extract_bundle", real)
+    run_study(study_for(tmp_path, pneumonia_npz), Reporter(quiet=True))
+    (folder,) = [p for p in (tmp_path / "out" / "features").iterdir() if p.name.endswith("-L1")]
+    seconds = json.loads((folder / "manifest.json").read_text())["extract_seconds"]
+    assert set(seconds) == {"train", "val", "test"} and all(v > 0 for v in seconds.values())

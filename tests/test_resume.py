@@ -37,6 +37,17 @@ def job_count(database):
         return 0
 
 
+def training_claimed(database) -> bool:
+    """The first job is stored and a second job is claimed (being computed) by the running process."""
+    if job_count(database) < 1:
+        return False
+    try:
+        with sqlite3.connect(database, timeout=1) as conn:
+            return conn.execute("SELECT COUNT(*) FROM claims WHERE key NOT LIKE 'unit:%'").fetchone()[0] == 1
+    except sqlite3.OperationalError:
+        return False
+
+
 def final_metrics(output):
     """Every stored number except the measured costs (times and memory differ from run to run)."""
     from radbench.results.tables import COST_METRICS
@@ -98,9 +109,9 @@ def test_killed_fine_tuning_restarts_cleanly(tmp_path, pneumonia_npz):
     process = subprocess.Popen(radbench("run", study(interrupted), "--quiet"), env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while job_count(interrupted / "results.sqlite") < 1 and process.poll() is None and time.time() < deadline:
+    while not training_claimed(interrupted / "results.sqlite") and process.poll() is None and time.time() < deadline:
         time.sleep(0.01)
-    time.sleep(1.0)  # inside the 15-epoch fine-tuning job now
+    # one job stored and the next one claimed: the process is inside the 15-epoch fine-tuning job now
     assert process.poll() is None, process.stderr.read().decode()
     process.send_signal(signal.SIGKILL)
     process.wait()

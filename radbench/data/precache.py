@@ -8,20 +8,19 @@ the run before extraction, or they are left out with `on_bad_file: skip`."""
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
+from radbench import arrayfile
 from radbench.data.base import FileImages, ImageSource, LabeledDataset
 from radbench.data.transforms import Preprocess
 from radbench.errors import DataError
 from radbench.progress import Reporter
 
-PRECACHE_VERSION = 1
+PRECACHE_VERSION = 2  # 2: unreadable files recorded with each split's array
 
 
 @dataclass(frozen=True)
@@ -75,30 +74,35 @@ def wants_precache(images: ImageSource, mode: str) -> bool:
 
 def build_split(images: ImageSource, preprocess: Preprocess, target: Path, dtype: str, workers: int,
                 reporter: Reporter, description: str) -> list[tuple[int, str]]:
-    """Write the split's array to `target` atomically; returns the (index, message) of unreadable images."""
+    """Write the split's array to `target` with its list of unreadable images (index, message) in the same
+    commit (the array's record): a kill at any moment leaves both or neither. Returns that list."""
     size = preprocess.image_size
     loader = DataLoader(_Decode(images, preprocess, dtype), batch_size=16, num_workers=workers,
                         collate_fn=lambda items: items)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp.npy")
     array = None
     bad: list[tuple[int, str]] = []
-    with reporter.task(description, len(images)) as advance:
-        for items in loader:
-            for index, value in items:
-                if isinstance(value, str):
-                    bad.append((index, value))
-                    continue
-                if array is None:  # channel count of the first readable image (gray: 1, colour: 3)
-                    channels = value.shape[2]
-                    shape = (len(images), size, size) if channels == 1 else (len(images), size, size, 3)
-                    array = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=shape)
-                array[index] = _match_channels(value, array.ndim)
-            advance(len(items))
-    if array is None:
-        raise DataError(f"{description}: no readable image ({bad[0][1] if bad else 'empty split'})")
-    array.flush()
-    del array
-    os.replace(temporary, target)
+    try:
+        with reporter.task(description, len(images)) as advance:
+            for items in loader:
+                for index, value in items:
+                    if isinstance(value, str):
+                        bad.append((index, value))
+                        continue
+                    if array is None:  # channel count of the first readable image (gray: 1, colour: 3)
+                        channels = value.shape[2]
+                        shape = (len(images), size, size) if channels == 1 else (len(images), size, size, 3)
+                        array = arrayfile.new_memmap(target, dtype, shape)
+                    array[index] = _match_channels(value, array.ndim)
+                advance(len(items))
+        if array is None:
+            raise DataError(f"{description.strip()}: no readable image ({bad[0][1] if bad else 'empty split'})")
+        array.flush()
+        temporary = Path(array.filename)
+        del array
+    except BaseException:
+        arrayfile.discard(arrayfile.temporary_path(target))
+        raise
+    arrayfile.commit(temporary, target, {"bad": [[int(i), message] for i, message in bad]})
     return bad
 
 
@@ -120,26 +124,23 @@ def precache_dataset(dataset: LabeledDataset, preprocess: Preprocess, root: Path
     key = stable_hash({"version": PRECACHE_VERSION, "data": dataset.fingerprint, "fit": preprocess.fit_identity(),
                        "dtype": dtype, "splits": {n: ids_digest(s.sample_ids) for n, s in dataset.splits.items()}})
     folder = Path(root) / key
-    folder.mkdir(parents=True, exist_ok=True)
-    manifest_path = folder / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"bad": {}}
+    bad: dict[str, list] = {}
     for name, split in dataset.splits.items():
         target = folder / f"{name}.npy"
-        if not target.is_file():
-            bad = build_split(split.images, preprocess, target, dtype, workers, reporter,
-                              f"  preprocess {dataset.name} / {name} -> {preprocess.image_size} px")
-            manifest["bad"][name] = [[int(i), message] for i, message in bad]
-            manifest_path.write_text(json.dumps(manifest, indent=1))
-        else:
+        if arrayfile.is_intact(target, len(split), reporter.warn):
+            bad[name] = arrayfile.verify(target)["meta"]["bad"]
             reporter.info(f"  preprocessed images: cache hit {dataset.name} / {name}")
-    bad_total = [(name, i, m) for name, items in manifest["bad"].items() for i, m in items]
+        else:
+            bad[name] = build_split(split.images, preprocess, target, dtype, workers, reporter,
+                                    f"  preprocess {dataset.name} / {name} -> {preprocess.image_size} px")
+    bad_total = [(name, i, m) for name, items in bad.items() for i, m in items]
     if bad_total and on_bad_file == "error":
         listed = "; ".join(m for _, _, m in bad_total[:5]) + (" ..." if len(bad_total) > 5 else "")
         raise DataError(f"dataset {dataset.name!r}: {len(bad_total)} unreadable image(s): {listed} "
                         "(set `on_bad_file: skip` to leave them out)")
     splits = {}
     for name, split in dataset.splits.items():
-        drop = {i for i, _ in manifest["bad"].get(name, [])}
+        drop = {i for i, _ in bad[name]}
         keep = np.array([i for i in range(len(split)) if i not in drop], dtype=np.int64)
         cached = PrecachedImages(folder / f"{name}.npy", np.arange(len(split)))
         splits[name] = replace(split, images=cached).subset(keep)

@@ -2,21 +2,23 @@
 
 Folder `<hash>-L<n>` (token models; n = CLS tokens of the last n blocks held) or `<hash>-pool`. The hash
 covers everything that changes the numbers: backbone weights identity, preprocessing, data files and sample
-lists, extraction precision and storage dtype. Split arrays are written to a temporary name and renamed, and
-the manifest is written last, so a killed extraction leaves no half file, and finished splits are kept."""
+lists, extraction precision and storage dtype. Split arrays are checked array files (`radbench.arrayfile`:
+atomic, with a record holding their checksum); the manifest is written last, so a killed extraction leaves no
+half file, finished splits are kept, and a damaged split is found when the entry is opened."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
+from radbench import arrayfile
 from radbench.backbones import BundleLayout
 
 EXTRACTION_VERSION = 1  # bump when extraction code changes the numbers
@@ -36,9 +38,12 @@ class CachedFeatures:
     folder: Path
     manifest: dict
     layout: BundleLayout
+    source: object = None  # the FeatureSource jobs read, made once
 
     def bundle(self, split: str) -> np.ndarray:
-        return np.load(self.folder / f"{split}.npy", mmap_mode="r")
+        path = self.folder / f"{split}.npy"
+        arrayfile.verify(path, self.manifest["splits"][split]["n"])  # once per file and process
+        return np.load(path, mmap_mode="r")
 
 
 def _suffix(layout: BundleLayout) -> str:
@@ -46,47 +51,72 @@ def _suffix(layout: BundleLayout) -> str:
 
 
 class FeatureCache:
-    def __init__(self, root: Path):
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+    """Entries are verified when found: a split array that does not match its record (or the split's size) is
+    discarded and re-extracted, or stops the run under --no-repair; an unreadable manifest is rewritten."""
 
-    def find(self, key: str, blocks_needed: int) -> CachedFeatures | None:
-        """A complete entry for `key` holding at least `blocks_needed` CLS blocks (any pooled entry fits)."""
+    def __init__(self, root: Path, warn: Callable[[str], None] = print):
+        self.root = Path(root)
+        self.warn = warn
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise arrayfile.write_error(self.root, error) from None
+        arrayfile.clean_stale_temporaries(self.root)
+
+    def find(self, key: str, blocks_needed: int, split_sizes: dict[str, int]) -> CachedFeatures | None:
+        """A complete, intact entry for `key` holding at least `blocks_needed` CLS blocks (any pooled entry fits)."""
         best: CachedFeatures | None = None
         for folder in self.root.glob(f"{key}-*"):
-            manifest_path = folder / "manifest.json"
-            if not manifest_path.is_file():
+            manifest = self._manifest(folder)
+            if manifest is None:
                 continue
-            manifest = json.loads(manifest_path.read_text())
             stored = BundleLayout(**manifest["layout"])
             if stored.kind == "tokens" and stored.n_last < min(blocks_needed, stored.depth or blocks_needed):
                 continue
             if best is None or stored.n_last < best.layout.n_last:
                 best = CachedFeatures(folder, manifest, stored)
-        return best
+        if best is None:
+            return None
+        intact = [self.split_intact(best.folder, split, n) for split, n in split_sizes.items()]
+        return best if all(intact) else None
+
+    def _manifest(self, folder: Path) -> dict | None:
+        path = folder / "manifest.json"
+        if not path.is_file():
+            return None
+        try:
+            manifest = json.loads(path.read_text())
+            BundleLayout(**manifest["layout"])
+            return manifest
+        except (ValueError, KeyError, TypeError):
+            self.warn(f"{path}: unreadable manifest; checking the split arrays and writing it anew")
+            path.unlink()
+            return None
 
     def folder(self, key: str, layout: BundleLayout) -> Path:
         return self.root / f"{key}-{_suffix(layout)}"
 
-    def has_split(self, key: str, layout: BundleLayout, split: str) -> bool:
-        return (self.folder(key, layout) / f"{split}.npy").is_file()
+    def split_intact(self, folder: Path, split: str, rows: int) -> bool:
+        return arrayfile.is_intact(folder / f"{split}.npy", rows, self.warn)
 
-    def write_split(self, key: str, layout: BundleLayout, split: str, array: np.ndarray, dtype: str) -> None:
-        folder = self.folder(key, layout)
-        folder.mkdir(parents=True, exist_ok=True)
-        temporary = folder / f".{split}.{socket.gethostname()}.{os.getpid()}.tmp.npy"
+    def write_split(self, key: str, layout: BundleLayout, split: str, array: np.ndarray, dtype: str,
+                    seconds: float) -> None:
         if dtype == "float16" and np.abs(array).max(initial=0.0) > np.finfo(np.float16).max:
             dtype = "float32"  # values beyond float16's range would become inf: keep them exact instead
-        with open(temporary, "wb") as handle:
-            np.save(handle, array.astype(dtype))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, folder / f"{split}.npy")
+        arrayfile.write(self.folder(key, layout) / f"{split}.npy", array.astype(dtype), {"seconds": seconds})
 
     def finish(self, key: str, layout: BundleLayout, manifest: dict) -> CachedFeatures:
+        """Write the manifest; `extract_seconds` covers every split, also those a previous run extracted."""
         folder = self.folder(key, layout)
-        manifest = {**manifest, "key": key, "layout": layout.identity(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        temporary = folder / f".manifest.{os.getpid()}.tmp"
-        temporary.write_text(json.dumps(manifest, indent=1, default=str))
-        os.replace(temporary, folder / "manifest.json")
+        seconds = {split: arrayfile.verify(folder / f"{split}.npy")["meta"].get("seconds", 0.0)
+                   for split in manifest["splits"]}
+        manifest = {**manifest, "key": key, "layout": layout.identity(), "extract_seconds": seconds,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        path = folder / "manifest.json"
+        temporary = arrayfile.temporary_path(path)
+        try:
+            temporary.write_text(json.dumps(manifest, indent=1, default=str))
+            os.replace(temporary, path)
+        except OSError as error:
+            raise arrayfile.write_error(path, error) from None
         return CachedFeatures(folder, manifest, layout)

@@ -15,7 +15,7 @@ from radbench.data.base import ImageSource
 from radbench.data.transforms import Preprocess
 from radbench.data.volumes import VolumeConfig, slice_images
 from radbench.device import autocast
-from radbench.errors import DataError
+from radbench.errors import BackboneError, DataError
 from radbench.progress import Reporter
 
 
@@ -57,12 +57,17 @@ class VolumeSlices(Dataset):
 @contextlib.contextmanager
 def _clean_worker_errors():
     """DataLoader workers re-raise our DataError with the worker's traceback folded into the message;
-    keep only the one line that names the bad file."""
+    keep the error's own text (it names the bad file), on one line."""
     try:
         yield
     except DataError as error:
-        last = str(error).strip().splitlines()[-1]
-        raise DataError(last.split("DataError: ", 1)[-1]) from None
+        raise DataError(worker_error_text(str(error))) from None
+
+
+def worker_error_text(message: str) -> str:
+    """The DataError's own message out of a DataLoader worker's re-raised text, whitespace folded to one line."""
+    own = message.rsplit("DataError: ", 1)[-1]
+    return " ".join(own.split())
 
 
 def _run(rows: int, width: int, loader, embed, reporter: Reporter, description: str) -> np.ndarray:
@@ -76,7 +81,8 @@ def _run(rows: int, width: int, loader, embed, reporter: Reporter, description: 
             position += len(features)
             advance(len(features))
     if not np.isfinite(out).all():
-        raise FloatingPointError(f"{description}: backbone produced non-finite features")
+        raise BackboneError(f"{description.strip()}: the backbone produced NaN or infinite features "
+                            "(weights broken, or bf16 overflow: try `precision: fp32`)")
     return out
 
 

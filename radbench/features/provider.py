@@ -54,7 +54,8 @@ class FeatureProvider:
     def get(self, cfg: BackboneConfig, description: BackboneDescription, dataset: LabeledDataset,
             preprocess: Preprocess, blocks_needed: int) -> CachedFeatures:
         key = feature_key(description, preprocess, dataset, self.dtype, self.precision)
-        cached = self.cache.find(key, blocks_needed)
+        sizes = {name: len(split) for name, split in dataset.splits.items()}
+        cached = self.cache.find(key, blocks_needed, sizes)
         if cached is not None:
             self.reporter.info(f"  features: cache hit {cached.folder.name}")
             return cached
@@ -62,9 +63,8 @@ class FeatureProvider:
         layout = backbone.layout(blocks_needed)
         if dataset.volume is not None:
             layout = replace(layout, parts=dataset.volume.parts)
-        seconds = {}
         for split in SPLITS:
-            if self.cache.has_split(key, layout, split):
+            if self.cache.split_intact(self.cache.folder(key, layout), split, sizes[split]):
                 self.reporter.info(f"  features: {split} already extracted, kept")
                 continue
             images = dataset.splits[split].images
@@ -76,9 +76,9 @@ class FeatureProvider:
                 array = extract_volume_bundle(backbone, layout, images, dataset.volume, preprocess, **options)
             else:
                 array = extract_bundle(backbone, layout, images, preprocess, **options)
-            seconds[split] = time.perf_counter() - start
-            self.cache.write_split(key, layout, split, array, self.dtype)
-            self.extractions.append(Extraction(cfg.display_name, dataset.name, split, len(images), seconds[split]))
+            seconds = time.perf_counter() - start
+            self.cache.write_split(key, layout, split, array, self.dtype, seconds)
+            self.extractions.append(Extraction(cfg.display_name, dataset.name, split, len(images), seconds))
         manifest = {
             "backbone": {"label": cfg.display_name, **description.identity},
             "preprocess": preprocess.identity(),
@@ -87,7 +87,6 @@ class FeatureProvider:
             "dtype": self.dtype,
             "precision": self.precision,
             "device": str(self.device),
-            "extract_seconds": seconds,
             "backbone_params": sum(p.numel() for p in backbone.model.parameters()),
             "torch": torch.__version__,
         }

@@ -4,8 +4,6 @@ decoders) read them through the same Dataset interface either way."""
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from radbench import arrayfile
 from radbench.backbones import FeatureBackbone
 from radbench.data.base import LabeledDataset
 from radbench.data.transforms import Preprocess
@@ -76,28 +75,32 @@ def token_store(backbone: FeatureBackbone, dataset: LabeledDataset, preprocess: 
     if total > budget_gb * 2**30:
         reporter.info(f"  tokens: {total / 2**30:.1f} GiB exceed the {budget_gb} GiB budget; recomputing each epoch")
         return TokenStore(None, shape)
-    folder.mkdir(parents=True, exist_ok=True)
-    cached, timing = {}, folder / "ms_per_image.json"
+    cached, seconds = {}, []
     for name, split in dataset.splits.items():
         target = folder / f"{name}.npy"
-        if not target.is_file():
+        if not arrayfile.is_intact(target, len(split), reporter.warn):
             start = time.perf_counter()
-            temporary = folder / f".{name}.{os.getpid()}.tmp.npy"
-            array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float16, shape=(len(split), *shape))
-            loader = DataLoader(PreprocessedImages(split.images, preprocess), batch_size=batch_size,
-                                num_workers=default_workers(split.images))
-            position = 0
-            with reporter.task(f"  tokens {dataset.name} / {name}", len(split)) as advance:
-                for batch in loader:
-                    with autocast(device, precision):
-                        tokens = frozen_tokens(backbone, batch.to(device)).float().cpu().numpy()
-                    array[position:position + len(tokens)] = tokens
-                    position += len(tokens)
-                    advance(len(tokens))
-            array.flush()
-            del array
-            os.replace(temporary, target)
-            timing.write_text(json.dumps(1000 * (time.perf_counter() - start) / max(1, len(split))))
+            array = arrayfile.new_memmap(target, np.float16, (len(split), *shape))
+            try:
+                loader = DataLoader(PreprocessedImages(split.images, preprocess), batch_size=batch_size,
+                                    num_workers=default_workers(split.images))
+                position = 0
+                with reporter.task(f"  tokens {dataset.name} / {name}", len(split)) as advance:
+                    for batch in loader:
+                        with autocast(device, precision):
+                            tokens = frozen_tokens(backbone, batch.to(device)).float().cpu().numpy()
+                        array[position:position + len(tokens)] = tokens
+                        position += len(tokens)
+                        advance(len(tokens))
+                array.flush()
+                temporary = Path(array.filename)
+                del array
+            except BaseException:
+                arrayfile.discard(arrayfile.temporary_path(target))
+                raise
+            ms = 1000 * (time.perf_counter() - start) / max(1, len(split))
+            arrayfile.commit(temporary, target, {"ms_per_image": ms})
+        seconds.append(arrayfile.verify(target)["meta"].get("ms_per_image", 0.0))
         cached[name] = target
     reporter.info(f"  tokens: {total / 2**30:.2f} GiB cached in {folder.name}")
-    return TokenStore(cached, shape, float(json.loads(timing.read_text())) if timing.is_file() else 0.0)
+    return TokenStore(cached, shape, float(np.mean(seconds)))

@@ -2,19 +2,28 @@
 
 A job's row, its metrics and its per-sample test predictions are written in one transaction when the job
 finishes, so a run killed at any moment (even SIGKILL) leaves either the whole job or nothing; a rerun
-skips every job whose key is present."""
+skips every job whose key is present. Processes sharing an output_dir split the work through claims: a job
+(or an extraction unit) is computed by the process that claimed it; a claim whose process died (same machine)
+or stopped its heartbeat (any machine) is taken over."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
 import sqlite3
+import threading
 import time
+import uuid
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from radbench.errors import RadbenchError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -50,6 +59,13 @@ CREATE TABLE IF NOT EXISTS sample_metrics (
     value REAL,
     PRIMARY KEY (job_key, sample_id, name)
 );
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    heartbeat REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS predictions (
     job_key TEXT PRIMARY KEY REFERENCES jobs(key),
     class_names TEXT NOT NULL,
@@ -59,6 +75,10 @@ CREATE TABLE IF NOT EXISTS predictions (
     shape TEXT NOT NULL
 );
 """
+
+
+class StoreError(RadbenchError):
+    """The results store cannot be read or written."""
 
 
 @dataclass
@@ -100,15 +120,41 @@ def _json_default(value):
     return str(value)
 
 
+HEARTBEAT_SECONDS = 15.0
+STALE_SECONDS = 300.0  # a claim of another machine with no heartbeat for this long is taken over
+
+
 class ResultsStore:
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as conn:
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(f"{self.path.parent}: cannot create the output folder ({error.strerror})") from None
+        with self._guard(), closing(self._connect()) as conn:
+            check = [row[0] for row in conn.execute("PRAGMA quick_check")]
+            if check != ["ok"]:
+                raise sqlite3.DatabaseError(check[0] if check else "integrity check failed")
             conn.executescript(SCHEMA)
             columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
             if "repeat" not in columns:  # stores written before repeats existed
                 conn.execute("ALTER TABLE jobs ADD COLUMN repeat INTEGER NOT NULL DEFAULT 0")
+
+    @contextlib.contextmanager
+    def _guard(self):
+        """SQLite's errors as one line naming the file and what to do."""
+        try:
+            yield
+        except sqlite3.OperationalError as error:
+            text = str(error)
+            if "locked" in text or "busy" in text:
+                raise
+            raise StoreError(f"{self.path}: cannot use the results store ({text}); check the disk and the "
+                             "folder's permissions") from None
+        except sqlite3.DatabaseError as error:
+            raise StoreError(f"{self.path}: damaged results store ({error}); move it aside (e.g. to "
+                             f"{self.path.name}.damaged) and rerun: finished jobs are then computed again") from None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=60)
@@ -116,23 +162,78 @@ class ResultsStore:
         conn.execute("PRAGMA synchronous=FULL")
         return conn
 
+    def _read(self, query: str, params: tuple = ()) -> list[tuple]:
+        with self._guard(), closing(self._connect()) as conn:
+            return conn.execute(query, params).fetchall()
+
+    def _frame(self, query: str, params: tuple = ()) -> pd.DataFrame:
+        with self._guard(), closing(self._connect()) as conn:
+            return pd.read_sql_query(query, conn, params=params)
+
+    # -- claims: several processes on one output_dir split the work ------------------------------------------
+
+    def claim(self, key: str) -> bool:
+        """Take `key` (a job or an extraction unit) for this process: False when it is finished, or claimed by a
+        live process. A claim of a dead process is taken over."""
+        host, pid = socket.gethostname(), os.getpid()
+        with self._guard(), closing(self._connect()) as conn, conn:
+            conn.execute("BEGIN IMMEDIATE")
+            if conn.execute("SELECT 1 FROM jobs WHERE key = ?", (key,)).fetchone() is not None:
+                return False
+            row = conn.execute("SELECT owner, host, pid, heartbeat FROM claims WHERE key = ?", (key,)).fetchone()
+            if row is not None and row[0] != self.owner and _claim_alive(*row[1:]):
+                return False
+            conn.execute("INSERT OR REPLACE INTO claims VALUES (?,?,?,?,?)", (key, self.owner, host, pid, time.time()))
+            return True
+
+    def release(self, key: str) -> None:
+        with self._guard(), closing(self._connect()) as conn, conn:
+            conn.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner))
+
+    def claimed_elsewhere(self, key: str) -> bool:
+        row = self._read("SELECT owner, host, pid, heartbeat FROM claims WHERE key = ?", (key,))
+        return bool(row) and row[0][0] != self.owner and _claim_alive(*row[0][1:])
+
+    @contextlib.contextmanager
+    def heartbeat(self):
+        """Keep this process's claims fresh while the block runs (other machines see it alive); drop them after."""
+        stop = threading.Event()
+
+        def beat():
+            while not stop.wait(HEARTBEAT_SECONDS):
+                with contextlib.suppress(sqlite3.Error), closing(self._connect()) as conn, conn:
+                    conn.execute("UPDATE claims SET heartbeat = ? WHERE owner = ?", (time.time(), self.owner))
+
+        thread = threading.Thread(target=beat, daemon=True, name="radbench-claims")
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            with contextlib.suppress(sqlite3.Error, StoreError), self._guard(), closing(self._connect()) as conn, conn:
+                conn.execute("DELETE FROM claims WHERE owner = ?", (self.owner,))
+
     def finished_keys(self) -> set[str]:
-        with closing(self._connect()) as conn:
-            return {row[0] for row in conn.execute("SELECT key FROM jobs")}
+        return {row[0] for row in self._read("SELECT key FROM jobs")}
 
     def has(self, key: str) -> bool:
-        with closing(self._connect()) as conn:
-            return conn.execute("SELECT 1 FROM jobs WHERE key = ?", (key,)).fetchone() is not None
+        return bool(self._read("SELECT 1 FROM jobs WHERE key = ?", (key,)))
 
-    def save(self, record: JobRecord) -> None:
+    def save(self, record: JobRecord) -> bool:
+        """Store a finished job and drop its claim, in one transaction. False (nothing written) when the job is
+        already stored: a job is never overwritten by a second computation."""
         from radbench import __version__
 
         metrics = [(record.key, "val", n, _real(v)) for n, v in record.val_metrics.items()]
         metrics += [(record.key, "test", n, _real(v)) for n, v in {**record.test_metrics, **record.extra_metrics}.items()]
-        with closing(self._connect()) as conn, conn:  # one transaction: all of the job or none of it
+        with self._guard(), closing(self._connect()) as conn, conn:  # one transaction: all of the job or none
             conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM claims WHERE key = ?", (record.key,))
+            if conn.execute("SELECT 1 FROM jobs WHERE key = ?", (record.key,)).fetchone() is not None:
+                return False
             conn.execute(
-                "INSERT OR REPLACE INTO jobs (key, study, backbone, dataset, protocol, protocol_type, seed, repeat, "
+                "INSERT INTO jobs (key, study, backbone, dataset, protocol, protocol_type, seed, repeat, "
                 "task, config, selected, candidates, details, timings, feature_cache, radbench_version, finished_at) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (record.key, record.study, record.backbone, record.dataset, record.protocol, record.protocol_type,
@@ -153,39 +254,35 @@ class ResultsStore:
             conn.executemany("INSERT INTO sample_metrics VALUES (?,?,?,?)", [
                 (record.key, case["sample_id"], name, _real(value))
                 for case in record.sample_metrics or [] for name, value in case.items() if name != "sample_id"])
+        return True
 
     def jobs(self) -> pd.DataFrame:
-        with closing(self._connect()) as conn:
-            return pd.read_sql_query("SELECT * FROM jobs ORDER BY backbone, dataset, protocol, seed, repeat", conn)
+        return self._frame("SELECT * FROM jobs ORDER BY backbone, dataset, protocol, seed, repeat")
 
     def metrics(self, split: str = "test") -> pd.DataFrame:
         query = """SELECT j.key AS job, j.study, j.backbone, j.dataset, j.protocol, j.seed, j.repeat,
                           m.name AS metric, m.value, j.config
                    FROM metrics m JOIN jobs j ON j.key = m.job_key WHERE m.split = ?
                    ORDER BY j.backbone, j.dataset, j.protocol, j.seed, j.repeat, m.name"""
-        with closing(self._connect()) as conn:
-            return pd.read_sql_query(query, conn, params=(split,))
+        return self._frame(query, (split,))
 
     def sample_metrics(self) -> pd.DataFrame:
         query = """SELECT j.backbone, j.dataset, j.protocol, j.seed, j.repeat, s.sample_id, s.name AS metric, s.value,
                           j.key AS job
                    FROM sample_metrics s JOIN jobs j ON j.key = s.job_key
                    ORDER BY j.backbone, j.dataset, j.protocol, j.seed, j.repeat, s.sample_id, s.name"""
-        with closing(self._connect()) as conn:
-            return pd.read_sql_query(query, conn)
+        return self._frame(query)
 
     def has_predictions(self, key: str) -> bool:
-        with closing(self._connect()) as conn:
-            return conn.execute("SELECT 1 FROM predictions WHERE job_key = ?", (key,)).fetchone() is not None
+        return bool(self._read("SELECT 1 FROM predictions WHERE job_key = ?", (key,)))
 
     def predictions(self, key: str) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
         """(class_names, sample_ids, targets, scores) of one job's test predictions."""
-        with closing(self._connect()) as conn:
-            row = conn.execute(
-                "SELECT class_names, sample_ids, targets, scores, shape FROM predictions WHERE job_key = ?", (key,)
-            ).fetchone()
-        if row is None:
+        rows = self._read(
+            "SELECT class_names, sample_ids, targets, scores, shape FROM predictions WHERE job_key = ?", (key,))
+        if not rows:
             raise KeyError(key)
+        row = rows[0]
         shape = tuple(json.loads(row[4]))
         targets = np.frombuffer(row[2], dtype=np.float32).reshape(shape)
         scores = np.frombuffer(row[3], dtype=np.float64).reshape(shape)  # exact scores the metrics used
@@ -195,3 +292,15 @@ class ResultsStore:
 def _real(value) -> float | None:
     value = float(value)
     return None if np.isnan(value) else value
+
+
+def _claim_alive(host: str, pid: int, heartbeat: float) -> bool:
+    if host == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+    return time.time() - heartbeat < STALE_SECONDS

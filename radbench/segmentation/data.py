@@ -4,13 +4,13 @@ their label maps; optionally served from cached frozen feature taps (float16, wi
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from radbench import arrayfile
 from radbench.data.segmentation import SegSplit
 from radbench.data.transforms import Preprocess
 from radbench.data.volumes import VolumeConfig, oriented_stack, sample_indices, slice_images
@@ -75,9 +75,11 @@ def cache_taps(samples: SegmentationSamples, trunk, indices: list[int], folder: 
     from radbench.segmentation.decoders import dense_taps
 
     done = folder / "done.json"
-    if done.is_file():
+    paths = [folder / f"tap{t}.npy" for t in range(len(indices))]
+    if done.is_file() and all(arrayfile.is_intact(path, len(samples), reporter.warn) for path in paths):
         reporter.info(f"  {description}: frozen feature maps from the cache ({folder.name})")
         return CachedTapSamples(samples, folder, len(indices))
+    done.unlink(missing_ok=True)
     trunk.to(device).eval()
     probe = dense_taps(trunk, samples[0][0][None].to(device), indices)
     size = len(samples) * sum(t[0].numel() for t in probe) * 2
@@ -85,21 +87,27 @@ def cache_taps(samples: SegmentationSamples, trunk, indices: list[int], folder: 
         reporter.info(f"  {description}: feature maps need {size / 2**30:.1f} GiB > budget {budget_gb} GiB; "
                       "recomputing the backbone every epoch")
         return None
-    folder.mkdir(parents=True, exist_ok=True)
-    arrays = [np.lib.format.open_memmap(folder / f".tap{t}.{os.getpid()}.tmp.npy", mode="w+", dtype=np.float16,
-                                        shape=(len(samples), *tap.shape[1:])) for t, tap in enumerate(probe)]
-    loader = DataLoader(samples, batch_size=batch_size, shuffle=False)
-    position = 0
-    with reporter.task(f"  {description}: caching feature maps ({size / 2**30:.2f} GiB)", len(samples)) as advance:
-        for images, _ in loader:
-            with autocast(device, precision):
-                taps = dense_taps(trunk, images.to(device), indices)
-            for array, tap in zip(arrays, taps):
-                array[position:position + len(images)] = tap.float().cpu().numpy()
-            position += len(images)
-            advance(len(images))
-    for t, array in enumerate(arrays):
-        array.flush()
-        os.replace(array.filename, folder / f"tap{t}.npy")
+    arrays = [arrayfile.new_memmap(path, np.float16, (len(samples), *tap.shape[1:])) for path, tap in zip(paths, probe)]
+    try:
+        loader = DataLoader(samples, batch_size=batch_size, shuffle=False)
+        position = 0
+        with reporter.task(f"  {description}: caching feature maps ({size / 2**30:.2f} GiB)", len(samples)) as advance:
+            for images, _ in loader:
+                with autocast(device, precision):
+                    taps = dense_taps(trunk, images.to(device), indices)
+                for array, tap in zip(arrays, taps):
+                    array[position:position + len(images)] = tap.float().cpu().numpy()
+                position += len(images)
+                advance(len(images))
+        for array in arrays:
+            array.flush()
+    except BaseException:
+        for path in paths:
+            arrayfile.discard(arrayfile.temporary_path(path))
+        raise
+    temporaries = [Path(array.filename) for array in arrays]
+    del arrays
+    for temporary, path in zip(temporaries, paths):
+        arrayfile.commit(temporary, path)
     done.write_text(json.dumps({"samples": len(samples), "bytes": size}))
     return CachedTapSamples(samples, folder, len(indices))
