@@ -21,6 +21,11 @@ err = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 160)  # piped output: do not squeeze tables to 80 columns
 
 
+class Split(str, Enum):
+    test = "test"
+    val = "val"
+
+
 def user_errors(command):
     """Input errors print one clear line each and exit 2; bugs keep their traceback."""
 
@@ -103,7 +108,7 @@ def results(
     csv: bool = typer.Option(False, "--csv", help="one CSV row per test metric"),
     predictions: bool = typer.Option(False, "--predictions", help="per-sample test scores as CSV"),
     samples: bool = typer.Option(False, "--samples", help="per-case segmentation metrics as CSV"),
-    split: str = typer.Option("test", help="test (final) or val (of the chosen hyperparameters)"),
+    split: Split = typer.Option(Split.test, help="test (final) or val (of the chosen hyperparameters)"),
     backbone: Optional[str] = typer.Option(None),
     dataset: Optional[str] = typer.Option(None),
     protocol: Optional[str] = typer.Option(None),
@@ -112,6 +117,7 @@ def results(
     from radbench.results import metric_rows
     from radbench.results import predictions as prediction_rows
 
+    split = split.value
     store = _open_store(output_dir)
     if samples:
         rows = store.sample_metrics()
@@ -153,7 +159,8 @@ def _print_summary(output_dir: Path, split: str = "test") -> None:
         values = row._asdict()
         protocol = f"{values['protocol']} ({values['setting']})" if values["setting"] else str(values["protocol"])
         cells = [str(values["backbone"]), str(values["dataset"]), protocol, str(values["runs"])]
-        cells += [format_cell(values[m], values[f"{m}_std"]) for m in metrics]
+        cells += [format_cell(values[m], values[f"{m}_std"], values["runs"], values["missing"] if m == "auroc" else "")
+                  for m in metrics]
         table.add_row(*cells)
     out.print(table)
     out.print(f"results: {output_dir / 'results.sqlite'}  (radbench results {output_dir} --csv | --predictions)")

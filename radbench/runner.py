@@ -7,6 +7,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from radbench import arrayfile
 from radbench.backbones import BackboneConfig, BackboneDescription, describe_backbone
 from radbench.backbones.layout import blocks_needed
@@ -54,12 +56,35 @@ def load_datasets(study: StudyConfig, reporter: Reporter) -> dict[str, LabeledDa
                       f"(splits: {dataset.split_origin})")
         for note in dataset.notes:
             reporter.info(f"  note: {note}")
+        if task is not None:
+            for split, message in undefined_auroc(dataset).items():
+                reporter.warn(f"dataset {dataset.name}: the {split} split {message}: its AUROC is undefined (stored as "
+                              "missing, with this reason)" + ("; hyperparameters are then chosen on the first "
+                                                              "candidate" if split == "val" else ""))
         datasets[cfg.name] = dataset
         for entry in study.protocols:
             spec = PROTOCOLS.get(entry.type)
             if spec.check is not None and (spec.inputs == "segmentation") == (kind == "segmentation"):
                 spec.check(entry.config, dataset, study.settings.seeds)
     return datasets
+
+
+def undefined_auroc(dataset: LabeledDataset) -> dict[str, str]:
+    """Per split, why AUROC cannot be computed on it: a single class present (single-label), or classes with
+    only one label value (multi-label)."""
+    out = {}
+    for name, split in dataset.splits.items():
+        targets = dataset.targets(name)
+        if dataset.task.single_label:
+            present = sorted({int(c) for c in split.labels})
+            if len(present) < 2:
+                out[name] = f"holds one class only ({', '.join(dataset.class_names[c] for c in present) or 'none'})"
+        else:
+            flat = [dataset.class_names[c] for c in range(targets.shape[1])
+                    if len(np.unique(targets[~np.isnan(targets[:, c]), c])) < 2]
+            if len(flat) == targets.shape[1]:
+                out[name] = "has one label value for every class"
+    return out
 
 
 def preprocess_for(study: StudyConfig, backbone: BackboneConfig, description: BackboneDescription,

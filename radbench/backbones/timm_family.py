@@ -96,7 +96,9 @@ def build_timm(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> Fe
     if is_token_model:
         return FeatureBackbone(cfg.display_name, model, "tokens", model.embed_dim, description,
                                lambda x, layout: _token_bundle(model, x, layout))
-    return FeatureBackbone(cfg.display_name, model, "pooled", model.num_features, description,
+    # what pre_logits gives: VGG's 4096-d ConvMlp output, not its 512 convolutional channels (num_features)
+    width = getattr(model, "head_hidden_size", None) or model.num_features
+    return FeatureBackbone(cfg.display_name, model, "pooled", width, description,
                            lambda x, layout: model.forward_head(model.forward_features(x), pre_logits=True))
 
 

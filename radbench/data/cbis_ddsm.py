@@ -8,15 +8,12 @@ several abnormalities is one sample, malignant if any of them is."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from radbench.data.base import DatasetConfigBase, LabeledDataset, Task
 from radbench.data.csv_table import TableSpec, dataset_from_table, line_of, read_table
 from radbench.data.registry import ADAPTERS, Adapter
 from radbench.errors import DataError
-
-if TYPE_CHECKING:
-    pass
 
 CASE_FILES = {
     ("mass", "train"): "mass_case_description_train_set.csv",

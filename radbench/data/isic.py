@@ -4,7 +4,7 @@ of one lesion (they must not straddle splits)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -12,9 +12,6 @@ from radbench.data.base import DatasetConfigBase, LabeledDataset
 from radbench.data.csv_table import TableSpec, dataset_from_table, line_of, read_table
 from radbench.data.registry import ADAPTERS, Adapter
 from radbench.errors import DataError
-
-if TYPE_CHECKING:
-    pass
 
 ISIC_CLASSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
 

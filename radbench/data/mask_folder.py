@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -14,9 +14,6 @@ from radbench.data.readers import IMAGE_EXTENSIONS
 from radbench.data.registry import ADAPTERS, Adapter
 from radbench.data.segmentation import MaskFiles, SegmentationDataset, SegSplit, UnionMasks, assemble_segmentation
 from radbench.errors import DataError
-
-if TYPE_CHECKING:
-    pass
 
 
 class MaskFolderConfig(DatasetConfigBase):

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from radbench.data.base import Split, Task
 from radbench.errors import DataError
-
-if TYPE_CHECKING:
-    pass
 
 
 def label_matrix(task: Task, labels: np.ndarray, num_classes: int) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -16,9 +16,6 @@ from pydantic import Field, model_validator
 from radbench.data.intensity import IntensityConfig, apply_intensity
 from radbench.data.readers.volume import Volume, read_volume
 from radbench.schema import StrictModel
-
-if TYPE_CHECKING:
-    pass
 
 
 class VolumeConfig(StrictModel):

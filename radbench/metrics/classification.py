@@ -3,20 +3,18 @@
 `targets` are (N, C): one-hot for single-label tasks, multi-hot with NaN (missing) for multi-label.
 `scores` are (N, C) class probabilities. Multi-label AUROC is computed per class over the samples whose
 label is known, then macro-averaged; a class with a single label value in the split is skipped and named
-in the returned notes, never replaced by 0.5."""
+in the returned notes, never replaced by 0.5. Macro F1 follows the same rule: a class with no positive sample
+in the split has no defined F1 (it would count as 0) and is skipped and named. Multi-label accuracy is the mean
+over classes of the per-label accuracy at a 0.5 threshold, on the known labels."""
 
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from radbench.data.base import Task
 from radbench.schema import METRIC_NAMES  # noqa: F401  (re-exported: the metrics this module computes)
-
-if TYPE_CHECKING:
-    pass
 
 
 def default_selection_metric(task: Task) -> str:
@@ -36,24 +34,20 @@ def classification_metrics(
 
 
 def _single_label(task: Task, targets: np.ndarray, scores: np.ndarray, class_names: tuple[str, ...]):
-    from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    cohen_kappa_score,
-    f1_score,
-    roc_auc_score,
-)
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, cohen_kappa_score, f1_score, roc_auc_score
 
     y_true = targets.argmax(1)
     y_pred = scores.argmax(1)
     labels = np.arange(len(class_names))
+    present = np.unique(y_true)
     metrics = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
-        "f1_macro": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "f1_macro": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
     }
     notes: dict = {}
-    present = np.unique(y_true)
+    if len(present) < len(class_names):
+        notes["f1_skipped_classes"] = [class_names[c] for c in labels if c not in present]
     if len(class_names) == 2:
         metrics["auroc"] = float(roc_auc_score(y_true, scores[:, 1])) if len(present) == 2 else float("nan")
         if len(present) < 2:
@@ -75,22 +69,21 @@ def _single_label(task: Task, targets: np.ndarray, scores: np.ndarray, class_nam
 
 
 def _multilabel(targets: np.ndarray, scores: np.ndarray, class_names: tuple[str, ...]):
-    from sklearn.metrics import (
-    accuracy_score,
-    f1_score,
-    roc_auc_score,
-)
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
     metrics: dict[str, float] = {}
-    aurocs, f1s, accuracies, skipped = [], [], [], []
+    aurocs, f1s, accuracies, skipped, f1_skipped = [], [], [], [], []
     for c, name in enumerate(class_names):
         known = ~np.isnan(targets[:, c])
         y_true = targets[known, c].astype(int)
         y_score = scores[known, c]
         if known.any():
             y_pred = (y_score >= 0.5).astype(int)
-            f1s.append(f1_score(y_true, y_pred, zero_division=0))
             accuracies.append(accuracy_score(y_true, y_pred))
+        if y_true.any():
+            f1s.append(f1_score(y_true, y_pred, zero_division=0))
+        else:
+            f1_skipped.append(name)
         if len(np.unique(y_true)) < 2:
             skipped.append(name)
             continue
@@ -102,4 +95,6 @@ def _multilabel(targets: np.ndarray, scores: np.ndarray, class_names: tuple[str,
     metrics["accuracy"] = float(np.mean(accuracies)) if accuracies else float("nan")  # mean per-label accuracy
     metrics["auroc_classes"] = float(len(aurocs))
     notes = {"auroc_skipped_classes": skipped} if skipped else {}
+    if f1_skipped:
+        notes["f1_skipped_classes"] = f1_skipped
     return metrics, notes

@@ -8,12 +8,7 @@ and, since no surface distance exists, HD95 equal to the image's diagonal in mm 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
-
-if TYPE_CHECKING:
-    pass
 
 
 def dice_iou(prediction: np.ndarray, target: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:

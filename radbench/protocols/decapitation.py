@@ -11,10 +11,11 @@ from typing import Literal
 from pydantic import Field
 
 from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolInput, ProtocolResult, ProtocolSpec
+from radbench.schema import PositiveInt
 
 
 class DecapitationConfig(ProtocolConfigBase):
-    keep_blocks: list[int] = Field(default=[4, 8, 12], min_length=1)
+    keep_blocks: list[PositiveInt] = Field(default=[4, 8, 12], min_length=1)
     head: Literal["linear", "knn", "logreg"] = "linear"
     head_config: dict = {}
 

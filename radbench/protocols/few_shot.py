@@ -15,10 +15,11 @@ from radbench.data.splits import label_matrix
 from radbench.errors import DataError
 from radbench.features.source import FeatureSource
 from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolInput, ProtocolResult, ProtocolSpec
+from radbench.schema import PositiveInt
 
 
 class FewShotConfig(ProtocolConfigBase):
-    shots: list[int] = Field(default=[1, 2, 4, 8, 16], min_length=1)
+    shots: list[PositiveInt] = Field(default=[1, 2, 4, 8, 16], min_length=1)
     repeats: int = Field(default=5, ge=1)
     head: Literal["linear", "knn", "logreg"] = "linear"
     head_config: dict = {}  # keys of the head protocol, e.g. {epochs: 50, lr: [0.001, 0.01]}

@@ -12,23 +12,17 @@ import numpy as np
 from pydantic import Field
 
 from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolInput, ProtocolResult, ProtocolSpec, finish
+from radbench.schema import PositiveFloat
 from radbench.training.augment import AugmentConfig, build_augment
 
 if TYPE_CHECKING:
-    from radbench.training.loop import (
-        TrainSettings,
-    )
-    from radbench.training.models import (
-        Classifier,
-    )
-
-if TYPE_CHECKING:
-    pass
+    from radbench.training.loop import TrainSettings
+    from radbench.training.models import Classifier
 
 
 class TrainingConfig(ProtocolConfigBase):
     epochs: int = Field(default=20, ge=1)
-    lr: list[float] = Field(default=[1e-5, 1e-4], min_length=1)  # backbone (or adapter) learning rates
+    lr: list[PositiveFloat] = Field(default=[1e-5, 1e-4], min_length=1)  # backbone (or adapter) learning rates
     head_lr: float = Field(default=1e-3, gt=0)
     weight_decay: float = Field(default=0.05, ge=0)  # AdamW; none on biases and norms
     layer_decay: float = Field(default=1.0, gt=0, le=1)  # layer-wise lr decay (ViTs)
@@ -46,7 +40,7 @@ class FinetuneConfig(TrainingConfig):
 
 
 class LoraProtocolConfig(TrainingConfig):
-    lr: list[float] = Field(default=[1e-4, 1e-3], min_length=1)
+    lr: list[PositiveFloat] = Field(default=[1e-4, 1e-3], min_length=1)
     rank: int = Field(default=8, ge=1)
     alpha: float = Field(default=16.0, gt=0)
     dropout: float = Field(default=0.1, ge=0, lt=1)
@@ -54,18 +48,16 @@ class LoraProtocolConfig(TrainingConfig):
 
 
 class BitfitConfig(TrainingConfig):
-    lr: list[float] = Field(default=[1e-4, 1e-3], min_length=1)
+    lr: list[PositiveFloat] = Field(default=[1e-4, 1e-3], min_length=1)
 
 
 class ProgressiveFreezingConfig(TrainingConfig):
-    lr: list[float] = Field(default=[1e-4], min_length=1)
+    lr: list[PositiveFloat] = Field(default=[1e-4], min_length=1)
     frozen_blocks: list[int] = [0, 4, 8]  # one reported point per value
 
 
 def settings_for(cfg: TrainingConfig, inputs: ProtocolInput, lr: float) -> TrainSettings:
-    from radbench.training.loop import (
-    TrainSettings,
-)
+    from radbench.training.loop import TrainSettings
 
     context = inputs.images
     return TrainSettings(
@@ -79,19 +71,8 @@ def run_trainable(cfg: TrainingConfig, inputs: ProtocolInput, adapt: Callable[[C
                   name: str) -> ProtocolResult:
     import torch
 
-    from radbench.training.loop import (
-        ConcatImages,
-        TrainingImages,
-        classification_loss,
-        peak_memory_mb,
-        predict,
-        train,
-    )
-    from radbench.training.models import (
-        fresh_classifier,
-        optimizer_groups,
-        parameter_counts,
-    )
+    from radbench.training.loop import ConcatImages, TrainingImages, classification_loss, peak_memory_mb, predict, train
+    from radbench.training.models import fresh_classifier, optimizer_groups, parameter_counts
     from radbench.training.select import select_lr
 
     context = inputs.images
@@ -150,26 +131,20 @@ def run_finetune(cfg: FinetuneConfig, inputs: ProtocolInput) -> ProtocolResult:
 
 
 def run_lora(cfg: LoraProtocolConfig, inputs: ProtocolInput) -> ProtocolResult:
-    from radbench.training.models import (
-    apply_lora,
-)
+    from radbench.training.models import apply_lora
 
     return run_trainable(cfg, inputs, lambda m: apply_lora(m, cfg.rank, cfg.alpha, cfg.dropout, cfg.target_modules),
                          "lora")
 
 
 def run_bitfit(cfg: BitfitConfig, inputs: ProtocolInput) -> ProtocolResult:
-    from radbench.training.models import (
-    apply_bitfit,
-)
+    from radbench.training.models import apply_bitfit
 
     return run_trainable(cfg, inputs, apply_bitfit, "bitfit")
 
 
 def run_progressive(cfg: ProgressiveFreezingConfig, inputs: ProtocolInput) -> ProtocolResult:
-    from radbench.training.models import (
-    freeze_first_blocks,
-)
+    from radbench.training.models import freeze_first_blocks
 
     (count,) = cfg.frozen_blocks
     return run_trainable(cfg, inputs, lambda model: freeze_first_blocks(model, count), f"frozen {count}")

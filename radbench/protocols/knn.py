@@ -20,13 +20,14 @@ from radbench.protocols.base import (
     finish,
     pick_best,
 )
+from radbench.schema import PositiveInt
 
 if TYPE_CHECKING:
     import torch
 
 
 class KnnConfig(ProtocolConfigBase):
-    k: list[int] = Field(default=[10, 20, 100, 200], min_length=1)
+    k: list[PositiveInt] = Field(default=[10, 20, 100, 200], min_length=1)
     temperature: float = Field(default=0.07, gt=0)
 
 
@@ -60,7 +61,10 @@ def vote(sims: torch.Tensor, idx: torch.Tensor, bank_targets: np.ndarray, temper
 
 
 def run_knn(cfg: KnnConfig, inputs: ProtocolInput) -> ProtocolResult:
-    ks = sorted(set(cfg.k))
+    bank_size = len(inputs.targets["train"])
+    # a k above the training set's size means the whole set: record the k actually used, each once
+    ks = sorted({min(k, bank_size) for k in cfg.k})
+    clamped = {min(k, bank_size): k for k in sorted(cfg.k) if k > bank_size}
     candidates, cache = [], {}
     for feature_type in inputs.feature_types:
         train = inputs.features.get(feature_type, "train")
@@ -68,13 +72,14 @@ def run_knn(cfg: KnnConfig, inputs: ProtocolInput) -> ProtocolResult:
         for k in ks:
             scores = vote(sims[:, :k], idx[:, :k], inputs.targets["train"], cfg.temperature)
             value = inputs.metrics(inputs.targets["val"], scores)[0][inputs.selection_metric]
-            candidates.append({"params": {"feature": feature_type, "k": k}, "val": value})
+            params = {"feature": feature_type, "k": k, **({"k_requested": clamped[k]} if k in clamped else {})}
+            candidates.append({"params": params, "val": value})
             cache[(feature_type, k)] = scores
     chosen = pick_best([c["val"] for c in candidates])
     feature_type, k = candidates[chosen]["params"]["feature"], candidates[chosen]["params"]["k"]
     sims, idx = nearest(inputs.train_val_features(feature_type), inputs.features.get(feature_type, "test"), k, inputs.device)
     test_scores = vote(sims, idx, inputs.train_val_targets, cfg.temperature)
-    details = {"k_effective": int(idx.shape[1])} if idx.shape[1] < k else {}
+    details = {"k_clamped": f"k {clamped[k]} > {bank_size} training samples: used k = {k}"} if k in clamped else {}
     result = finish(inputs, candidates, chosen, cache[(feature_type, k)], test_scores, details)
     result.costs["trainable_params"] = 0.0  # a kNN memorises the bank; nothing is trained
     return result

@@ -24,6 +24,7 @@ from radbench.protocols.base import (
     finish,
     pick_best,
 )
+from radbench.schema import PositiveFloat
 
 if TYPE_CHECKING:
     import torch
@@ -33,7 +34,7 @@ DINOV2_LRS = [1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 
 
 class LinearConfig(ProtocolConfigBase):
     epochs: int = Field(default=10, ge=1)
-    lr: list[float] = Field(default=DINOV2_LRS, min_length=1)
+    lr: list[PositiveFloat] = Field(default=DINOV2_LRS, min_length=1)
     batch_size: int = Field(default=128, ge=1)
     momentum: float = Field(default=0.9, ge=0, lt=1)
     weight_decay: float = Field(default=0.0, ge=0)

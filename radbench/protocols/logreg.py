@@ -20,6 +20,7 @@ from radbench.protocols.base import (
     finish,
     pick_best,
 )
+from radbench.schema import PositiveFloat
 
 if TYPE_CHECKING:
     from sklearn.linear_model import LogisticRegression
@@ -28,7 +29,7 @@ DINOV2_C_GRID = [float(c) for c in np.logspace(-6, 5, 45)]
 
 
 class LogregConfig(ProtocolConfigBase):
-    C: list[float] = Field(default=DINOV2_C_GRID, min_length=1)
+    C: list[PositiveFloat] = Field(default=DINOV2_C_GRID, min_length=1)
     max_iter: int = Field(default=1000, ge=1)
     normalize: Literal["none", "standard"] = "standard"
 

@@ -18,7 +18,7 @@ from radbench.features.cache import stable_hash
 from radbench.metrics.segmentation import mean_over_cases
 from radbench.progress import Reporter
 from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolSpec
-from radbench.schema import StrictModel
+from radbench.schema import PositiveFloat, StrictModel
 
 if TYPE_CHECKING:
     import torch
@@ -36,7 +36,7 @@ class BackboneTraining(StrictModel):
 class SegmentationConfig(ProtocolConfigBase):
     decoder: Literal["linear", "unet"] = "linear"
     epochs: int = Field(default=30, ge=1)
-    lr: list[float] = Field(default=[1e-3, 1e-2], min_length=1)
+    lr: list[PositiveFloat] = Field(default=[1e-3, 1e-2], min_length=1)
     batch_size: int = Field(default=16, ge=1)
     weight_decay: float = Field(default=1e-4, ge=0)
     warmup_epochs: float = Field(default=1.0, ge=0)

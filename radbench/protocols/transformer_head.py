@@ -12,18 +12,17 @@ import numpy as np
 from pydantic import Field
 
 from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolInput, ProtocolResult, ProtocolSpec, finish
+from radbench.schema import PositiveFloat
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from radbench.training.loop import (
-        TrainSettings,
-    )
+    from radbench.training.loop import TrainSettings
 
 
 class TransformerHeadConfig(ProtocolConfigBase):
     epochs: int = Field(default=20, ge=1)
-    lr: list[float] = Field(default=[1e-4], min_length=1)
+    lr: list[PositiveFloat] = Field(default=[1e-4], min_length=1)
     depth: int = Field(default=2, ge=1)
     width: int = Field(default=384, ge=8)
     num_heads: int = Field(default=6, ge=1)

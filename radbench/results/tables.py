@@ -63,13 +63,32 @@ def summary(store: ResultsStore, split: str = "test") -> pd.DataFrame:
         out[f"{metric}_std"] = stats["std"][metric]
     out.columns = [str(c) for c in out.columns]
     out["runs"] = rows.groupby(keys)[["seed", "repeat"]].apply(lambda g: len(g.drop_duplicates()))
-    return out.reset_index()
+    out = out.reset_index()
+    reasons = _missing_reasons(store, split)
+    out["missing"] = [reasons.get(tuple(row[k] for k in KEYS), "") for _, row in out.iterrows()]
+    return out
 
 
-def format_cell(mean: float, std: float) -> str:
+def _missing_reasons(store: ResultsStore, split: str) -> dict[tuple, str]:
+    """Why a metric is missing for a backbone x dataset x protocol: the notes its jobs stored (e.g. a test split
+    with one class has no AUROC)."""
+    reasons = {}
+    jobs = store.jobs()
+    for job in jobs.itertuples():
+        notes = json.loads(job.details).get(split, {})
+        if "auroc_skipped" in notes:
+            reasons[(job.backbone, job.dataset, job.protocol)] = f"{split}: {notes['auroc_skipped']}"
+    return reasons
+
+
+def format_cell(mean: float, std: float, runs: int = 1, missing: str = "") -> str:
     if mean is None or np.isnan(mean):
-        return "-"
-    return f"{mean:.4f}" if std is None or np.isnan(std) else f"{mean:.4f} ± {std:.4f}"
+        return f"- ({missing})" if missing else "-"
+    if std is None or np.isnan(std):
+        return f"{mean:.4f}"
+    if std == 0 and runs > 1:  # a deterministic protocol (kNN, logreg on fixed features): no spread to report
+        return f"{mean:.4f} (same every run)"
+    return f"{mean:.4f} ± {std:.4f}"
 
 
 def predictions(store: ResultsStore, backbone: str | None = None, dataset: str | None = None,

@@ -3,14 +3,9 @@ Configurable per protocol, and off for modalities where they mislead (e.g. flips
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pydantic import Field
 
 from radbench.schema import StrictModel
-
-if TYPE_CHECKING:
-    pass
 
 
 class AugmentConfig(StrictModel):
