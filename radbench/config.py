@@ -118,7 +118,7 @@ def parse_study(raw: Any, base_dir: Path, source: str = "study") -> StudyConfig:
                  for i, item in enumerate(lists["backbones"])]
     datasets = [_dataset(item, f"datasets[{i}]", context, errors) for i, item in enumerate(lists["datasets"])]
     protocols = [_protocol(item, f"protocols[{i}]", context, errors) for i, item in enumerate(lists["protocols"])]
-    if all(d is not None for d in datasets) and all(p is not None for p in protocols):
+    if datasets and protocols and all(d is not None for d in datasets) and all(p is not None for p in protocols):
         _check_kinds(errors, datasets, protocols)  # a misspelled entry would only add a second, false error
     _unique(errors, "backbones", [b.display_name for b in backbones if b], "give each a distinct `label`")
     _unique(errors, "datasets", [d.name for d in datasets if d], "names must be distinct")

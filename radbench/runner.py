@@ -15,6 +15,7 @@ from radbench.backbones.layout import blocks_needed
 from radbench.config import StudyConfig
 from radbench.data import LabeledDataset, load_dataset
 from radbench.data.base import DatasetConfigBase
+from radbench.data.check import check_files
 from radbench.data.precache import precache_dataset
 from radbench.data.transforms import Preprocess
 from radbench.device import effective_precision, resolve_device
@@ -108,6 +109,9 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
     datasets = load_datasets(study, reporter)  # reads only: a data error leaves no folder behind
     for folder in dict.fromkeys((settings.output_dir, study.feature_cache_dir)):
         arrayfile.check_writable(folder)
+    workers = default_workers_for_files() if settings.num_workers is None else settings.num_workers
+    datasets = {cfg.name: check_files(datasets[cfg.name], cfg.on_bad_file, study.feature_cache_dir / "checked",
+                                      workers, reporter) for cfg in study.datasets}
     store = ResultsStore(results_path(study))
     device = resolve_device(settings.device)
     precision = effective_precision(device, settings.precision)

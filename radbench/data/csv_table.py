@@ -166,15 +166,28 @@ def dataset_from_table(cfg: DatasetConfigBase, table: pd.DataFrame, spec: TableS
     if table.empty:
         raise DataError(f"{spec.source}: no rows to use")
     table, paths, path_notes = _resolve_images(table, spec)
-    volumes = any(p.name.lower().endswith(VOLUME_SUFFIXES) or p.is_dir() for p in paths)
+    is_volume = [p.name.lower().endswith(VOLUME_SUFFIXES) or p.is_dir() for p in paths]
+    volumes = any(is_volume)
     if volumes and cfg.volume is None:
-        raise DataError(f"{spec.source}: the images are 3D volumes ({paths[0].name}); add `volume:` settings "
+        row = is_volume.index(True)
+        if not all(is_volume):  # a folder among image files is a mistake, not a DICOM series layout
+            what = "a folder" if paths[row].is_dir() else "a 3D volume"
+            raise DataError(f"{spec.source}: line {line_of(table, row)}: {paths[row]} is {what}, the other rows "
+                            "are 2D images")
+        raise DataError(f"{spec.source}: the images are 3D volumes ({paths[row].name}); add `volume:` settings "
                         "(axis, slices, aggregate) to the dataset")
     sample_ids = text_column(table, spec.id_column or spec.image_column, spec.source)
     if len(spec.label_columns) > 1 or cfg.task is Task.MULTILABEL:
         labels, class_names = multilabel_values(table, spec), tuple(spec.label_columns)
     else:
         labels, class_names = single_label_values(cfg, table, spec)
+    if cfg.task is Task.BINARY and len(class_names) > 2 and len(spec.label_columns) == 1:
+        counts = np.bincount(labels, minlength=len(class_names))
+        rare = int(np.argmin(counts))  # the odd one out is most likely the typo
+        row = int(np.flatnonzero(labels == rare)[0])
+        raise DataError(f"{spec.source}: line {line_of(table, row)}: task binary but column "
+                        f"{spec.label_columns[0]!r} has {len(class_names)} values ({', '.join(map(repr, class_names))});"
+                        f" {class_names[rare]!r} occurs {counts[rare]} time(s) — a typo?")
     task = _task(cfg, spec, len(class_names))
     notes = [*notes, *path_notes]
     if spec.patient_column:
