@@ -24,6 +24,9 @@ MUTANTS = {
    ('for split in self.refit_splits])', 'for split in (*self.refit_splits, "test")])')]),
  "M6 fine-tuning validates on test": ("radbench/protocols/finetune.py", [
    ('return inputs.metrics(inputs.targets["val"], val_scores(model))', 'return inputs.metrics(inputs.targets["test"], predict(model, inputs.task, plain("test"), evaluation)[0])')]),
+ "M9 segmentation validates on test": ("radbench/protocols/segmentation.py", [
+   ('return mean_over_cases(evaluate(model, "val", distances=False)[0])["dice"]',
+    'return mean_over_cases(evaluate(model, "test", distances=False)[0])["dice"]')]),
  "M7 few-shot refit adds val": ("radbench/protocols/few_shot.py", [
    ('refit_splits=("train",)', 'refit_splits=("train", "val")')]),
  "M8 selection picks the worst val": ("radbench/protocols/base.py", [
