@@ -73,3 +73,26 @@ def test_results_keep_configurations_apart_after_an_edited_rerun(tmp_path, cli, 
     rows = pd.read_csv(io.StringIO(cli("results", tmp_path / "other" / "out", "--csv").stdout),
                        keep_default_na=False)
     assert set(rows.setting) == {""}  # one configuration: nothing to tell apart
+
+
+def test_single_class_test_split_is_said_loudly_and_the_table_shows_why(tmp_path, cli):
+    import numpy as np
+    from PIL import Image
+
+    from tests.conftest import tiny_study, write_study
+
+    rows = ["path,label,split"]
+    for i in range(24):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (20, 20), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+        split = "train" if i < 14 else "val" if i < 19 else "test"
+        rows.append(f"{i}.png,{'no' if split == 'test' else ['no', 'yes'][i % 2]},{split}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    dataset = {"name": "one", "adapter": "csv", "path": str(tmp_path / "labels.csv"), "image_column": "path",
+               "label_columns": ["label"], "split_column": "split", "class_names": ["no", "yes"]}
+    result = cli("run", write_study(tmp_path, tiny_study(tmp_path, [dataset], [{"knn": {"k": [3]}}], seeds=[0, 1])))
+    assert result.exit_code == 0, result.stderr
+    warning = " ".join(result.stderr.split())
+    assert "warning: dataset one: the test split holds one class only (no): its AUROC is undefined" in warning
+    table = " ".join(cli("results", tmp_path / "out").stdout.split())
+    assert "- (test has one class)" in table
+    assert "(same every run)" in table  # kNN on fixed features: two seeds, one number

@@ -77,7 +77,10 @@ def _missing_reasons(store: ResultsStore, split: str) -> dict[tuple, str]:
     for job in jobs.itertuples():
         notes = json.loads(job.details).get(split, {})
         if "auroc_skipped" in notes:
-            reasons[(job.backbone, job.dataset, job.protocol)] = f"{split}: {notes['auroc_skipped']}"
+            reasons[(job.backbone, job.dataset, job.protocol)] = f"{split} has one class"
+        elif "auroc_skipped_classes" in notes:
+            skipped = ", ".join(notes["auroc_skipped_classes"])
+            reasons[(job.backbone, job.dataset, job.protocol)] = f"{split}: one label value for {skipped}"
     return reasons
 
 
