@@ -96,3 +96,8 @@ def test_single_class_test_split_is_said_loudly_and_the_table_shows_why(tmp_path
     table = " ".join(cli("results", tmp_path / "out").stdout.split())
     assert "- (test has one class)" in table
     assert "(same every run)" in table  # kNN on fixed features: two seeds, one number
+
+
+def test_results_split_must_be_test_or_val(tmp_path, cli):
+    result = cli("results", tmp_path, "--split", "bogus")
+    assert result.exit_code == 2 and "Invalid value for '--split'" in result.stderr and "'bogus'" in result.stderr
