@@ -8,12 +8,14 @@ a damaged array is the run's policy: discard it and rebuild (default), or stop (
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import socket
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -128,7 +130,8 @@ def write(path: Path, array: np.ndarray, meta: dict | None = None) -> dict:
 
 
 def new_memmap(path: Path, dtype, shape: tuple) -> np.memmap:
-    """An array to fill in place at `path`'s temporary name; `commit(Path(array.filename), path)` finishes it."""
+    """An array to fill in place at `path`'s temporary name; `commit(Path(array.filename), path)` finishes it
+    (`filling` does both, and cleans up on failure)."""
     temporary = temporary_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +139,37 @@ def new_memmap(path: Path, dtype, shape: tuple) -> np.memmap:
     except OSError as error:
         _remove(temporary)
         raise write_error(path, error) from None
+
+
+class Filling:
+    """An array being filled in place at `path`'s temporary name (`create` when its shape is known); `meta` goes
+    into its record."""
+
+    def __init__(self, path: Path):
+        self.path, self.array, self.meta = Path(path), None, {}
+
+    def create(self, dtype, shape: tuple) -> np.memmap:
+        self.array = new_memmap(self.path, dtype, shape)
+        return self.array
+
+
+@contextlib.contextmanager
+def filling(path: Path, dtype=None, shape: tuple | None = None) -> Iterator[Filling]:
+    """Fill an array in place: committed (renamed, recorded) when the block ends, removed when it raises."""
+    fill = Filling(path)
+    if dtype is not None:
+        fill.create(dtype, shape)
+    try:
+        yield fill
+    except BaseException:
+        fill.array = None
+        discard(temporary_path(fill.path))
+        raise
+    if fill.array is None:
+        return
+    fill.array.flush()
+    temporary, fill.array = Path(fill.array.filename), None
+    commit(temporary, fill.path, fill.meta)
 
 
 def verify(path: Path, rows: int | None = None) -> dict:

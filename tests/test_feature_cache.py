@@ -187,6 +187,15 @@ def test_stale_temporaries_are_cleaned_and_failed_writes_leave_none(tmp_path, mo
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    with pytest.raises(KeyboardInterrupt), arrayfile.filling(folder / "taps.npy", np.float16, (4, 2)) as fill:
+        fill.array[:2] = 1.0
+        raise KeyboardInterrupt  # killed while filling: neither the array nor its temporary remains
+    assert list(folder.iterdir()) == []
+    with arrayfile.filling(folder / "taps.npy", np.float16, (4, 2)) as fill:
+        fill.array[:] = 2.0
+    assert arrayfile.verify(folder / "taps.npy")["shape"] == [4, 2]
+    arrayfile.discard(folder / "taps.npy")
+
     monkeypatch.setattr(np, "save", disk_full)
     with pytest.raises(arrayfile.CacheWriteError, match="disk full"):
         arrayfile.write(folder / "train.npy", np.zeros((3, 2)))

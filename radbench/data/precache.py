@@ -79,30 +79,21 @@ def build_split(images: ImageSource, preprocess: Preprocess, target: Path, dtype
     size = preprocess.image_size
     loader = DataLoader(_Decode(images, preprocess, dtype), batch_size=16, num_workers=workers,
                         collate_fn=lambda items: items)
-    array = None
     bad: list[tuple[int, str]] = []
-    try:
-        with reporter.task(description, len(images)) as advance:
-            for items in loader:
-                for index, value in items:
-                    if isinstance(value, str):
-                        bad.append((index, value))
-                        continue
-                    if array is None:  # channel count of the first readable image (gray: 1, colour: 3)
-                        channels = value.shape[2]
-                        shape = (len(images), size, size) if channels == 1 else (len(images), size, size, 3)
-                        array = arrayfile.new_memmap(target, dtype, shape)
-                    array[index] = _match_channels(value, array.ndim)
-                advance(len(items))
-        if array is None:
+    with arrayfile.filling(target) as fill, reporter.task(description, len(images)) as advance:
+        for items in loader:
+            for index, value in items:
+                if isinstance(value, str):
+                    bad.append((index, value))
+                    continue
+                if fill.array is None:  # channel count of the first readable image (gray: 1, colour: 3)
+                    channels = value.shape[2]
+                    fill.create(dtype, (len(images), size, size) if channels == 1 else (len(images), size, size, 3))
+                fill.array[index] = _match_channels(value, fill.array.ndim)
+            advance(len(items))
+        if fill.array is None:
             raise DataError(f"{description.strip()}: no readable image ({bad[0][1] if bad else 'empty split'})")
-        array.flush()
-        temporary = Path(array.filename)
-        del array
-    except BaseException:
-        arrayfile.discard(arrayfile.temporary_path(target))
-        raise
-    arrayfile.commit(temporary, target, {"bad": [[int(i), message] for i, message in bad]})
+        fill.meta = {"bad": [[int(i), message] for i, message in bad]}
     return bad
 
 

@@ -80,8 +80,7 @@ def token_store(backbone: FeatureBackbone, dataset: LabeledDataset, preprocess: 
         target = folder / f"{name}.npy"
         if not arrayfile.is_intact(target, len(split), reporter.warn):
             start = time.perf_counter()
-            array = arrayfile.new_memmap(target, np.float16, (len(split), *shape))
-            try:
+            with arrayfile.filling(target, np.float16, (len(split), *shape)) as fill:
                 loader = DataLoader(PreprocessedImages(split.images, preprocess), batch_size=batch_size,
                                     num_workers=default_workers(split.images))
                 position = 0
@@ -89,17 +88,10 @@ def token_store(backbone: FeatureBackbone, dataset: LabeledDataset, preprocess: 
                     for batch in loader:
                         with autocast(device, precision):
                             tokens = frozen_tokens(backbone, batch.to(device)).float().cpu().numpy()
-                        array[position:position + len(tokens)] = tokens
+                        fill.array[position:position + len(tokens)] = tokens
                         position += len(tokens)
                         advance(len(tokens))
-                array.flush()
-                temporary = Path(array.filename)
-                del array
-            except BaseException:
-                arrayfile.discard(arrayfile.temporary_path(target))
-                raise
-            ms = 1000 * (time.perf_counter() - start) / max(1, len(split))
-            arrayfile.commit(temporary, target, {"ms_per_image": ms})
+                fill.meta = {"ms_per_image": 1000 * (time.perf_counter() - start) / max(1, len(split))}
         seconds.append(arrayfile.verify(target)["meta"].get("ms_per_image", 0.0))
         cached[name] = target
     reporter.info(f"  tokens: {total / 2**30:.2f} GiB cached in {folder.name}")

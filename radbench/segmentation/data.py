@@ -3,6 +3,7 @@ their label maps; optionally served from cached frozen feature taps (float16, wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -87,27 +88,18 @@ def cache_taps(samples: SegmentationSamples, trunk, indices: list[int], folder: 
         reporter.info(f"  {description}: feature maps need {size / 2**30:.1f} GiB > budget {budget_gb} GiB; "
                       "recomputing the backbone every epoch")
         return None
-    arrays = [arrayfile.new_memmap(path, np.float16, (len(samples), *tap.shape[1:])) for path, tap in zip(paths, probe)]
-    try:
+    with contextlib.ExitStack() as stack:
+        fills = [stack.enter_context(arrayfile.filling(path, np.float16, (len(samples), *tap.shape[1:])))
+                 for path, tap in zip(paths, probe)]
         loader = DataLoader(samples, batch_size=batch_size, shuffle=False)
         position = 0
         with reporter.task(f"  {description}: caching feature maps ({size / 2**30:.2f} GiB)", len(samples)) as advance:
             for images, _ in loader:
                 with autocast(device, precision):
                     taps = dense_taps(trunk, images.to(device), indices)
-                for array, tap in zip(arrays, taps):
-                    array[position:position + len(images)] = tap.float().cpu().numpy()
+                for fill, tap in zip(fills, taps):
+                    fill.array[position:position + len(images)] = tap.float().cpu().numpy()
                 position += len(images)
                 advance(len(images))
-        for array in arrays:
-            array.flush()
-    except BaseException:
-        for path in paths:
-            arrayfile.discard(arrayfile.temporary_path(path))
-        raise
-    temporaries = [Path(array.filename) for array in arrays]
-    del arrays
-    for temporary, path in zip(temporaries, paths):
-        arrayfile.commit(temporary, path)
     done.write_text(json.dumps({"samples": len(samples), "bytes": size}))
     return CachedTapSamples(samples, folder, len(indices))
