@@ -180,11 +180,16 @@ def list_(what: ListWhat = typer.Argument(..., help="backbones, datasets or prot
     if what is ListWhat.backbones:
         from radbench.backbones import BACKBONES
 
-        for column in ("name", "family", "model", "description"):
-            table.add_column(column)
+        for column in ("name", "family", "source", "params", "native", "patch", "norm", "features", "licence",
+                       "description"):
+            table.add_column(column, justify="right" if column in ("params", "native", "patch") else "left",
+                             overflow="fold")
         for name, entry in BACKBONES.items():
-            table.add_row(name, entry.family, entry.model_id, entry.description)
-        table.add_row("timm:<model>", "timm", "any timm model", "e.g. timm:convnext_small.fb_in22k")
+            table.add_row(name, entry.family, entry.model_id, f"{entry.params_m:g}M" if entry.params_m else "",
+                          str(entry.native or ""), str(entry.patch or "-"), entry.normalisation, entry.feature_types,
+                          entry.licence, entry.description)
+        table.add_row("timm:<model>", "timm", "any timm model", "", "", "", "from its config", "by model", "",
+                      "e.g. timm:convnext_small.fb_in22k")
     elif what is ListWhat.datasets:
         from radbench.data import ADAPTERS
 

@@ -44,12 +44,26 @@ class BackboneConfig(StrictModel):
 
 @dataclass(frozen=True)
 class BackboneEntry:
-    """A named backbone: which family builds it and from which model id."""
+    """A named backbone: which family builds it and from which model id, and what `radbench list backbones` shows
+    without building it (kept true by a test against the architecture and its pretrained config)."""
 
     name: str
     family: str
     model_id: str
     description: str
+    params_m: float | None = None  # parameters (millions) of the feature extractor, head removed
+    native: int | None = None  # input size the weights were trained at
+    patch: int | None = None
+    normalisation: str = ""  # imagenet | clip | 0.5 | ... (the values themselves come from the weights' config)
+    licence: str = ""  # of the weights
+    tokens: bool = False  # a CLS token and blocks: the cls / mean / lastN grid; else one pooled vector
+    pool: str = "default"  # pooled models: the family's own pooling, or `last_block` (mean of its tokens)
+
+    @property
+    def feature_types(self) -> str:
+        if self.tokens:
+            return "cls, mean, lastN, lastN+mean"
+        return "pool (mean of the last block's tokens)" if self.pool == "last_block" else "pool"
 
 
 @dataclass(frozen=True)

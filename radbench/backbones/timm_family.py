@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from radbench.backbones.base import (
-    BACKBONES,
     FAMILIES,
     BackboneConfig,
     BackboneDescription,
@@ -50,6 +49,8 @@ def describe_timm(entry: BackboneEntry, cfg: BackboneConfig) -> BackboneDescript
     pretrained_cfg = get_pretrained_cfg(entry.model_id)
     identity: dict = {"family": "timm", "model_id": entry.model_id, "weights": cfg.weights_kind,
                       "model_kwargs": cfg.model_kwargs}
+    if entry.pool != "default":  # the same weights pooled another way are other features
+        identity["pool"] = entry.pool
     path = checkpoint_path(cfg)
     if path is not None:
         identity["checkpoint_sha256"] = checkpoint_sha256(path)
@@ -96,6 +97,10 @@ def build_timm(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> Fe
     if is_token_model:
         return FeatureBackbone(cfg.display_name, model, "tokens", model.embed_dim, description,
                                lambda x, layout: _token_bundle(model, x, layout))
+    if entry.pool == "last_block":  # e.g. SAM: the last block's tokens (NCHW), averaged over positions
+        return FeatureBackbone(cfg.display_name, model, "pooled", model.embed_dim, description,
+                               lambda x, layout: model.forward_intermediates(
+                                   x, indices=1, intermediates_only=True)[-1].mean(dim=(2, 3)))
     # what pre_logits gives: VGG's 4096-d ConvMlp output, not its 512 convolutional channels (num_features)
     width = getattr(model, "head_hidden_size", None) or model.num_features
     return FeatureBackbone(cfg.display_name, model, "pooled", width, description,
@@ -129,20 +134,3 @@ def _token_bundle(model: torch.nn.Module, images: torch.Tensor, layout: BundleLa
 
 
 FAMILIES.add("timm", Family("timm", build_timm, timm_model_exists, describe_timm))
-
-_DINOV2 = {"s": "small", "b": "base", "l": "large", "g": "giant"}
-for _size, _word in _DINOV2.items():
-    BACKBONES.add(f"dinov2_vit{_size}14", BackboneEntry(
-        f"dinov2_vit{_size}14", "timm", f"vit_{_word}_patch14_dinov2.lvd142m", f"DINOv2 ViT-{_size.upper()}/14"))
-    BACKBONES.add(f"dinov2_vit{_size}14_reg", BackboneEntry(
-        f"dinov2_vit{_size}14_reg", "timm", f"vit_{_word}_patch14_reg4_dinov2.lvd142m",
-        f"DINOv2 ViT-{_size.upper()}/14 with 4 registers"))
-
-for _name, _model_id, _description in [
-    ("vit_large_in21k", "vit_large_patch16_224.augreg_in21k", "supervised ViT-L/16, ImageNet-21k"),
-    ("deit_base", "deit_base_patch16_224.fb_in1k", "DeiT-B/16, ImageNet-1k"),
-    ("resnet152", "resnet152.tv_in1k", "ResNet-152, ImageNet-1k (torchvision weights)"),
-    ("densenet201", "densenet201.tv_in1k", "DenseNet-201, ImageNet-1k (torchvision weights)"),
-    ("vgg19", "vgg19.tv_in1k", "VGG-19, ImageNet-1k (torchvision weights)"),
-]:
-    BACKBONES.add(_name, BackboneEntry(_name, "timm", _model_id, _description))
