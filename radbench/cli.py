@@ -190,6 +190,10 @@ def list_(what: ListWhat = typer.Argument(..., help="backbones, datasets or prot
                           entry.licence, entry.description)
         table.add_row("timm:<model>", "timm", "any timm model", "", "", "", "from its config", "by model", "",
                       "e.g. timm:convnext_small.fb_in22k")
+        table.add_row("hf:<org/repo>", "hf", "a transformers vision model", "", "", "", "its image processor",
+                      "cls, mean, lastN (pool without CLS)", "the repo's",
+                      "e.g. hf:microsoft/rad-dino, hf:facebook/vit-msn-base, hf:google/medsiglip-448; or weights: a "
+                      "save_pretrained folder")
     elif what is ListWhat.datasets:
         from radbench.data import ADAPTERS
 

@@ -1,6 +1,6 @@
 """Backbones: a registry of named models, families that build them, feature bundles for extraction."""
 
-from radbench.backbones import timm_family, zoo  # noqa: F401  (register the timm family and named models)
+from radbench.backbones import hf_family, timm_family, zoo  # noqa: F401  (register families and named models)
 from radbench.backbones.base import (
     BACKBONES,
     FAMILIES,

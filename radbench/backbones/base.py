@@ -77,8 +77,9 @@ class FeatureBackbone:
     """A built model plus what extraction needs: its layout, normalisation and identity."""
 
     def __init__(self, label: str, model: torch.nn.Module, layout_kind: str, dim: int,
-                 description: BackboneDescription, forward_bundle: Callable):
+                 description: BackboneDescription, forward_bundle: Callable, depth: int | None = None):
         self.label = label
+        self._depth = depth
         self.model = model
         self.layout_kind = layout_kind
         self.dim = dim
@@ -87,6 +88,8 @@ class FeatureBackbone:
 
     @property
     def depth(self) -> int | None:
+        if self._depth is not None:
+            return self._depth
         blocks = getattr(self.model, "blocks", None)
         return len(blocks) if blocks is not None else None
 

@@ -96,7 +96,7 @@ def build_timm(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> Fe
     )
     if is_token_model:
         return FeatureBackbone(cfg.display_name, model, "tokens", model.embed_dim, description,
-                               lambda x, layout: _token_bundle(model, x, layout))
+                               lambda x, layout: token_bundle(model, x, layout))
     if entry.pool == "last_block":  # e.g. SAM: the last block's tokens (NCHW), averaged over positions
         return FeatureBackbone(cfg.display_name, model, "pooled", model.embed_dim, description,
                                lambda x, layout: model.forward_intermediates(
@@ -120,7 +120,7 @@ def _check_patch_size(model: torch.nn.Module, image_size: int, name: str) -> Non
         )
 
 
-def _token_bundle(model: torch.nn.Module, images: torch.Tensor, layout: BundleLayout) -> torch.Tensor:
+def token_bundle(model: torch.nn.Module, images: torch.Tensor, layout: BundleLayout) -> torch.Tensor:
     """CLS tokens of the last n blocks, then the mean patch token of the last block (all normed)."""
     import torch
 
