@@ -194,6 +194,11 @@ def list_(what: ListWhat = typer.Argument(..., help="backbones, datasets or prot
                       "cls, mean, lastN (pool without CLS)", "the repo's",
                       "e.g. hf:microsoft/rad-dino, hf:facebook/vit-msn-base, hf:google/medsiglip-448; or weights: a "
                       "save_pretrained folder")
+        table.add_row("open_clip:<model>/<tag>", "open_clip", "an open_clip image tower", "", "", "",
+                      "its preprocess config", "cls, mean, lastN", "the tag's",
+                      "e.g. open_clip:ViT-B-16/laion2b_s34b_b88k, open_clip:hf-hub:<repo>")
+        table.add_row("xrv:<weights>", "xrv", "a torchxrayvision model", "", "", "-", "xrv [-1024, 1024]", "pool",
+                      "apache-2.0", "e.g. xrv:densenet121-res224-chex")
     elif what is ListWhat.datasets:
         from radbench.data import ADAPTERS
 

@@ -43,7 +43,19 @@ def test_listed_metadata_is_true(name):
     assert entry.tokens == (getattr(model, "cls_token", None) is not None and hasattr(model, "forward_intermediates"))
 
 
-@pytest.mark.parametrize("name", list(BACKBONES))
+HUB_ONLY = [name for name, entry in BACKBONES.items() if entry.model_id.startswith("hf-hub:")]
+
+
+@pytest.mark.parametrize("name", HUB_ONLY)
+def test_hub_only_entries_fail_offline_in_one_line(name):
+    """Their architecture lives in the hub repo's config: offline, building or describing them is one clear error."""
+    from radbench.errors import DownloadError
+
+    with pytest.raises(DownloadError, match="without network"):
+        describe_backbone(BackboneConfig(name=name, weights="none"))
+
+
+@pytest.mark.parametrize("name", [n for n in BACKBONES if n not in HUB_ONLY])
 def test_every_registered_backbone_builds_and_extracts(name):
     """Random init at a tiny input, through the same extraction as a study; the width is what the model gives."""
     entry = BACKBONES.get(name)

@@ -1,6 +1,12 @@
 """Backbones: a registry of named models, families that build them, feature bundles for extraction."""
 
-from radbench.backbones import hf_family, timm_family, zoo  # noqa: F401  (register families and named models)
+from radbench.backbones import (  # noqa: F401  (register the families and the named models)
+    hf_family,
+    openclip_family,
+    timm_family,
+    xrv_family,
+    zoo,
+)
 from radbench.backbones.base import (
     BACKBONES,
     FAMILIES,

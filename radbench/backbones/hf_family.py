@@ -93,7 +93,7 @@ def build_hf(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> Feat
     import torch
     import transformers
 
-    from radbench.backbones.hf_trunk import HFTrunk
+    from radbench.backbones.adapters import HFTrunk
 
     if cfg.weights_kind == "none":  # the repository's architecture, freshly initialised (the same every run)
         config = _load("AutoConfig", _source(entry, cfg), cfg.name)

@@ -86,9 +86,14 @@ def build_timm(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> Fe
         classifier = model.pretrained_cfg.get("classifier") or "head"
         classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
         load_checkpoint(model, path, tuple(f"{c}." for c in (*classifier, "head")))
+    return timm_feature_backbone(model, cfg, describe_timm(entry, cfg), entry, image_size)
+
+
+def timm_feature_backbone(model: torch.nn.Module, cfg: BackboneConfig, description: BackboneDescription,
+                          entry: BackboneEntry, image_size: int) -> FeatureBackbone:
+    """A built timm model as a FeatureBackbone: CLS-token ViTs give the token bundle, others a pooled vector."""
     _check_patch_size(model, image_size, cfg.name)
     model.eval().requires_grad_(False)
-    description = describe_timm(entry, cfg)
     is_token_model = (
         hasattr(model, "forward_intermediates")
         and getattr(model, "cls_token", None) is not None

@@ -1,10 +1,12 @@
-"""A transformers vision model seen through the part of timm's interface radbench calls: forward_features,
-forward_head, forward_intermediates (NLC with prefix tokens, or NCHW maps), blocks, num_features, patch_embed."""
+"""Other libraries' vision models seen through the part of timm's interface radbench calls: forward_features,
+forward_head, forward_intermediates (NLC with prefix tokens, or NCHW maps), blocks, num_features, patch_embed.
+transformers models (`HFTrunk`) and open_clip's own ViTs (`OpenClipTrunk`)."""
 
 from __future__ import annotations
 
 import inspect
 
+import torch
 from torch import nn
 
 from radbench.errors import BackboneError
@@ -84,3 +86,65 @@ class HFTrunk(nn.Module):
                 patches = patches.transpose(1, 2).reshape(len(patches), -1, height, width)
             out.append((patches, prefix) if return_prefix_tokens else patches)
         return out
+
+
+class OpenClipTrunk(nn.Module):
+    """open_clip's VisionTransformer (CLS token first; `ln_post` is its final norm; features before `proj`)."""
+
+    def __init__(self, visual: nn.Module):
+        super().__init__()
+        self.visual = visual
+        self.embed_dim = self.num_features = int(visual.transformer.width)
+        self.num_prefix_tokens = 1
+        self.patch_size = int(visual.patch_size[0])
+        self.has_cls = True
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.visual.transformer.resblocks
+
+    def forward_intermediates(self, images, indices=1, norm: bool = True, output_fmt: str = "NCHW",
+                              intermediates_only: bool = True, return_prefix_tokens: bool = False):
+        out = self.visual.forward_intermediates(images, indices=indices, normalize_intermediates=norm,
+                                                intermediates_only=True, output_fmt=output_fmt,
+                                                output_extra_tokens=True)
+        maps, prefixes = out["image_intermediates"], out["image_intermediates_prefix"]
+        return list(zip(maps, prefixes)) if return_prefix_tokens else list(maps)
+
+    def forward_features(self, images):
+        ((patches, prefix),) = self.forward_intermediates(images, 1, output_fmt="NLC", return_prefix_tokens=True)
+        return torch.cat([prefix, patches], dim=1)  # normed by ln_post, CLS first
+
+    def forward_head(self, tokens, pre_logits: bool = True):
+        return tokens[:, 0]
+
+    def forward(self, images):
+        return self.forward_head(self.forward_features(images))
+
+
+class XRVTrunk(nn.Module):
+    """A torchxrayvision CNN (DenseNet or torchvision ResNet with a one-channel stem): reads channel 0 of the
+    three identical channels radbench feeds; the pooled vector is its global average after the last stage."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.num_features = int(model.classifier.in_features if hasattr(model, "classifier") else model.fc.in_features)
+
+    def forward_features(self, images):
+        x = images[:, :1]
+        if hasattr(self.model, "features"):  # DenseNet
+            return torch.relu(self.model.features(x))
+        m = self.model
+        x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+        return m.layer4(m.layer3(m.layer2(m.layer1(x))))
+
+    def forward_head(self, feature_map, pre_logits: bool = True):
+        return feature_map.mean(dim=(2, 3))
+
+    def forward(self, images):
+        return self.forward_head(self.forward_features(images))
+
+    def forward_intermediates(self, *args, **kwargs):
+        raise BackboneError("torchxrayvision models offer no feature maps for segmentation here; use a timm or hf "
+                            "backbone")

@@ -1,0 +1,113 @@
+"""open_clip image towers: `open_clip:<model>/<pretrained tag>` (e.g. `open_clip:ViT-B-16/laion2b_s34b_b88k`) or
+`open_clip:hf-hub:<repo>` (BiomedCLIP), with `weights:` hub, none, or a checkpoint file open_clip can load.
+Normalisation and interpolation come from the model's preprocess config (its pretrained tag, its model config,
+or the hub repo's open_clip_config.json). Towers built on a timm trunk (BiomedCLIP) are that timm model; open_clip's
+own ViTs are seen through `OpenClipTrunk`. Features are taken before the CLIP projection."""
+
+from __future__ import annotations
+
+import json
+
+from radbench.backbones.base import (
+    BACKBONES,
+    FAMILIES,
+    BackboneConfig,
+    BackboneDescription,
+    BackboneEntry,
+    Family,
+    FeatureBackbone,
+    Normalisation,
+    checkpoint_path,
+)
+from radbench.backbones.checkpoint import checkpoint_sha256
+from radbench.errors import BackboneError, DownloadError
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def split_id(model_id: str) -> tuple[str, str | None]:
+    """`ViT-B-16/laion2b_s34b_b88k` -> (model, tag); `hf-hub:org/repo` -> (that, None)."""
+    if model_id.startswith("hf-hub:"):
+        return model_id, None
+    model, _, tag = model_id.partition("/")
+    return model, tag or None
+
+
+def openclip_exists(model_id: str) -> bool:
+    import open_clip
+
+    model, _ = split_id(model_id)
+    return model.startswith("hf-hub:") or model in open_clip.list_models()
+
+
+def _preprocess_cfg(model: str, tag: str | None, name: str) -> dict:
+    import open_clip
+
+    if model.startswith("hf-hub:"):
+        from huggingface_hub import hf_hub_download
+
+        try:
+            path = hf_hub_download(model.removeprefix("hf-hub:"), "open_clip_config.json")
+        except Exception as error:  # offline, gated or missing: one line
+            raise DownloadError(f"backbone {name!r}: cannot read {model}'s open_clip_config.json "
+                                f"({type(error).__name__}); without network use a timm or hf backbone with a local "
+                                "checkpoint") from None
+        return json.loads(open(path).read()).get("preprocess_cfg", {})
+    config = dict((open_clip.get_model_config(model) or {}).get("preprocess_cfg", {}))
+    if tag:
+        config.update({k: v for k, v in open_clip.get_pretrained_cfg(model, tag).items()
+                       if k in ("mean", "std", "interpolation")})
+    return config
+
+
+def describe_openclip(entry: BackboneEntry, cfg: BackboneConfig) -> BackboneDescription:
+    model, tag = split_id(entry.model_id)
+    config = _preprocess_cfg(model, tag, cfg.name)
+    identity: dict = {"family": "open_clip", "model_id": entry.model_id, "weights": cfg.weights_kind}
+    path = checkpoint_path(cfg)
+    if path is not None:
+        identity["checkpoint_sha256"] = checkpoint_sha256(path)
+    normalisation = Normalisation(tuple(cfg.mean or config.get("mean", OPENAI_MEAN)),
+                                  tuple(cfg.std or config.get("std", OPENAI_STD)),
+                                  config.get("interpolation", "bicubic"))
+    return BackboneDescription(identity, normalisation)
+
+
+def build_openclip(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> FeatureBackbone:
+    import open_clip
+    import torch
+
+    from radbench.backbones.adapters import OpenClipTrunk
+    from radbench.backbones.timm_family import timm_feature_backbone
+
+    model_name, tag = split_id(entry.model_id)
+    path = checkpoint_path(cfg)
+    pretrained = str(path) if path is not None else (tag if cfg.weights_kind == "hub" else None)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = open_clip.create_model(model_name, pretrained=pretrained, force_image_size=image_size,
+                                           load_weights=cfg.weights_kind != "none", **cfg.model_kwargs)
+    except Exception as error:
+        message = " ".join(str(error).split())[:160] or type(error).__name__
+        error_type = DownloadError if cfg.weights_kind == "hub" else BackboneError
+        raise error_type(f"could not build backbone {cfg.name!r} (open_clip {entry.model_id}): {message}") from None
+    visual = model.visual.eval().requires_grad_(False)
+    description = describe_openclip(entry, cfg)
+    trunk = getattr(visual, "trunk", None)
+    if trunk is not None:  # a timm model inside (BiomedCLIP): radbench's timm path as it is
+        return timm_feature_backbone(trunk, cfg, description, entry, image_size)
+    if not hasattr(visual, "transformer"):
+        raise BackboneError(f"backbone {cfg.name!r}: open_clip tower {type(visual).__name__} is not supported")
+    wrapped = OpenClipTrunk(visual).eval()
+    from radbench.backbones.timm_family import token_bundle
+
+    return FeatureBackbone(cfg.display_name, wrapped, "tokens", wrapped.embed_dim, description,
+                           lambda x, layout: token_bundle(wrapped, x, layout), depth=len(wrapped.blocks))
+
+
+FAMILIES.add("open_clip", Family("open_clip", build_openclip, openclip_exists, describe_openclip))
+BACKBONES.add("biomedclip", BackboneEntry(
+    "biomedclip", "open_clip", "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224",
+    "BiomedCLIP ViT-B/16 image tower (PMC-15M)", 86.2, 224, 16, "clip", "mit", True))
