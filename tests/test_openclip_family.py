@@ -73,14 +73,17 @@ def test_input_tensor_equals_open_clips_own_transform(tiny_checkpoint, shared_da
     assert difference.mean() < 0.01 and difference.max() < 0.05, (difference.mean(), difference.max())
 
 
-def test_study_runs_on_an_open_clip_tower(tiny_checkpoint, tmp_path, pneumonia_npz):
+def test_study_runs_on_an_open_clip_tower(tiny_checkpoint, tmp_path, pneumonia_npz, shared_data):
     from radbench.config import parse_study
     from radbench.progress import Reporter
     from radbench.runner import run_study
     from tests.conftest import tiny_study
 
     path, _ = tiny_checkpoint
-    raw = tiny_study(tmp_path, [{"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 40}],
-                     [{"knn": {"k": [3]}}, {"linear": {"epochs": 2, "lr": [0.1], "normalize": "standard"}}])
+    lungs = {"name": "lungs", "adapter": "mask_folder", "path": str(shared_data / "cxr_lung_seg_shenzhen"),
+             "images": "train_images", "masks": "train_masks", "mask_suffix": "_mask", "mask_threshold": 127}
+    raw = tiny_study(tmp_path, [{"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 40}, lungs],
+                     [{"knn": {"k": [3]}}, {"linear": {"epochs": 2, "lr": [0.1], "normalize": "standard"}},
+                      {"segmentation": {"epochs": 1, "lr": [0.1], "batch_size": 4}}])
     raw["backbones"] = [{"name": "open_clip:radbench-tiny-vit", "weights": str(path)}]
-    assert run_study(parse_study(raw, tmp_path), Reporter(quiet=True)).jobs_run == 2
+    assert run_study(parse_study(raw, tmp_path), Reporter(quiet=True)).jobs_run == 3

@@ -51,3 +51,12 @@ def test_state_dict_file_loads(tmp_path):
     torch.testing.assert_close(loaded.model.model.conv1.weight, state["conv1.weight"])
     assert describe_backbone(BackboneConfig(name="xrv_resnet50_all", weights=str(tmp_path / "resnet.pt"))
                              ).identity["checkpoint_sha256"]
+
+
+def test_segmentation_on_an_xrv_model_is_one_clear_error():
+    from radbench.errors import BackboneError
+    from radbench.segmentation.decoders import dense_taps
+
+    backbone = build_backbone(BackboneConfig(name="xrv_densenet121_all", weights="none"), 64)
+    with pytest.raises(BackboneError, match="no feature maps for segmentation"):
+        dense_taps(backbone.model, torch.rand(1, 3, 64, 64), [0])
