@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
-FEATURE_TYPE_PATTERN = re.compile(r"^(cls|mean|cls\+mean|pool|last(\d+)(\+mean)?|block\d+)$")
+FEATURE_TYPE_PATTERN = re.compile(r"^(cls|mean|cls\+mean|pool|embed|last(\d+)(\+mean)?|block\d+)$")
 METRIC_NAMES = ("auroc", "accuracy", "balanced_accuracy", "f1_macro", "kappa", "dice", "iou")
 
 
@@ -48,7 +48,7 @@ def canonical_feature_type(name: str) -> str:
     match = FEATURE_TYPE_PATTERN.match(name)
     if not match:
         raise ValueError(
-            f"unknown feature type {name!r}; use cls, mean, cls+mean, pool, lastN, lastN+mean or blockN"
+            f"unknown feature type {name!r}; use cls, mean, cls+mean, pool, embed, lastN, lastN+mean or blockN"
         )
     if match.group(2) is not None:
         n = int(match.group(2))

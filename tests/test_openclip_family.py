@@ -39,17 +39,19 @@ def test_checkpoint_gives_the_in_memory_towers_features(tiny_checkpoint):
                                                  intermediates_only=True, output_fmt="NLC", output_extra_tokens=True)
     torch.testing.assert_close(bundle[:, :32], out["image_intermediates_prefix"][0][:, 0])
     torch.testing.assert_close(bundle[:, 32:64], out["image_intermediates_prefix"][1][:, 0])
-    torch.testing.assert_close(bundle[:, 64:], out["image_intermediates"][1].mean(1))
-    # the CLS token of the last block, normed, is what CLIP projects: features come before the projection
+    torch.testing.assert_close(bundle[:, 64:96], out["image_intermediates"][1].mean(1))
+    # the CLS token of the last block, normed, is what CLIP projects: `embed` is CLIP's image embedding
     with torch.no_grad():
         embedding = model.encode_image(images)
     torch.testing.assert_close(bundle[:, 32:64] @ model.visual.proj, embedding)
+    assert layout.embed == 16
+    torch.testing.assert_close(bundle[:, layout.columns("embed")], embedding)
 
 
 def test_other_input_sizes_resize_the_position_embedding(tiny_checkpoint):
     path, _ = tiny_checkpoint
     backbone = build_backbone(BackboneConfig(name="open_clip:radbench-tiny-vit", weights=str(path)), 48)
-    assert backbone.forward_bundle(torch.rand(1, 3, 48, 48), backbone.layout(1)).shape == (1, 64)
+    assert backbone.forward_bundle(torch.rand(1, 3, 48, 48), backbone.layout(1)).shape == (1, 64 + 16)
 
 
 def test_input_tensor_equals_open_clips_own_transform(tiny_checkpoint, shared_data):
@@ -84,6 +86,11 @@ def test_study_runs_on_an_open_clip_tower(tiny_checkpoint, tmp_path, pneumonia_n
              "images": "train_images", "masks": "train_masks", "mask_suffix": "_mask", "mask_threshold": 127}
     raw = tiny_study(tmp_path, [{"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 40}, lungs],
                      [{"knn": {"k": [3]}}, {"linear": {"epochs": 2, "lr": [0.1], "normalize": "standard"}},
-                      {"segmentation": {"epochs": 1, "lr": [0.1], "batch_size": 4}}])
+                      {"segmentation": {"epochs": 1, "lr": [0.1], "batch_size": 4}},
+                      {"lora": {"epochs": 1, "lr": [1e-3], "batch_size": 16, "augment": None}}])
     raw["backbones"] = [{"name": "open_clip:radbench-tiny-vit", "weights": str(path)}]
-    assert run_study(parse_study(raw, tmp_path), Reporter(quiet=True)).jobs_run == 3
+    assert run_study(parse_study(raw, tmp_path), Reporter(quiet=True)).jobs_run == 4
+    from radbench.results import ResultsStore
+
+    jobs = ResultsStore(tmp_path / "out" / "results.sqlite").jobs()
+    assert '"trainable_fraction"' in jobs[jobs.protocol == "lora"].details.item()

@@ -121,3 +121,38 @@ def test_input_tensor_equals_timms_own_preprocessing(name, shared_data):
     assert ours.shape == theirs.shape == (3, size, size)
     # measured: mean 0.002-0.005, max 0.008-0.017 (normalised units) over these five
     assert difference.mean() < 0.01 and difference.max() < 0.05, (difference.mean(), difference.max())
+
+
+def test_clip_towers_offer_their_projected_embedding(tmp_path, pneumonia_npz):
+    """`embed` is the tower's projection of its last CLS token (timm keeps it as the head): the image embedding
+    CLIP compares with text; the cache holds it beside the CLS grid, and a study can choose between them."""
+    from radbench.config import parse_study
+    from radbench.results import ResultsStore
+    from radbench.runner import run_study
+    from tests.conftest import tiny_study
+
+    backbone = build_backbone(BackboneConfig(name="clip_vitb16", weights="none", model_kwargs={"depth": 2}), 32)
+    layout = backbone.layout(1)
+    assert layout.embed == 512
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        bundle = backbone.forward_bundle(images, layout)
+        expected = backbone.model.forward_head(backbone.model.forward_features(images))  # with the projection
+    torch.testing.assert_close(bundle[:, layout.columns("embed")], expected)
+
+    raw = tiny_study(tmp_path, [{"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 40}],
+                     [{"logreg": {"C": [1.0], "features": ["cls", "embed"]}}])
+    raw["backbones"] = [{"name": "clip_vitb16", "weights": "none", "model_kwargs": {"depth": 2}}]
+    run_study(parse_study(raw, tmp_path), Reporter(quiet=True))
+    candidates = ResultsStore(tmp_path / "out" / "results.sqlite").jobs().candidates.item()
+    assert '"feature": "cls"' in candidates and '"feature": "embed"' in candidates
+
+
+def test_embed_on_a_backbone_without_projection_is_one_line(tmp_path, pneumonia_npz, cli):
+    from tests.conftest import tiny_study, write_study
+
+    raw = tiny_study(tmp_path, [{"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 40}],
+                     [{"knn": {"k": [3], "features": ["embed"]}}])
+    result = cli("run", write_study(tmp_path, raw))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(errors) == 1 and "projected embedding of CLIP-style towers" in errors[0]

@@ -98,6 +98,7 @@ class OpenClipTrunk(nn.Module):
         self.num_prefix_tokens = 1
         self.patch_size = int(visual.patch_size[0])
         self.has_cls = True
+        self.lora_target_names = {"qkv": ["attn"]}  # nn.MultiheadAttention, which peft adapts as a whole
 
     @property
     def blocks(self) -> nn.ModuleList:

@@ -58,11 +58,13 @@ class BackboneEntry:
     licence: str = ""  # of the weights
     tokens: bool = False  # a CLS token and blocks: the cls / mean / lastN grid; else one pooled vector
     pool: str = "default"  # pooled models: the family's own pooling, or `last_block` (mean of its tokens)
+    embed: bool = False  # a CLIP-style tower: its projection is kept and `embed` offered
+
 
     @property
     def feature_types(self) -> str:
         if self.tokens:
-            return "cls, mean, lastN, lastN+mean"
+            return "cls, mean, lastN, lastN+mean" + (", embed" if self.embed else "")
         return "pool (mean of the last block's tokens)" if self.pool == "last_block" else "pool"
 
 
@@ -77,9 +79,11 @@ class FeatureBackbone:
     """A built model plus what extraction needs: its layout, normalisation and identity."""
 
     def __init__(self, label: str, model: torch.nn.Module, layout_kind: str, dim: int,
-                 description: BackboneDescription, forward_bundle: Callable, depth: int | None = None):
+                 description: BackboneDescription, forward_bundle: Callable, depth: int | None = None,
+                 embed: int = 0):
         self.label = label
         self._depth = depth
+        self.embed = embed  # width of the projected embedding a CLIP-style tower appends (0: none)
         self.model = model
         self.layout_kind = layout_kind
         self.dim = dim
@@ -96,7 +100,7 @@ class FeatureBackbone:
     def layout(self, n_last: int) -> BundleLayout:
         if self.layout_kind == "pooled":
             return BundleLayout("pooled", self.dim)
-        return BundleLayout("tokens", self.dim, max(1, min(n_last, self.depth)), depth=self.depth)
+        return BundleLayout("tokens", self.dim, max(1, min(n_last, self.depth)), depth=self.depth, embed=self.embed)
 
     def forward_bundle(self, images: torch.Tensor, layout: BundleLayout) -> torch.Tensor:
         return self._forward_bundle(images, layout)

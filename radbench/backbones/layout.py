@@ -2,7 +2,8 @@
 
 A token model's bundle is [CLS of block L-n+1, ..., CLS of block L, mean patch token of block L] (all after
 the final norm, as in DINOv2's linear eval); every feature type is a column selection, so one backbone pass
-serves cls, mean, cls+mean, lastN and lastN+mean. Pooled models (CNNs, ViTs without a CLS token) store the
+serves cls, mean, cls+mean, lastN and lastN+mean. CLIP-style towers append their projected image embedding
+("embed": the last CLS through the tower's projection). Pooled models (CNNs, ViTs without a CLS token) store the
 global pooled vector, and every requested type resolves to it ("pool")."""
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ class BundleLayout:
     n_last: int = 1  # CLS tokens of this many last blocks (tokens only)
     parts: int = 1  # volumes aggregated as mean and max: the bundle repeats once per aggregate
     depth: int | None = None  # the model's number of blocks (tokens only): lets blockK name a block
+    embed: int = 0  # width of the projected image embedding at the end of each part (CLIP-style towers)
 
     @property
     def part_width(self) -> int:
-        return (self.n_last + 1) * self.dim if self.kind == "tokens" else self.dim
+        return ((self.n_last + 1) * self.dim if self.kind == "tokens" else self.dim) + self.embed
 
     @property
     def width(self) -> int:
@@ -41,6 +43,9 @@ class BundleLayout:
             return "pool"
         if feature_type == "pool":
             raise BackboneError("feature type 'pool' is for pooled backbones; token models use cls/mean/lastN")
+        if feature_type == "embed" and not self.embed:
+            raise BackboneError("feature type 'embed' is the projected embedding of CLIP-style towers; this backbone "
+                                "has none")
         return feature_type
 
     def columns(self, feature_type: str) -> np.ndarray:
@@ -50,6 +55,9 @@ class BundleLayout:
     def _part_columns(self, feature_type: str) -> np.ndarray:
         if self.kind == "pooled":
             return np.arange(self.dim)
+        if feature_type == "embed":
+            start = (self.n_last + 1) * self.dim
+            return np.arange(start, start + self.embed)
         if feature_type.startswith("block"):
             return self._block_columns(int(feature_type[5:]))
         blocks = blocks_needed(feature_type)
@@ -79,7 +87,7 @@ ALL_BLOCKS = 10**6  # blocks_needed of blockK: the bundle must hold every block
 
 def blocks_needed(feature_type: str) -> int:
     """How many last blocks' CLS tokens a feature type reads (0 for mean/pool; every block for blockK)."""
-    if feature_type in ("mean", "pool"):
+    if feature_type in ("mean", "pool", "embed"):
         return 0
     if feature_type.startswith("block"):
         return ALL_BLOCKS

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from radbench.backbones.base import (
     FAMILIES,
@@ -68,13 +68,18 @@ def build_timm(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> Fe
     import torch
 
     kind = cfg.weights_kind
+    kwargs = dict(cfg.model_kwargs)
+    if entry.embed:  # CLIP towers: timm keeps the image projection as the `head` of the pretrained config
+        from timm.models import get_pretrained_cfg
+
+        kwargs.setdefault("num_classes", get_pretrained_cfg(entry.model_id).num_classes)
     try:
         if kind == "hub":
-            model = _create(entry.model_id, True, image_size, cfg.model_kwargs)
+            model = _create(entry.model_id, True, image_size, kwargs)
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)  # random-init weights are the same on every run, so caches stay valid
-                model = _create(entry.model_id, False, image_size, cfg.model_kwargs)
+                model = _create(entry.model_id, False, image_size, kwargs)
     except Exception as error:
         where = "download hub weights for" if kind == "hub" else "build"
         hint = "; without network use `weights: none` or a local checkpoint path" if kind == "hub" else ""
@@ -92,6 +97,8 @@ def build_timm(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> Fe
 def timm_feature_backbone(model: torch.nn.Module, cfg: BackboneConfig, description: BackboneDescription,
                           entry: BackboneEntry, image_size: int) -> FeatureBackbone:
     """A built timm model as a FeatureBackbone: CLS-token ViTs give the token bundle, others a pooled vector."""
+    import torch
+
     _check_patch_size(model, image_size, cfg.name)
     model.eval().requires_grad_(False)
     is_token_model = (
@@ -100,8 +107,10 @@ def timm_feature_backbone(model: torch.nn.Module, cfg: BackboneConfig, descripti
         and getattr(model, "num_prefix_tokens", 0) > 0
     )
     if is_token_model:
+        head = model.get_classifier() if entry.embed else None
+        embed = int(head.out_features) if isinstance(head, torch.nn.Linear) else 0
         return FeatureBackbone(cfg.display_name, model, "tokens", model.embed_dim, description,
-                               lambda x, layout: token_bundle(model, x, layout))
+                               lambda x, layout: token_bundle(model, x, layout, head), embed=embed)
     if entry.pool == "last_block":  # e.g. SAM: the last block's tokens (NCHW), averaged over positions
         return FeatureBackbone(cfg.display_name, model, "pooled", model.embed_dim, description,
                                lambda x, layout: model.forward_intermediates(
@@ -125,8 +134,10 @@ def _check_patch_size(model: torch.nn.Module, image_size: int, name: str) -> Non
         )
 
 
-def token_bundle(model: torch.nn.Module, images: torch.Tensor, layout: BundleLayout) -> torch.Tensor:
-    """CLS tokens of the last n blocks, then the mean patch token of the last block (all normed)."""
+def token_bundle(model: torch.nn.Module, images: torch.Tensor, layout: BundleLayout,
+                 project: Callable | None = None) -> torch.Tensor:
+    """CLS tokens of the last n blocks, then the mean patch token of the last block (all normed); then, for
+    CLIP-style towers, `project` of the last CLS (the image embedding)."""
     import torch
 
     outputs = model.forward_intermediates(
@@ -135,7 +146,8 @@ def token_bundle(model: torch.nn.Module, images: torch.Tensor, layout: BundleLay
     )
     cls_tokens = [prefix[:, 0] for _, prefix in outputs]
     patch_mean = outputs[-1][0].mean(dim=1)
-    return torch.cat([*cls_tokens, patch_mean], dim=1)
+    parts = [*cls_tokens, patch_mean] + ([project(cls_tokens[-1])] if layout.embed else [])
+    return torch.cat(parts, dim=1)
 
 
 FAMILIES.add("timm", Family("timm", build_timm, timm_model_exists, describe_timm))

@@ -87,8 +87,11 @@ TIMM_ZOO = [
 # `_neck` entries give the 256-d neck output (what SAM's mask decoder reads), averaged over positions
 SAM = [("b", "base", 89.7), ("l", "large", 308.3), ("h", "huge", 637.0)]
 
+CLIP_TOWERS = {"clip_vitb16", "clip_vitl14", "openclip_vitb16", "openclip_vitl14", "openclip_vith14"}  # keep `proj`
+
 for name, model_id, description, params, native, patch, norm, licence, tokens in TIMM_ZOO:
-    BACKBONES.add(name, BackboneEntry(name, "timm", model_id, description, params, native, patch, norm, licence, tokens))
+    BACKBONES.add(name, BackboneEntry(name, "timm", model_id, description, params, native, patch, norm, licence, tokens,
+                                      embed=name in CLIP_TOWERS))
 for size, word, params in SAM:
     model_id = f"samvit_{word}_patch16.sa1b"
     BACKBONES.add(f"sam_vit{size}", BackboneEntry(

@@ -47,7 +47,7 @@ class CachedFeatures:
 
 
 def _suffix(layout: BundleLayout) -> str:
-    return f"L{layout.n_last}" if layout.kind == "tokens" else "pool"
+    return (f"L{layout.n_last}" + ("e" if layout.embed else "")) if layout.kind == "tokens" else "pool"
 
 
 class FeatureCache:
