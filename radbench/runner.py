@@ -211,6 +211,7 @@ class _Unit:
                 / _slug(job.label) / f"seed{job.seed}")
             return run_segmentation_job(study, job, inputs, self.reporter, job_preprocess, identity)
         model = self.provider.backbone(self.backbone, self.preprocess.image_size)
+        identity = {**identity, **model.weights_revision}
         workers = 0 if dataset.splits["train"].images.in_memory else default_workers_for_files()
         context = ImageContext(dataset, self.preprocess, model, self.precision,
                                workers if settings.num_workers is None else settings.num_workers,

@@ -143,3 +143,22 @@ def test_gated_repository_is_one_line(cli, tmp_path, monkeypatch, pneumonia_npz)
     result = cli("run", write_study(tmp_path, raw))
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.exit_code == 2 and len(errors) == 1 and "gated" in errors[0] and "HF_TOKEN" in errors[0]
+
+
+def test_hub_model_records_its_snapshot_commit(saved, tmp_path):
+    """`hf:<repo>` with hub weights, offline from a hub cache the test writes: the commit is recorded."""
+    import shutil
+    import subprocess
+    import sys
+
+    commit = "fedcba9876543210fedcba9876543210fedcba98"
+    repo = tmp_path / "hub" / "models--radbench--tiny-dinov2"
+    shutil.copytree(saved["dinov2"][0], repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    script = ("from radbench.backbones import BackboneConfig, build_backbone; "
+              "print(build_backbone(BackboneConfig(name='hf:radbench/tiny-dinov2'), 32).weights_revision)")
+    env = {**__import__("os").environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"'hub_revision': '{commit}'" in result.stdout

@@ -84,6 +84,7 @@ class FeatureBackbone:
         self.label = label
         self._depth = depth
         self.embed = embed  # width of the projected embedding a CLIP-style tower appends (0: none)
+        self.weights_revision: dict = {}  # e.g. {"hub_revision": commit}: which hub snapshot the weights came from
         self.model = model
         self.layout_kind = layout_kind
         self.dim = dim
@@ -140,6 +141,17 @@ def resolve_entry(name: str) -> BackboneEntry:
             raise BackboneError(f"unknown {family_name} model {model_id!r} (backbone {name!r})")
         return BackboneEntry(name, family_name, model_id, f"{family_name} model {model_id}")
     return BACKBONES.get(name)  # raises, listing the known names
+
+
+def hub_revision(repo_id: str, filenames: tuple[str, ...]) -> str | None:
+    """The commit of the cached hub snapshot holding the weights (None when they are not in the cache)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in filenames:
+        path = try_to_load_from_cache(repo_id, filename)
+        if isinstance(path, str) and Path(path).parent.parent.name == "snapshots":
+            return Path(path).parent.name
+    return None
 
 
 def checkpoint_path(cfg: BackboneConfig) -> Path | None:

@@ -21,6 +21,7 @@ from radbench.backbones.base import (
     FeatureBackbone,
     Normalisation,
     checkpoint_path,
+    hub_revision,
 )
 from radbench.errors import BackboneError, DownloadError
 
@@ -108,10 +109,15 @@ def build_hf(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> Feat
     if trunk.has_cls:
         from radbench.backbones.timm_family import token_bundle
 
-        return FeatureBackbone(cfg.display_name, trunk, "tokens", trunk.embed_dim, description,
-                               lambda x, layout: token_bundle(trunk, x, layout), depth=len(trunk.blocks))
-    return FeatureBackbone(cfg.display_name, trunk, "pooled", trunk.embed_dim, description,
-                           lambda x, layout: trunk.forward_head(trunk.forward_features(x), pre_logits=True))
+        backbone = FeatureBackbone(cfg.display_name, trunk, "tokens", trunk.embed_dim, description,
+                                   lambda x, layout: token_bundle(trunk, x, layout), depth=len(trunk.blocks))
+    else:
+        backbone = FeatureBackbone(cfg.display_name, trunk, "pooled", trunk.embed_dim, description,
+                                   lambda x, layout: trunk.forward_head(trunk.forward_features(x), pre_logits=True))
+    if cfg.weights_kind == "hub":
+        commit = hub_revision(entry.model_id, ("model.safetensors", "pytorch_model.bin", "config.json"))
+        backbone.weights_revision = {"hub_revision": commit} if commit else {}
+    return backbone
 
 
 FAMILIES.add("hf", Family("hf", build_hf, hf_exists, describe_hf))

@@ -35,7 +35,10 @@ class BundleLayout:
         return self.parts * self.part_width
 
     def identity(self) -> dict:
-        return asdict(self)
+        identity = asdict(self)
+        if not self.embed:
+            del identity["embed"]  # layouts without it read and write as before `embed` existed
+        return identity
 
     def resolve(self, feature_type: str) -> str:
         """The feature type actually served (pooled models serve `pool` for every request)."""

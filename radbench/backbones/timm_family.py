@@ -13,6 +13,7 @@ from radbench.backbones.base import (
     FeatureBackbone,
     Normalisation,
     checkpoint_path,
+    hub_revision,
 )
 from radbench.backbones.checkpoint import checkpoint_sha256, load_checkpoint
 from radbench.backbones.layout import BundleLayout
@@ -91,7 +92,12 @@ def build_timm(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> Fe
         classifier = model.pretrained_cfg.get("classifier") or "head"
         classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
         load_checkpoint(model, path, tuple(f"{c}." for c in (*classifier, "head")))
-    return timm_feature_backbone(model, cfg, describe_timm(entry, cfg), entry, image_size)
+    backbone = timm_feature_backbone(model, cfg, describe_timm(entry, cfg), entry, image_size)
+    hub_id = (model.pretrained_cfg or {}).get("hf_hub_id")
+    if kind == "hub" and hub_id:
+        revision = hub_revision(hub_id, ("model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors"))
+        backbone.weights_revision = {"hub_revision": revision} if revision else {}
+    return backbone
 
 
 def timm_feature_backbone(model: torch.nn.Module, cfg: BackboneConfig, description: BackboneDescription,

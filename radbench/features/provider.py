@@ -80,7 +80,7 @@ class FeatureProvider:
             self.cache.write_split(key, layout, split, array, self.dtype, seconds)
             self.extractions.append(Extraction(cfg.display_name, dataset.name, split, len(images), seconds))
         manifest = {
-            "backbone": {"label": cfg.display_name, **description.identity},
+            "backbone": {"label": cfg.display_name, **description.identity, **backbone.weights_revision},
             "preprocess": preprocess.identity(),
             "dataset": {"name": dataset.name, "fingerprint": dataset.fingerprint, "split_origin": dataset.split_origin},
             "splits": {name: {"n": len(s), "ids_sha": ids_digest(s.sample_ids)} for name, s in dataset.splits.items()},
