@@ -156,3 +156,22 @@ def test_embed_on_a_backbone_without_projection_is_one_line(tmp_path, pneumonia_
     result = cli("run", write_study(tmp_path, raw))
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.exit_code == 2 and len(errors) == 1 and "projected embedding of CLIP-style towers" in errors[0]
+
+
+@pytest.mark.parametrize("name", ["dinov3_vits16", "dinov2_vits14_reg", "sam_vitb", "siglip2_vitb16", "clip_vitb16",
+                                  "dinov3_convnext_tiny", "densenet201"])
+def test_dense_maps_at_several_depths_for_segmentation(name):
+    """What the U-Net decoder reads: 4 maps (blocks of a ViT with CLS and registers stripped, or CNN stages)."""
+    from radbench.segmentation.decoders import dense_taps, tap_indices
+
+    entry = BACKBONES.get(name)
+    kwargs = {"depth": 4} if entry.model_id.startswith(("vit_", "samvit_")) else small_kwargs(entry.model_id)
+    size = 56 if entry.patch == 14 else 64
+    model = build_backbone(BackboneConfig(name=name, weights="none", model_kwargs=kwargs), size).model
+    indices = tap_indices(model, 4)
+    with torch.no_grad():
+        maps = dense_taps(model, torch.rand(1, 3, size, size), indices)
+    assert len(maps) == len(indices) >= 3 and all(m.ndim == 4 for m in maps)
+    if entry.patch:  # ViTs: one position per patch; the embedding width as channels (SAM: through its 256-d neck)
+        channels = 256 if entry.model_id.startswith("samvit_") else model.embed_dim
+        assert all(m.shape[-2:] == (size // entry.patch,) * 2 and m.shape[1] == channels for m in maps)
