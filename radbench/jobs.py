@@ -104,7 +104,8 @@ def run_job(study: StudyConfig, job: Job, inputs: ProtocolInput, reporter: Repor
         config=config, selected=result.selected, candidates=result.candidates, details=result.details,
         timings={"protocol_seconds": seconds}, feature_cache=cache_name, val_metrics=result.val_metrics,
         test_metrics=result.test_metrics, class_names=dataset.class_names,
-        sample_ids=[str(s) for s in test.sample_ids], test_targets=dataset.targets("test"),
+        sample_ids=[str(s) for s in test.sample_ids], patient_ids=[str(p) for p in test.patient_ids],
+        test_targets=dataset.targets("test"),
         test_scores=np.asarray(result.test_scores, dtype=np.float64), extra_metrics=costs,
     )
 

@@ -72,7 +72,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     sample_ids TEXT NOT NULL,
     targets BLOB NOT NULL,
     scores BLOB NOT NULL,
-    shape TEXT NOT NULL
+    shape TEXT NOT NULL,
+    patient_ids TEXT
 );
 """
 
@@ -106,6 +107,7 @@ class JobRecord:
     test_scores: np.ndarray | None
     extra_metrics: dict[str, float] = field(default_factory=dict)  # e.g. costs, reported with the test metrics
     sample_metrics: list[dict] | None = None  # segmentation: one dict per test case (sample_id + metrics)
+    patient_ids: list[str] | None = None  # of the test samples: what a bootstrap resamples
 
 
 def _dumps(value) -> str:
@@ -140,6 +142,8 @@ class ResultsStore:
             columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
             if "repeat" not in columns:  # stores written before repeats existed
                 conn.execute("ALTER TABLE jobs ADD COLUMN repeat INTEGER NOT NULL DEFAULT 0")
+            if "patient_ids" not in {row[1] for row in conn.execute("PRAGMA table_info(predictions)")}:
+                conn.execute("ALTER TABLE predictions ADD COLUMN patient_ids TEXT")  # stores from before
 
     @contextlib.contextmanager
     def _guard(self):
@@ -245,10 +249,12 @@ class ResultsStore:
             conn.executemany("INSERT INTO metrics VALUES (?,?,?,?)", metrics)
             if record.test_scores is not None:
                 conn.execute(
-                    "INSERT OR REPLACE INTO predictions VALUES (?,?,?,?,?,?)",
+                    "INSERT OR REPLACE INTO predictions (job_key, class_names, sample_ids, targets, scores, shape, "
+                    "patient_ids) VALUES (?,?,?,?,?,?,?)",
                     (record.key, _dumps(list(record.class_names)), _dumps(list(record.sample_ids)),
                      record.test_targets.astype(np.float32).tobytes(), record.test_scores.astype(np.float64).tobytes(),
-                     _dumps(list(record.test_scores.shape))),
+                     _dumps(list(record.test_scores.shape)),
+                     None if record.patient_ids is None else _dumps(list(record.patient_ids))),
                 )
             conn.execute("DELETE FROM sample_metrics WHERE job_key = ?", (record.key,))
             conn.executemany("INSERT INTO sample_metrics VALUES (?,?,?,?)", [
@@ -287,6 +293,13 @@ class ResultsStore:
         targets = np.frombuffer(row[2], dtype=np.float32).reshape(shape)
         scores = np.frombuffer(row[3], dtype=np.float64).reshape(shape)  # exact scores the metrics used
         return json.loads(row[0]), json.loads(row[1]), targets, scores
+
+    def patient_ids(self, key: str) -> list[str]:
+        """The patients of one job's test samples (stores from before they were kept: each sample its own)."""
+        rows = self._read("SELECT sample_ids, patient_ids FROM predictions WHERE job_key = ?", (key,))
+        if not rows:
+            raise KeyError(key)
+        return json.loads(rows[0][1] if rows[0][1] is not None else rows[0][0])
 
 
 def _real(value) -> float | None:

@@ -1,0 +1,189 @@
+"""Statistics of stored test predictions: patient-level bootstrap confidence intervals, DeLong's test for paired
+AUROCs, paired bootstrap tests for the other metrics, Holm's correction.
+
+The bootstrap resamples *patients* (all of a patient's images together): resample b gives patient p a multiplicity
+w[b, p] ~ Multinomial(P, 1/P), and every metric is computed with those multiplicities as sample weights, for all
+resamples at once (weighted AUROC from one sort of the scores; the other metrics from weighted confusion matrices).
+With all weights 1 each metric equals radbench's stored value (scikit-learn's)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from radbench.data.base import Task
+
+
+def patient_weights(patient_ids: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, N) sample weights: each patient drawn with replacement, its images carrying its multiplicity."""
+    patients, index = np.unique(np.asarray(patient_ids).astype(str), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(len(patients), np.full(len(patients), 1.0 / len(patients)), size=resamples)
+    return counts[:, index].astype(np.float64)
+
+
+def weighted_auroc(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """AUROC per row of `weights` (B, N): P(score of a positive > score of a negative), ties half, with sample
+    weights. NaN where a row has no positive or no negative weight."""
+    weights = np.atleast_2d(weights)
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores, positive = scores[order], y[order].astype(bool)
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])  # groups of tied scores
+    w = weights[:, order]
+    pos = np.add.reduceat(np.where(positive, w, 0.0), starts, axis=1)
+    neg = np.add.reduceat(np.where(positive, 0.0, w), starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg  # negative weight strictly below each group of scores
+    total = pos.sum(1) * neg.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (pos * (below + 0.5 * neg)).sum(1) / total, np.nan)
+
+
+def _confusions(true: np.ndarray, predicted: np.ndarray, classes: int, weights: np.ndarray) -> np.ndarray:
+    """(B, C, C) weighted confusion matrices [true, predicted]."""
+    cell = true * classes + predicted
+    onehot = np.zeros((len(cell), classes * classes))
+    onehot[np.arange(len(cell)), cell] = 1.0
+    return (weights @ onehot).reshape(len(weights), classes, classes)
+
+
+def _from_confusions(matrices: np.ndarray, task: Task) -> dict[str, np.ndarray]:
+    total = matrices.sum((1, 2))
+    diagonal = np.diagonal(matrices, axis1=1, axis2=2)
+    support, predicted = matrices.sum(2), matrices.sum(1)
+    present = support > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(present, diagonal / support, np.nan)
+        f1 = np.where(present, 2 * diagonal / (support + predicted), np.nan)  # classes absent from the split: skipped
+        out = {"accuracy": diagonal.sum(1) / total, "balanced_accuracy": np.nanmean(recall, axis=1),
+               "f1_macro": np.nanmean(f1, axis=1)}
+        if task is Task.ORDINAL:
+            k = matrices.shape[1]
+            penalty = (np.subtract.outer(np.arange(k), np.arange(k)) ** 2) / (k - 1) ** 2
+            expected = support[:, :, None] * predicted[:, None, :] / total[:, None, None]
+            out["kappa"] = 1 - (penalty * matrices).sum((1, 2)) / (penalty * expected).sum((1, 2))
+    return out
+
+
+def metrics_under_weights(task: Task, targets: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> dict:
+    """The headline metrics for every row of `weights` (B, N): arrays of length B."""
+    weights = np.atleast_2d(weights)
+    if task is Task.MULTILABEL:
+        aurocs, accuracies = [], []
+        for c in range(targets.shape[1]):
+            known = ~np.isnan(targets[:, c])
+            y, s, w = targets[known, c].astype(int), scores[known, c], weights[:, known]
+            aurocs.append(weighted_auroc(y, s, w))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                accuracies.append((w * ((s >= 0.5) == y)).sum(1) / w.sum(1))
+        with np.errstate(invalid="ignore"), _quiet():
+            return {"auroc": np.nanmean(np.stack(aurocs), axis=0), "accuracy": np.nanmean(np.stack(accuracies), 0)}
+    true, predicted = targets.argmax(1), scores.argmax(1)
+    classes = targets.shape[1]
+    out = _from_confusions(_confusions(true, predicted, classes, weights), task)
+    if classes == 2:
+        out["auroc"] = weighted_auroc(true, scores[:, 1], weights)
+    else:
+        per_class = np.stack([weighted_auroc((true == c).astype(int), scores[:, c], weights) for c in range(classes)])
+        with _quiet():
+            out["auroc"] = np.nanmean(per_class, axis=0)  # one-vs-rest macro over the classes present
+    return out
+
+
+class _quiet:
+    """nanmean of an all-NaN column is NaN by design here: no warning."""
+
+    def __enter__(self):
+        import warnings
+
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._catch.__exit__(*exc)
+
+
+@dataclass(frozen=True)
+class Interval:
+    estimate: float
+    low: float
+    high: float
+    resamples: int
+
+
+def bootstrap(task: Task, targets: np.ndarray, scores: np.ndarray, patient_ids: np.ndarray, resamples: int = 1000,
+              seed: int = 0, level: float = 0.95) -> dict[str, Interval]:
+    """Percentile intervals over patient-level resamples, for every headline metric; the estimate is the metric
+    on the test split as it is."""
+    estimate = metrics_under_weights(task, targets, scores, np.ones((1, len(targets))))
+    draws = metrics_under_weights(task, targets, scores, patient_weights(patient_ids, resamples, seed))
+    tail = (1 - level) / 2
+    out = {}
+    for name, values in draws.items():
+        values = values[~np.isnan(values)]
+        low, high = (np.quantile(values, [tail, 1 - tail]) if len(values) else (math.nan, math.nan))
+        out[name] = Interval(float(estimate[name][0]), float(low), float(high), int(len(values)))
+    return out
+
+
+def paired_bootstrap(task: Task, targets: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray,
+                     patient_ids: np.ndarray, metric: str, resamples: int = 1000, seed: int = 0) -> float:
+    """Two-sided p-value of `metric`(a) - `metric`(b) = 0, the two models scored on the same resamples."""
+    weights = patient_weights(patient_ids, resamples, seed)
+    difference = (metrics_under_weights(task, targets, scores_a, weights)[metric]
+                  - metrics_under_weights(task, targets, scores_b, weights)[metric])
+    difference = difference[~np.isnan(difference)]
+    if not len(difference):
+        return math.nan
+    return float(min(1.0, 2 * min((difference <= 0).mean(), (difference >= 0).mean())))
+
+
+def delong(y: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) -> tuple[float, float, float]:
+    """DeLong's test of two correlated AUROCs on the same samples: (AUROC a - AUROC b, its variance, two-sided p).
+    Structural components from midranks (Sun & Xu 2014), O(N log N)."""
+    y = np.asarray(y).astype(bool)
+    m, n = int(y.sum()), int((~y).sum())
+    components = []
+    for scores in (scores_a, scores_b):
+        all_ranks, pos_ranks, neg_ranks = _midrank(scores), _midrank(scores[y]), _midrank(scores[~y])
+        v10 = (all_ranks[y] - pos_ranks) / n  # per positive: share of negatives below it (ties half)
+        v01 = 1 - (all_ranks[~y] - neg_ranks) / m  # per negative: share of positives above it
+        components.append((v10.mean(), v10, v01))
+    (auc_a, v10_a, v01_a), (auc_b, v10_b, v01_b) = components
+    s10 = np.cov(np.stack([v10_a, v10_b]))
+    s01 = np.cov(np.stack([v01_a, v01_b]))
+    covariance = s10 / m + s01 / n
+    variance = float(covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1])
+    difference = float(auc_a - auc_b)
+    if variance <= 0:
+        return difference, variance, 1.0 if difference == 0 else 0.0
+    z = abs(difference) / math.sqrt(variance)
+    return difference, variance, float(math.erfc(z / math.sqrt(2)))
+
+
+def _midrank(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their mean rank."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    ranks = np.empty(len(values))
+    start = 0
+    boundaries = np.flatnonzero(np.r_[ordered[1:] != ordered[:-1], True])
+    for end in boundaries:
+        ranks[order[start:end + 1]] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error), in the input's order; NaN stays NaN."""
+    values = np.asarray(p_values, dtype=float)
+    finite = np.flatnonzero(~np.isnan(values))
+    order = finite[np.argsort(values[finite], kind="mergesort")]
+    adjusted = np.full(len(values), np.nan)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * values[index]))
+        adjusted[index] = running
+    return adjusted.tolist()
