@@ -166,6 +166,25 @@ def _print_summary(output_dir: Path, split: str = "test") -> None:
     out.print(f"results: {output_dir / 'results.sqlite'}  (radbench results {output_dir} --csv | --predictions)")
 
 
+@app.command()
+@user_errors
+def report(
+    output_dir: Path = typer.Argument(..., help="a study's output_dir"),
+    out: Optional[Path] = typer.Option(None, help="where the report goes (default OUTPUT_DIR/report)"),
+    resamples: int = typer.Option(1000, min=100, help="patient-level bootstrap resamples"),
+    seed: int = typer.Option(0, help="seed of the resamples"),
+):
+    """Leaderboard with 95 % patient-level bootstrap intervals, ranks and significance, as CSV/Markdown/LaTeX."""
+    from radbench.report.api import load
+    from radbench.report.tables import write_table
+
+    target = out or output_dir / "report"
+    board = load(output_dir).leaderboard(resamples, seed)
+    written = write_table(board, target / "tables", "leaderboard")
+    err.print(f"leaderboard: {len(board)} rows ({resamples} patient resamples) -> "
+              + ", ".join(str(p) for p in written))
+
+
 class ListWhat(str, Enum):
     backbones = "backbones"
     datasets = "datasets"

@@ -1,0 +1,78 @@
+"""`radbench.load(OUT)`: a results folder as pandas DataFrames, and the report's statistics for notebooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from radbench.data.base import Task
+from radbench.errors import RadbenchError
+from radbench.report import stats
+from radbench.results import ResultsStore, metric_rows, predictions
+from radbench.results.tables import COST_METRICS
+
+
+class Results:
+    """r.results (one row per test metric), r.predictions (per-sample scores), r.samples (segmentation cases),
+    r.costs, r.jobs (configs); r.bootstrap(job), r.compare(job_a, job_b, metric), r.leaderboard()."""
+
+    def __init__(self, output_dir: str | Path):
+        path = Path(output_dir) / "results.sqlite"
+        if not path.is_file():
+            raise RadbenchError(f"{output_dir}: no results.sqlite here (is this a study's output_dir?)")
+        self.store = ResultsStore(path)
+
+    @property
+    def jobs(self) -> pd.DataFrame:
+        return self.store.jobs()
+
+    @property
+    def results(self) -> pd.DataFrame:
+        rows = metric_rows(self.store)
+        return rows[~rows.metric.isin(COST_METRICS)].reset_index(drop=True)
+
+    @property
+    def costs(self) -> pd.DataFrame:
+        rows = metric_rows(self.store)
+        return rows[rows.metric.isin(COST_METRICS)].reset_index(drop=True)
+
+    @property
+    def predictions(self) -> pd.DataFrame:
+        return predictions(self.store)
+
+    @property
+    def samples(self) -> pd.DataFrame:
+        return self.store.sample_metrics()
+
+    def _scored(self, job: str):
+        _, _, targets, scores = self.store.predictions(job)
+        task = Task(self.jobs.set_index("key").loc[job, "task"])
+        return task, targets, scores, np.array(self.store.patient_ids(job))
+
+    def bootstrap(self, job: str, resamples: int = 1000, seed: int = 0) -> dict[str, stats.Interval]:
+        """95 % patient-level bootstrap intervals of one job's test metrics."""
+        task, targets, scores, patients = self._scored(job)
+        return stats.bootstrap(task, targets, scores, patients, resamples, seed)
+
+    def compare(self, job_a: str, job_b: str, metric: str = "auroc", resamples: int = 1000, seed: int = 0) -> float:
+        """Two-sided p-value of the difference between two jobs on the same test samples: DeLong for binary AUROC,
+        the paired patient bootstrap otherwise."""
+        task, targets, scores_a, patients = self._scored(job_a)
+        _, targets_b, scores_b, _ = self._scored(job_b)
+        if targets.shape != targets_b.shape or not np.array_equal(np.nan_to_num(targets, nan=-1),
+                                                                    np.nan_to_num(targets_b, nan=-1)):
+            raise RadbenchError(f"jobs {job_a} and {job_b} were not tested on the same samples")
+        if metric == "auroc" and task is Task.BINARY:
+            return stats.delong(targets.argmax(1), scores_a[:, 1], scores_b[:, 1])[2]
+        return stats.paired_bootstrap(task, targets, scores_a, scores_b, patients, metric, resamples, seed)
+
+    def leaderboard(self, resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+        from radbench.report.leaderboard import leaderboard
+
+        return leaderboard(self.store, resamples, seed)
+
+
+def load(output_dir: str | Path) -> Results:
+    return Results(output_dir)

@@ -1,0 +1,88 @@
+"""The leaderboard and the notebook API on a real small study: two backbones x kNN/logreg x two seeds on
+PneumoniaMNIST; numbers checked against the stored metrics, intervals and significance against their definitions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import radbench
+from radbench.data.base import Task, labels_to_targets
+from radbench.report.leaderboard import COLUMNS, _rank
+from tests.conftest import tiny_study, write_study
+
+
+@pytest.fixture(scope="module")
+def study_output(tmp_path_factory, pneumonia_npz):
+    from typer.testing import CliRunner
+
+    from radbench.cli import app
+
+    folder = tmp_path_factory.mktemp("board")
+    raw = tiny_study(folder, [{"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 80}],
+                     [{"knn": {"k": [5]}}, {"linear": {"epochs": 3, "lr": [0.1], "normalize": "standard"}}],
+                     seeds=[0, 1])
+    raw["backbones"] = [{"name": "timm:test_vit", "weights": "none", "label": "vit_a"},
+                        {"name": "timm:test_vit", "weights": "none", "label": "vit_b", "model_kwargs": {"depth": 1}}]
+    result = CliRunner().invoke(app, ["run", str(write_study(folder, raw)), "--quiet"])
+    assert result.exit_code == 0, result.stderr
+    return folder / "out"
+
+
+def test_leaderboard_columns_and_means_match_the_stored_metrics(study_output):
+    board = radbench.load(study_output).leaderboard(resamples=300)
+    assert list(board.columns) == COLUMNS
+    stored = radbench.load(study_output).results
+    for row in board.itertuples():
+        values = stored[(stored.backbone == row.backbone) & (stored.protocol == row.protocol)
+                        & (stored.metric == row.metric)].value
+        assert row.n_seeds == len(values) == 2
+        assert row.mean == pytest.approx(values.mean(), abs=1e-9)
+        assert row.ci_low <= row.ci_high
+    auroc = board[board.metric == "auroc"]
+    for _, group in auroc.groupby("protocol"):
+        assert sorted(group["rank"]) == [1, 2]
+        assert group.sort_values("rank")["mean"].is_monotonic_decreasing
+        assert not group[group["rank"] == 1].significantly_worse_than_best.item()
+
+
+def test_report_command_writes_csv_markdown_and_latex(study_output, cli):
+    result = cli("report", study_output, "--resamples", "200")
+    assert result.exit_code == 0, result.stderr
+    tables = study_output / "report" / "tables"
+    board = pd.read_csv(tables / "leaderboard.csv")
+    assert list(board.columns) == COLUMNS and len(board) > 0
+    assert (tables / "leaderboard.md").read_text().startswith("| backbone | dataset |")
+    assert "\\toprule" in (tables / "leaderboard.tex").read_text()
+
+
+def test_api_frames_and_comparisons(study_output):
+    r = radbench.load(study_output)
+    assert {"backbone", "metric", "value"} <= set(r.results.columns)
+    assert set(r.costs.metric) >= {"train_seconds", "infer_ms_per_image"}
+    assert len(r.predictions) == len(r.jobs) * r.predictions.sample_id.nunique()
+    jobs = r.jobs[r.jobs.protocol == "knn"].key.tolist()
+    assert r.compare(jobs[0], jobs[0]) == 1.0  # a job against itself (DeLong, binary AUROC)
+    intervals = r.bootstrap(jobs[0], resamples=200)
+    assert intervals["auroc"].low <= intervals["auroc"].estimate <= intervals["auroc"].high
+
+
+def test_a_clearly_worse_backbone_is_marked_and_holm_corrected():
+    from radbench.report.stats import metrics_under_weights, patient_weights
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    targets = labels_to_targets(Task.BINARY, y, 2)
+    good = np.stack([1 - (y * 0.6 + rng.random(400) * 0.4), y * 0.6 + rng.random(400) * 0.4], 1)
+    near = np.stack([1 - (y * 0.58 + rng.random(400) * 0.42), y * 0.58 + rng.random(400) * 0.42], 1)
+    bad = rng.random((400, 2))
+    weights = patient_weights(np.arange(400), 500, 0)
+    entries = []
+    for name, scores in (("good", good), ("near", near), ("bad", bad)):
+        estimate = metrics_under_weights(Task.BINARY, targets, scores, np.ones((1, 400)))["auroc"]
+        entries.append((name, estimate, metrics_under_weights(Task.BINARY, targets, scores, weights)["auroc"]))
+    rows = {row[0]: row for row in _rank("d", "knn", "auroc", entries, 0.05)}
+    assert rows["good"][9] == 1 and rows["bad"][9] == 3
+    assert rows["bad"][10] and not rows["good"][10]
+    assert rows["good"][7] <= rows["good"][4] <= rows["good"][8]
