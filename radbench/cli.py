@@ -174,15 +174,18 @@ def report(
     resamples: int = typer.Option(1000, min=100, help="patient-level bootstrap resamples"),
     seed: int = typer.Option(0, help="seed of the resamples"),
 ):
-    """Leaderboard with 95 % patient-level bootstrap intervals, ranks and significance, as CSV/Markdown/LaTeX."""
+    """The study's answer: index.html (findings, leaderboard figures and tables, ranking across datasets) and
+    the leaderboard as CSV/Markdown/LaTeX, with 95 % patient-level bootstrap intervals and significance."""
     from radbench.report.api import load
+    from radbench.report.html import write_report
     from radbench.report.tables import write_table
 
     target = out or output_dir / "report"
     board = load(output_dir).leaderboard(resamples, seed)
-    written = write_table(board, target / "tables", "leaderboard")
-    err.print(f"leaderboard: {len(board)} rows ({resamples} patient resamples) -> "
-              + ", ".join(str(p) for p in written))
+    write_table(board, target / "tables", "leaderboard")
+    page = write_report(board, target, output_dir.name, resamples)
+    err.print(f"report: {page} ({len(board)} leaderboard rows, {resamples} patient resamples; tables in "
+              f"{target / 'tables'}, figures in {target / 'figures'})")
 
 
 class ListWhat(str, Enum):

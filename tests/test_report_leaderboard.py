@@ -20,7 +20,9 @@ def study_output(tmp_path_factory, pneumonia_npz):
     from radbench.cli import app
 
     folder = tmp_path_factory.mktemp("board")
-    raw = tiny_study(folder, [{"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 80}],
+    breast = pneumonia_npz.parent / "breastmnist_resaved.npz"
+    raw = tiny_study(folder, [{"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 80},
+                              {"name": "b", "adapter": "medmnist", "path": str(breast), "limit": 60}],
                      [{"knn": {"k": [5]}}, {"linear": {"epochs": 3, "lr": [0.1], "normalize": "standard"}}],
                      seeds=[0, 1])
     raw["backbones"] = [{"name": "timm:test_vit", "weights": "none", "label": "vit_a"},
@@ -37,19 +39,31 @@ def test_leaderboard_columns_and_means_match_the_stored_metrics(study_output):
     for row in board.itertuples():
         values = stored[(stored.backbone == row.backbone) & (stored.protocol == row.protocol)
                         & (stored.metric == row.metric)].value
+        values = values[stored.dataset[values.index] == row.dataset]
         assert row.n_seeds == len(values) == 2
         assert row.mean == pytest.approx(values.mean(), abs=1e-9)
         assert row.ci_low <= row.ci_high
     auroc = board[board.metric == "auroc"]
-    for _, group in auroc.groupby("protocol"):
+    for _, group in auroc.groupby(["dataset", "protocol"]):
         assert sorted(group["rank"]) == [1, 2]
         assert group.sort_values("rank")["mean"].is_monotonic_decreasing
         assert not group[group["rank"] == 1].significantly_worse_than_best.item()
 
 
-def test_report_command_writes_csv_markdown_and_latex(study_output, cli):
+def test_report_command_writes_the_page_figures_and_tables(study_output, cli):
+    import re
+
     result = cli("report", study_output, "--resamples", "200")
     assert result.exit_code == 0, result.stderr
+    page = (study_output / "report" / "index.html").read_text()
+    assert "What this study found" in page
+    assert re.search(r"p / knn: vit_[ab] auroc 0\.\d{4} \(95 % CI 0\.\d{4}–0\.\d{4}\), (not )?significantly", page)
+    images = re.findall(r'<img alt="[^"]*" src="([^"]+)"', page)
+    assert len(images) == 5 and all(src.startswith("data:image/png;base64,") for src in images)  # 2 x 2 + ranking
+    assert not re.search(r'(src|href)="(https?:)?//', page)  # self-contained: opens from file:// offline
+    figures = sorted(p.name for p in (study_output / "report" / "figures").iterdir())
+    assert "leaderboard-p-knn-auroc.png" in figures and "leaderboard-p-knn-auroc.svg" in figures
+    assert "ranking-auroc.png" in figures and "ranking-auroc.svg" in figures
     tables = study_output / "report" / "tables"
     board = pd.read_csv(tables / "leaderboard.csv")
     assert list(board.columns) == COLUMNS and len(board) > 0
@@ -61,8 +75,10 @@ def test_api_frames_and_comparisons(study_output):
     r = radbench.load(study_output)
     assert {"backbone", "metric", "value"} <= set(r.results.columns)
     assert set(r.costs.metric) >= {"train_seconds", "infer_ms_per_image"}
-    assert len(r.predictions) == len(r.jobs) * r.predictions.sample_id.nunique()
-    jobs = r.jobs[r.jobs.protocol == "knn"].key.tolist()
+    per_dataset = r.predictions.groupby("dataset").sample_id.nunique()
+    jobs_per_dataset = r.jobs.groupby("dataset").size()
+    assert len(r.predictions) == (per_dataset * jobs_per_dataset).sum()
+    jobs = r.jobs[(r.jobs.protocol == "knn") & (r.jobs.dataset == "p")].key.tolist()
     assert r.compare(jobs[0], jobs[0]) == 1.0  # a job against itself (DeLong, binary AUROC)
     intervals = r.bootstrap(jobs[0], resamples=200)
     assert intervals["auroc"].low <= intervals["auroc"].estimate <= intervals["auroc"].high

@@ -1,0 +1,86 @@
+"""Figures of the report (matplotlib, no display): each is saved as PNG and SVG under a name that says what it
+shows, and embedded in the page as PNG."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-").lower()
+
+
+def leaderboard_bars(board: pd.DataFrame, dataset: str, protocol: str, metric: str):
+    """Mean over seeds per backbone with its 95 % bootstrap interval; hatched bars are significantly worse than
+    the best."""
+    plt = _pyplot()
+    rows = board[(board.dataset == dataset) & (board.protocol == protocol) & (board.metric == metric)]
+    rows = rows.sort_values("rank")
+    figure, axis = plt.subplots(figsize=(max(4.0, 0.8 * len(rows) + 2), 3.2))
+    low = (rows["mean"] - rows.ci_low).clip(lower=0)
+    high = (rows.ci_high - rows["mean"]).clip(lower=0)
+    bars = axis.bar(rows.backbone, rows["mean"], yerr=[low, high], capsize=4, color="#4c72b0")
+    for bar, worse in zip(bars, rows.significantly_worse_than_best):
+        if worse:
+            bar.set_hatch("//")
+            bar.set_facecolor("#a6bddb")
+    axis.set_ylabel(f"test {metric}")
+    axis.set_title(f"{dataset} / {protocol}")
+    lowest = float(np.nanmin(rows.ci_low)) if len(rows) else 0.0
+    axis.set_ylim(max(0.0, lowest - 0.05), min(1.0, float(np.nanmax(rows.ci_high)) + 0.05) if len(rows) else 1.0)
+    axis.tick_params(axis="x", rotation=30)
+    figure.tight_layout()
+    return figure
+
+
+def mean_rank(board: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Mean rank of each backbone over the datasets, per protocol, with its spread (std over datasets)."""
+    rows = board[board.metric == metric]
+    grouped = rows.groupby(["protocol", "backbone"])["rank"]
+    return grouped.agg(["mean", "std", "count"]).reset_index().rename(columns={"count": "datasets"})
+
+
+def ranking_plot(board: pd.DataFrame, metric: str):
+    plt = _pyplot()
+    ranks = mean_rank(board, metric)
+    figure, axis = plt.subplots(figsize=(6, 0.45 * ranks.backbone.nunique() + 1.5))
+    protocols = sorted(ranks.protocol.unique())
+    backbones = sorted(ranks.backbone.unique())
+    for offset, protocol in enumerate(protocols):
+        part = ranks[ranks.protocol == protocol].set_index("backbone").reindex(backbones)
+        positions = np.arange(len(backbones)) + 0.5 * (offset - (len(protocols) - 1) / 2) / max(1, len(protocols))
+        axis.errorbar(part["mean"], positions, xerr=part["std"].fillna(0), fmt="o", capsize=3, label=protocol)
+    axis.set_yticks(np.arange(len(backbones)), backbones)
+    axis.set_xlabel(f"mean rank over datasets ({metric}; 1 = best)")
+    axis.legend(fontsize="small", loc="best")
+    axis.set_ylim(len(backbones) - 0.5, -0.5)
+    figure.tight_layout()
+    return figure
+
+
+def save(figure, folder: Path, name: str) -> tuple[Path, str]:
+    """Write PNG and SVG; returns the PNG path and its base64 for embedding."""
+    plt = _pyplot()
+    folder.mkdir(parents=True, exist_ok=True)
+    png = folder / f"{name}.png"
+    figure.savefig(png, dpi=120)
+    figure.savefig(folder / f"{name}.svg")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    plt.close(figure)
+    return png, base64.b64encode(buffer.getvalue()).decode()
