@@ -133,3 +133,24 @@ def test_the_page_loads_every_figure_in_a_real_browser(study_output, cli, tmp_pa
     subprocess.run([_chromium(), *flags, f"--screenshot={screenshot}", "--window-size=1200,1600",
                     (study_output / "report" / "index.html").as_uri()], capture_output=True, timeout=120)
     assert screenshot.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+def test_points_of_a_protocol_become_curves(tmp_path, pneumonia_npz, cli):
+    from radbench.report.figures import curve_points
+
+    board = pd.DataFrame({"backbone": ["a"] * 4, "dataset": ["d"] * 4, "metric": ["auroc"] * 4,
+                          "protocol": ["few_shot@1shot", "few_shot@4shot", "decapitation@8blocks",
+                                       "progressive_freezing@frozen4 (lr=[0.1])"],
+                          "mean": [0.6, 0.7, 0.8, 0.9], "ci_low": [0.5] * 4, "ci_high": [0.95] * 4})
+    points = curve_points(board, "auroc")
+    assert points.curve.tolist() == ["few_shot", "few_shot", "decapitation", "progressive_freezing (lr=[0.1])"]
+    assert points.x.tolist() == [1, 4, 8, 4]
+    assert points.axis.tolist()[1:] == ["patients per class (shots)", "blocks kept", "blocks frozen"]
+
+    raw = tiny_study(tmp_path, [{"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 60}],
+                     [{"few_shot": {"shots": [1, 4], "repeats": 2, "head": "knn", "head_config": {"k": [1]}}}])
+    assert cli("run", write_study(tmp_path, raw)).exit_code == 0
+    assert cli("report", tmp_path / "out", "--resamples", "100").exit_code == 0
+    page = (tmp_path / "out" / "report" / "index.html").read_text()
+    assert "<h2>Curves</h2>" in page and 'alt="p / few_shot"' in page
+    assert (tmp_path / "out" / "report" / "figures" / "curve-p-few_shot-auroc.png").stat().st_size > 5000

@@ -73,6 +73,44 @@ def ranking_plot(board: pd.DataFrame, metric: str):
     return figure
 
 
+VARIANT = re.compile(r"^(?P<base>.+)@(?P<prefix>frozen)?(?P<value>\d+)(?P<unit>shot|blocks)?(?P<setting> \(.*\))?$")
+CURVE_AXES = {"shot": "patients per class (shots)", "blocks": "blocks kept", "frozen": "blocks frozen"}
+
+
+def curve_points(board: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Rows of protocols reported per point (few_shot@4shot, decapitation@8blocks, progressive_freezing@frozen4),
+    with `curve` (the protocol without the point), `x` and the axis label."""
+    rows = board[board.metric == metric].copy()
+    matches = rows.protocol.str.extract(VARIANT)
+    rows = rows[matches.value.notna()].copy()
+    matches = matches[matches.value.notna()]
+    rows["curve"] = matches.base + matches.setting.fillna("")
+    rows["x"] = matches.value.astype(int)
+    rows["axis"] = [CURVE_AXES[p if isinstance(p, str) else u] for p, u in zip(matches.prefix, matches.unit)]
+    return rows
+
+
+def curve_plot(points: pd.DataFrame, dataset: str, curve: str, metric: str):
+    """Metric against shots / blocks per backbone: mean over seeds and repeats, band = 95 % bootstrap interval."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5.5, 3.4))
+    for backbone, rows in points.groupby("backbone"):
+        rows = rows.sort_values("x")
+        line = axis.plot(rows.x, rows["mean"], marker="o", label=backbone)[0]
+        axis.fill_between(rows.x, rows.ci_low, rows.ci_high, alpha=0.2, color=line.get_color())
+    axis.set_xlabel(points.axis.iloc[0])
+    axis.set_ylabel(f"test {metric}")
+    axis.set_title(f"{dataset} / {curve}")
+    if points.axis.iloc[0].startswith("patients"):
+        axis.set_xscale("log", base=2)
+    ticks = sorted(points.x.unique())
+    axis.set_xticks(ticks, [str(t) for t in ticks])
+    axis.minorticks_off()
+    axis.legend(fontsize="small")
+    figure.tight_layout()
+    return figure
+
+
 def save(figure, folder: Path, name: str) -> tuple[Path, str]:
     """Write PNG and SVG; returns the PNG path and its base64 for embedding."""
     plt = _pyplot()

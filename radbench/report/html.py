@@ -24,6 +24,8 @@ th:first-child, td:first-child { text-align: left; }
 split; "significantly worse" is a paired bootstrap against the best backbone, Holm-corrected within each dataset ×
 protocol × metric.</p>
 {% if ranking %}<h2>Ranking across datasets</h2><img alt="mean rank" src="data:image/png;base64,{{ ranking }}">{% endif %}
+{% if curves %}<h2>Curves</h2>{% for curve in curves %}
+<img alt="{{ curve.title }}" src="data:image/png;base64,{{ curve.figure }}">{% endfor %}{% endif %}
 {% for section in sections %}
 <h2>{{ section.dataset }} / {{ section.protocol }}</h2>
 <img alt="{{ section.dataset }} {{ section.protocol }} {{ metric }}" src="data:image/png;base64,{{ section.figure }}">
@@ -64,11 +66,18 @@ def write_report(board: pd.DataFrame, folder: Path, title: str, resamples: int, 
         _, embedded = figures.save(figure, figure_folder, figures.slug(f"leaderboard-{dataset}-{protocol}-{metric}"))
         sections.append({"dataset": dataset, "protocol": protocol, "figure": embedded,
                          "rows": list(rows.sort_values("rank").itertuples())})
+    curves = []
+    points = figures.curve_points(board, metric)
+    for (dataset, curve), rows in points.groupby(["dataset", "curve"]):
+        name = figures.slug(f"curve-{dataset}-{curve}-{metric}")
+        _, embedded = figures.save(figures.curve_plot(rows, dataset, curve, metric), figure_folder, name)
+        curves.append({"title": f"{dataset} / {curve}", "figure": embedded})
     ranking = None
     if board[board.metric == metric].dataset.nunique() > 1:
         _, ranking = figures.save(figures.ranking_plot(board, metric), figure_folder, f"ranking-{metric}")
     html = Environment(autoescape=True).from_string(TEMPLATE).render(
-        title=title, findings=findings(board, metric), sections=sections, ranking=ranking, metric=metric,
+        title=title, findings=findings(board, metric), sections=sections, ranking=ranking, curves=curves,
+        metric=metric,
         resamples=resamples)
     path = folder / "index.html"
     path.write_text(html)
