@@ -111,6 +111,18 @@ def commit(temporary: Path, path: Path, meta: dict | None = None) -> dict:
     return record
 
 
+def write_text(path: Path, text: str) -> None:
+    """Replace a small text file (a manifest, a record of checks) atomically."""
+    temporary = temporary_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    except OSError as error:
+        _remove(temporary)
+        raise write_error(path, error) from None
+
+
 def write(path: Path, array: np.ndarray, meta: dict | None = None) -> dict:
     """Save `array` at `path` atomically with its record."""
     temporary = temporary_path(path)
@@ -234,12 +246,8 @@ def discard(path: Path) -> None:
 
 def _remove(*paths: Path) -> None:
     for path in paths:
-        try:
+        with contextlib.suppress(OSError):  # gone already, or a read-only place whose error the caller reports
             path.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError:
-            pass  # a read-only place: the caller reports the write error that brought us here
 
 
 def clean_stale_temporaries(folder: Path) -> list[Path]:

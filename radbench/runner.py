@@ -22,7 +22,6 @@ from radbench.device import effective_precision, resolve_device
 from radbench.features.cache import FeatureCache
 from radbench.features.extract import default_workers_for_files
 from radbench.features.provider import Extraction, FeatureProvider, feature_key
-from radbench.features.source import FeatureSource
 from radbench.jobs import plan_jobs, run_job, run_segmentation_job
 from radbench.progress import Reporter
 from radbench.protocols import PROTOCOLS, ProtocolInput
@@ -75,17 +74,22 @@ def undefined_auroc(dataset: LabeledDataset) -> dict[str, str]:
     only one label value (multi-label)."""
     out = {}
     for name, split in dataset.splits.items():
-        targets = dataset.targets(name)
         if dataset.task.single_label:
             present = sorted({int(c) for c in split.labels})
             if len(present) < 2:
                 out[name] = f"holds one class only ({', '.join(dataset.class_names[c] for c in present) or 'none'})"
         else:
+            targets = dataset.targets(name)
             flat = [dataset.class_names[c] for c in range(targets.shape[1])
                     if len(np.unique(targets[~np.isnan(targets[:, c]), c])) < 2]
             if len(flat) == targets.shape[1]:
                 out[name] = "has one label value for every class"
     return out
+
+
+def file_workers(settings) -> int:
+    """Data-loading workers for images decoded from files: the study's `num_workers`, else by CPU count."""
+    return default_workers_for_files() if settings.num_workers is None else settings.num_workers
 
 
 def preprocess_for(study: StudyConfig, backbone: BackboneConfig, description: BackboneDescription,
@@ -109,9 +113,8 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
     datasets = load_datasets(study, reporter)  # reads only: a data error leaves no folder behind
     for folder in dict.fromkeys((settings.output_dir, study.feature_cache_dir)):
         arrayfile.check_writable(folder)
-    workers = default_workers_for_files() if settings.num_workers is None else settings.num_workers
     datasets = {cfg.name: check_files(datasets[cfg.name], cfg.on_bad_file, study.feature_cache_dir / "checked",
-                                      workers, reporter) for cfg in study.datasets}
+                                      file_workers(settings), reporter) for cfg in study.datasets}
     store = ResultsStore(results_path(study))
     device = resolve_device(settings.device)
     precision = effective_precision(device, settings.precision)
@@ -171,7 +174,7 @@ class _Unit:
         return precache_dataset(
             self.raw, replace(self.base_preprocess, image_size=size), self.study.feature_cache_dir / "preprocessed",
             settings.preprocess_dtype, settings.preprocess_cache, self.dataset_cfg.on_bad_file,
-            default_workers_for_files() if settings.num_workers is None else settings.num_workers, self.reporter)
+            file_workers(settings), self.reporter)
 
     def prepare(self, finished: set[str], extract_only: bool, summary: RunSummary):
         """Pending jobs (all jobs' features when extracting only) and the cached features they read."""
@@ -212,17 +215,15 @@ class _Unit:
             return run_segmentation_job(study, job, inputs, self.reporter, job_preprocess, identity)
         model = self.provider.backbone(self.backbone, self.preprocess.image_size)
         identity = {**identity, **model.weights_revision}
-        workers = 0 if dataset.splits["train"].images.in_memory else default_workers_for_files()
+        in_memory = dataset.splits["train"].images.in_memory
         context = ImageContext(dataset, self.preprocess, model, self.precision,
-                               workers if settings.num_workers is None else settings.num_workers,
+                               0 if in_memory and settings.num_workers is None else file_workers(settings),
                                study.feature_cache_dir / f"{self.key}-tokens")
         inputs = _inputs(job, dataset, None, device, self.reporter, images=context)
         return run_job(study, job, inputs, self.reporter, self.preprocess, identity, None, None)
 
 
 def _run_feature_job(job, cached, *, study, reporter, dataset, preprocess, device) -> JobRecord:
-    if getattr(cached, "source", None) is None:
-        cached.source = FeatureSource(cached.bundle, cached.layout.columns)  # loaded once, shared by the jobs
     manifest = cached.manifest
     images = sum(split["n"] for split in manifest["splits"].values())
     costs = {"backbone_params": float(manifest.get("backbone_params", 0)),

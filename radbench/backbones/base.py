@@ -60,7 +60,6 @@ class BackboneEntry:
     pool: str = "default"  # pooled models: the family's own pooling, or `last_block` (mean of its tokens)
     embed: bool = False  # a CLIP-style tower: its projection is kept and `embed` offered
 
-
     @property
     def feature_types(self) -> str:
         if self.tokens:
@@ -79,10 +78,8 @@ class FeatureBackbone:
     """A built model plus what extraction needs: its layout, normalisation and identity."""
 
     def __init__(self, label: str, model: torch.nn.Module, layout_kind: str, dim: int,
-                 description: BackboneDescription, forward_bundle: Callable, depth: int | None = None,
-                 embed: int = 0):
+                 description: BackboneDescription, forward_bundle: Callable, embed: int = 0):
         self.label = label
-        self._depth = depth
         self.embed = embed  # width of the projected embedding a CLIP-style tower appends (0: none)
         self.weights_revision: dict = {}  # e.g. {"hub_revision": commit}: which hub snapshot the weights came from
         self.model = model
@@ -93,8 +90,6 @@ class FeatureBackbone:
 
     @property
     def depth(self) -> int | None:
-        if self._depth is not None:
-            return self._depth
         blocks = getattr(self.model, "blocks", None)
         return len(blocks) if blocks is not None else None
 

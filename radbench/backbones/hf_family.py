@@ -110,7 +110,7 @@ def build_hf(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> Feat
         from radbench.backbones.timm_family import token_bundle
 
         backbone = FeatureBackbone(cfg.display_name, trunk, "tokens", trunk.embed_dim, description,
-                                   lambda x, layout: token_bundle(trunk, x, layout), depth=len(trunk.blocks))
+                                   lambda x, layout: token_bundle(trunk, x, layout))
     else:
         backbone = FeatureBackbone(cfg.display_name, trunk, "pooled", trunk.embed_dim, description,
                                    lambda x, layout: trunk.forward_head(trunk.forward_features(x), pre_logits=True))

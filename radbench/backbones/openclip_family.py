@@ -106,7 +106,7 @@ def build_openclip(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -
     projection = visual.proj  # CLS (after ln_post) @ proj is CLIP's image embedding
     return FeatureBackbone(cfg.display_name, wrapped, "tokens", wrapped.embed_dim, description,
                            lambda x, layout: token_bundle(wrapped, x, layout, lambda cls: cls @ projection),
-                           depth=len(wrapped.blocks), embed=0 if projection is None else int(projection.shape[1]))
+                           embed=0 if projection is None else int(projection.shape[1]))
 
 
 FAMILIES.add("open_clip", Family("open_clip", build_openclip, openclip_exists, describe_openclip))

@@ -6,12 +6,12 @@ content, so a rerun on unchanged files reads nothing again."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from radbench import arrayfile
 from radbench.errors import DataError
 from radbench.progress import Reporter
 
@@ -76,10 +76,7 @@ def check_files(dataset, on_bad_file: str, folder: Path, workers: int, reporter:
                             problems.setdefault(items[i][2], message)
                     advance(len(batch))
             bad[name] = sorted([index, message] for index, message in problems.items())
-        record.parent.mkdir(parents=True, exist_ok=True)
-        temporary = record.with_name(f".{record.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(bad))
-        os.replace(temporary, record)
+        arrayfile.write_text(record, json.dumps(bad))
     found = [(name, index, message) for name, items in bad.items() for index, message in items]
     if not found:
         return dataset

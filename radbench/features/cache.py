@@ -8,9 +8,9 @@ half file, finished splits are kept, and a damaged split is found when the entry
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ import numpy as np
 
 from radbench import arrayfile
 from radbench.backbones import BundleLayout
+from radbench.features.source import FeatureSource
 
 EXTRACTION_VERSION = 1  # bump when extraction code changes the numbers
 
@@ -38,7 +39,11 @@ class CachedFeatures:
     folder: Path
     manifest: dict
     layout: BundleLayout
-    source: object = None  # the FeatureSource jobs read, made once
+
+    @functools.cached_property
+    def source(self) -> FeatureSource:
+        """What every job on this entry reads: each split loaded once, shared by them all."""
+        return FeatureSource(self.bundle, self.layout.columns)
 
     def bundle(self, split: str) -> np.ndarray:
         path = self.folder / f"{split}.npy"
@@ -112,11 +117,5 @@ class FeatureCache:
                    for split in manifest["splits"]}
         manifest = {**manifest, "key": key, "layout": layout.identity(), "extract_seconds": seconds,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        path = folder / "manifest.json"
-        temporary = arrayfile.temporary_path(path)
-        try:
-            temporary.write_text(json.dumps(manifest, indent=1, default=str))
-            os.replace(temporary, path)
-        except OSError as error:
-            raise arrayfile.write_error(path, error) from None
+        arrayfile.write_text(folder / "manifest.json", json.dumps(manifest, indent=1, default=str))
         return CachedFeatures(folder, manifest, layout)
