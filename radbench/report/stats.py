@@ -8,7 +8,9 @@ With all weights 1 each metric equals radbench's stored value (scikit-learn's)."
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,18 +93,12 @@ def metrics_under_weights(task: Task, targets: np.ndarray, scores: np.ndarray, w
     return out
 
 
-class _quiet:
+@contextlib.contextmanager
+def _quiet():
     """nanmean of an all-NaN column is NaN by design here: no warning."""
-
-    def __enter__(self):
-        import warnings
-
-        self._catch = warnings.catch_warnings()
-        self._catch.__enter__()
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._catch.__exit__(*exc)
+        yield
 
 
 @dataclass(frozen=True)
