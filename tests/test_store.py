@@ -97,3 +97,28 @@ def test_two_processes_split_the_work_and_compute_nothing_twice(tmp_path, pneumo
         assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM jobs").fetchone() == (total, total)
         assert conn.execute("SELECT COUNT(*) FROM claims").fetchone() == (0,)
 
+
+
+
+_OPEN_TOGETHER = """
+import sys, time
+from pathlib import Path
+from radbench.results import ResultsStore
+for trial in range(int(sys.argv[3])):
+    time.sleep(max(0.0, float(sys.argv[2]) + 0.3 * trial - time.time()))
+    ResultsStore(Path(sys.argv[1]) / str(trial) / "results.sqlite").claim("unit")
+"""
+
+
+def test_processes_creating_one_new_store_together_all_open_it(tmp_path):
+    # SQLite answers "locked" at once (no busy wait) to processes switching one new file to WAL together:
+    # two `radbench run` started at the same moment on a fresh output_dir must both get through
+    trials, start = 8, time.time() + 1.5  # after every interpreter has imported radbench
+    processes = [subprocess.Popen([sys.executable, "-c", _OPEN_TOGETHER, str(tmp_path), str(start), str(trials)],
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errors = [process.communicate(timeout=120)[1] for process in processes]
+    assert all(process.returncode == 0 for process in processes), errors
+    for trial in range(trials):
+        with sqlite3.connect(tmp_path / str(trial) / "results.sqlite") as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            assert conn.execute("SELECT COUNT(*) FROM claims").fetchone() == (1,)

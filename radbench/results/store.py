@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import socket
 import sqlite3
 import threading
@@ -123,6 +124,7 @@ def _json_default(value):
 
 
 HEARTBEAT_SECONDS = 15.0
+LOCK_WAIT_SECONDS = 60.0
 STALE_SECONDS = 300.0  # a claim of another machine with no heartbeat for this long is taken over
 
 
@@ -134,7 +136,7 @@ class ResultsStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise StoreError(f"{self.path.parent}: cannot create the output folder ({error.strerror})") from None
-        with self._guard(), closing(self._connect()) as conn:
+        with self._guard(), closing(self._connect_first()) as conn:
             check = [row[0] for row in conn.execute("PRAGMA quick_check")]
             if check != ["ok"]:
                 raise sqlite3.DatabaseError(check[0] if check else "integrity check failed")
@@ -161,10 +163,24 @@ class ResultsStore:
                              f"{self.path.name}.damaged) and rerun: finished jobs are then computed again") from None
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=60)
-        conn.execute("PRAGMA journal_mode=WAL")
+        conn = sqlite3.connect(self.path, timeout=LOCK_WAIT_SECONDS)
         conn.execute("PRAGMA synchronous=FULL")
         return conn
+
+    def _connect_first(self) -> sqlite3.Connection:
+        """The first connection switches the store to WAL (persistent, so later connections need not). SQLite
+        answers "locked" at once, without waiting, when several processes switch one new file together: retry."""
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            conn = self._connect()
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return conn
+            except sqlite3.OperationalError as error:
+                conn.close()
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(random.uniform(0.01, 0.1))
 
     def _read(self, query: str, params: tuple = ()) -> list[tuple]:
         with self._guard(), closing(self._connect()) as conn:
