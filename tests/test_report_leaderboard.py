@@ -97,11 +97,16 @@ def test_a_clearly_worse_backbone_is_marked_and_holm_corrected():
     entries = []
     for name, scores in (("good", good), ("near", near), ("bad", bad)):
         estimate = metrics_under_weights(Task.BINARY, targets, scores, np.ones((1, 400)))["auroc"]
-        entries.append((name, estimate, metrics_under_weights(Task.BINARY, targets, scores, weights)["auroc"]))
-    rows = {row[0]: row for row in _rank("d", "knn", "auroc", entries, 0.05)}
-    assert rows["good"][9] == 1 and rows["bad"][9] == 3
-    assert rows["bad"][10] and not rows["good"][10]
-    assert rows["good"][7] <= rows["good"][4] <= rows["good"][8]
+        entries.append((name, estimate, metrics_under_weights(Task.BINARY, targets, scores, weights)["auroc"],
+                        [(tuple(range(400)), y, scores[:, 1])]))
+    for runs, test in (("kept", "delong"), ("dropped", "paired bootstrap")):
+        given = entries if runs == "kept" else [(*entry[:3], [None]) for entry in entries]
+        rows = {row[0]: row for row in _rank("d", "knn", "auroc", given, 0.05)}
+        assert rows["good"][9] == 1 and rows["bad"][9] == 3
+        assert rows["bad"][10] and not rows["good"][10] and rows["bad"][11] < 0.01
+        assert not rows["near"][10] and rows["near"][11] > 0.05  # a 0.02-noise difference on 400 samples is not real
+        assert rows["good"][7] <= rows["good"][4] <= rows["good"][8]
+        assert rows["bad"][12] == test and rows["good"][12] == ""
 
 
 def _chromium():

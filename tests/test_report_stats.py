@@ -119,6 +119,31 @@ def test_delong_equals_its_structural_components_written_out():
     assert delong(y, a, a)[2] == 1.0
 
 
+
+def test_delong_of_seed_averaged_aurocs_uses_seed_averaged_pair_kernels():
+    # S seeds per model: the mean AUROC is the mean over pairs of the seed-averaged psi, and so are its components
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(8)
+    y = rng.integers(0, 2, 120)
+    a = (rng.random((3, 120)) + 0.6 * y).round(2)
+    b = (rng.random((4, 120)) + 0.4 * y).round(2)
+    pos, neg = y == 1, y == 0
+
+    def kernel(runs):
+        return np.mean([(s[pos][:, None] > s[neg][None, :]) + 0.5 * (s[pos][:, None] == s[neg][None, :])
+                        for s in runs], axis=0)
+
+    psi_a, psi_b = kernel(a), kernel(b)
+    s10 = np.cov(np.stack([psi_a.mean(1), psi_b.mean(1)])) / pos.sum()
+    s01 = np.cov(np.stack([psi_a.mean(0), psi_b.mean(0)])) / neg.sum()
+    variance = (s10 + s01) @ np.array([1, -1]) @ np.array([1, -1])
+    difference, ours_variance, p = delong(y, a, b)
+    mean_auroc = np.mean([roc_auc_score(y, s) for s in a]) - np.mean([roc_auc_score(y, s) for s in b])
+    assert difference == pytest.approx(mean_auroc, abs=1e-12)
+    assert ours_variance == pytest.approx(variance, rel=1e-9)
+    assert delong(y, a[:1], b[:1])[1] == pytest.approx(delong(y, a[0], b[0])[1], rel=1e-12)
+
 def test_holm_by_hand():
     # sorted 0.01, 0.03, 0.04, 0.20 -> 4*0.01, max(.., 3*0.03), max(.., 2*0.04), max(.., 0.20)
     assert holm([0.01, 0.04, 0.03, 0.20]) == pytest.approx([0.04, 0.09, 0.09, 0.20])

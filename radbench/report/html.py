@@ -21,7 +21,8 @@ th:first-child, td:first-child { text-align: left; }
 <h2>What this study found</h2>
 <ul>{% for line in findings %}<li>{{ line }}</li>{% endfor %}</ul>
 <p class="note">Means over seeds; 95 % intervals from {{ resamples }} patient-level bootstrap resamples of the test
-split; "significantly worse" is a paired bootstrap against the best backbone, Holm-corrected within each dataset ×
+split; "significantly worse" is DeLong's test (binary AUROC) or a paired bootstrap against the best backbone,
+Holm-corrected within each dataset ×
 protocol × metric.</p>
 {% if ranking %}<h2>Ranking across datasets</h2><img alt="mean rank" src="data:image/png;base64,{{ ranking }}">{% endif %}
 {% if curves %}<h2>Curves</h2>{% for curve in curves %}

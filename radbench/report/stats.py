@@ -138,15 +138,18 @@ def paired_bootstrap(task: Task, targets: np.ndarray, scores_a: np.ndarray, scor
 
 def delong(y: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) -> tuple[float, float, float]:
     """DeLong's test of two correlated AUROCs on the same samples: (AUROC a - AUROC b, its variance, two-sided p).
-    Structural components from midranks (Sun & Xu 2014), O(N log N)."""
+    Structural components from midranks (Sun & Xu 2014), O(N log N).
+
+    `scores_a` / `scores_b` may be (S, N): one model trained with S seeds. The AUROC averaged over seeds is the mean
+    of the seed-averaged structural components, so its variance over test samples (the models held fixed) comes
+    from those averaged components; with one seed this is DeLong's test as published."""
     y = np.asarray(y).astype(bool)
     m, n = int(y.sum()), int((~y).sum())
     components = []
-    for scores in (scores_a, scores_b):
-        all_ranks, pos_ranks, neg_ranks = _midrank(scores), _midrank(scores[y]), _midrank(scores[~y])
-        v10 = (all_ranks[y] - pos_ranks) / n  # per positive: share of negatives below it (ties half)
-        v01 = 1 - (all_ranks[~y] - neg_ranks) / m  # per negative: share of positives above it
-        components.append((v10.mean(), v10, v01))
+    for runs in (np.atleast_2d(scores_a), np.atleast_2d(scores_b)):
+        per_run = [_structural_components(y, scores, m, n) for scores in runs]
+        v10, v01 = np.mean([c[0] for c in per_run], axis=0), np.mean([c[1] for c in per_run], axis=0)
+        components.append((float(v10.mean()), v10, v01))
     (auc_a, v10_a, v01_a), (auc_b, v10_b, v01_b) = components
     s10 = np.cov(np.stack([v10_a, v10_b]))
     s01 = np.cov(np.stack([v01_a, v01_b]))
@@ -157,6 +160,12 @@ def delong(y: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) -> tuple[f
         return difference, variance, 1.0 if difference == 0 else 0.0
     z = abs(difference) / math.sqrt(variance)
     return difference, variance, float(math.erfc(z / math.sqrt(2)))
+
+
+def _structural_components(y: np.ndarray, scores: np.ndarray, m: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per positive: share of negatives scored below it (ties half); per negative: share of positives above it."""
+    all_ranks, pos_ranks, neg_ranks = _midrank(scores), _midrank(scores[y]), _midrank(scores[~y])
+    return (all_ranks[y] - pos_ranks) / n, 1 - (all_ranks[~y] - neg_ranks) / m
 
 
 def _midrank(values: np.ndarray) -> np.ndarray:
