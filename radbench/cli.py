@@ -173,17 +173,16 @@ def report(
     out: Optional[Path] = typer.Option(None, help="where the report goes (default OUTPUT_DIR/report)"),
     resamples: int = typer.Option(1000, min=100, help="patient-level bootstrap resamples"),
     seed: int = typer.Option(0, help="seed of the resamples"),
+    patch_images: int = typer.Option(3, min=0, help="test images per dataset in the PCA patch-feature maps (0: none; "
+                                     "the only part that runs a backbone)"),
 ):
-    """The study's answer: index.html (findings, leaderboard figures and tables, ranking across datasets) and
-    the leaderboard as CSV/Markdown/LaTeX, with 95 % patient-level bootstrap intervals and significance."""
-    from radbench.report.api import load
-    from radbench.report.html import write_report
-    from radbench.report.tables import write_table
+    """The study's answer: index.html (findings, status, leaderboards with 95 % patient-level bootstrap intervals
+    and significance, ranking, curves, ROC / confusion / per-class AUROC, segmentation cases and overlays, cost,
+    CKA and PCA patch maps), every figure as PNG + SVG and every table as CSV / Markdown / LaTeX."""
+    from radbench.report.build import build_report
 
     target = out or output_dir / "report"
-    board = load(output_dir).leaderboard(resamples, seed)
-    write_table(board, target / "tables", "leaderboard")
-    page = write_report(board, target, output_dir.name, resamples)
+    page, board = build_report(output_dir, target, resamples, seed, patch_images, warn=lambda m: err.print(f"warning: {m}"))
     err.print(f"report: {page} ({len(board)} leaderboard rows, {resamples} patient resamples; tables in "
               f"{target / 'tables'}, figures in {target / 'figures'})")
 

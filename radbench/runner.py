@@ -123,6 +123,7 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
     summary = RunSummary()
     reporter.info(f"study {settings.name}: device {device}, precision {precision}, output {settings.output_dir}")
     units = deque((backbone, dataset_cfg) for backbone in study.backbones for dataset_cfg in study.datasets)
+    store.plan_units(settings.name, [(backbone.display_name, cfg.name) for backbone, cfg in units])
     busy_rounds = 0
     with store.heartbeat():
         while units:
@@ -140,6 +141,8 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                 jobs, cached = unit.prepare(store.finished_keys(), extract_only, summary)
             finally:
                 store.release(unit_key)
+            store.plan_jobs(backbone.display_name, dataset_cfg.name,
+                            [(job.key, job.label, job.seed, job.repeat) for job in unit.jobs])
             if not extract_only:
                 for job in jobs:
                     if not store.claim(job.key):
@@ -147,6 +150,10 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                         continue
                     try:
                         record = unit.run(job, cached, device)
+                    except Exception as error:  # the report shows it; the run still stops here, as before
+                        store.record_failure(job.key, backbone.display_name, dataset_cfg.name, job.label, job.seed,
+                                             job.repeat, f"{type(error).__name__}: {error}".splitlines()[0][:500])
+                        raise
                     finally:
                         store.release(job.key)
                     summary.jobs_run += store.save(record)
@@ -183,7 +190,7 @@ class _Unit:
         self.dataset, self.preprocess = self.prepared(self.base_preprocess.image_size)
         settings = self.study.settings
         self.key = feature_key(self.description, self.preprocess, self.dataset, settings.cache_dtype, self.precision)
-        jobs = plan_jobs(self.study, self.backbone, self.dataset, self.key)
+        self.jobs = jobs = plan_jobs(self.study, self.backbone, self.dataset, self.key)
         pending = [job for job in jobs if job.key not in finished]
         summary.jobs_total += len(jobs)
         summary.jobs_skipped += len(jobs) - len(pending)

@@ -16,7 +16,8 @@ from radbench.results.tables import COST_METRICS
 
 class Results:
     """r.results (one row per test metric), r.predictions (per-sample scores), r.samples (segmentation cases),
-    r.costs, r.jobs (configs); r.bootstrap(job), r.compare(job_a, job_b, metric), r.leaderboard()."""
+    r.costs, r.jobs (configs), r.status (planned / stored / failed jobs); r.bootstrap(job), r.compare(job_a, job_b,
+    metric), r.cka(dataset[, backbone]), r.leaderboard()."""
 
     def __init__(self, output_dir: str | Path):
         path = Path(output_dir) / "results.sqlite"
@@ -32,6 +33,10 @@ class Results:
     def results(self) -> pd.DataFrame:
         rows = metric_rows(self.store)
         return rows[~rows.metric.isin(COST_METRICS)].reset_index(drop=True)
+
+    @property
+    def status(self) -> pd.DataFrame:
+        return self.store.status()
 
     @property
     def costs(self) -> pd.DataFrame:
@@ -67,6 +72,17 @@ class Results:
         if metric == "auroc" and task is Task.BINARY:
             return stats.delong(targets.argmax(1), scores_a[:, 1], scores_b[:, 1])[2]
         return stats.paired_bootstrap(task, targets, scores_a, scores_b, patients, metric, resamples, seed)
+
+    def cka(self, dataset: str, backbone: str | None = None, feature: str = "cls",
+            unbiased: bool = False) -> pd.DataFrame:
+        """Linear CKA on `dataset`'s cached test features: backbone x backbone, or, given `backbone`, block x block
+        of that backbone's cached blocks."""
+        from radbench.report.cka import backbone_cka, layer_cka
+
+        folder = self.store.path.parent
+        if backbone is not None:
+            return layer_cka(folder, backbone, dataset, unbiased)
+        return backbone_cka(folder, dataset, feature, unbiased)
 
     def leaderboard(self, resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
         from radbench.report.leaderboard import leaderboard

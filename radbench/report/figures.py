@@ -58,7 +58,7 @@ def mean_rank(board: pd.DataFrame, metric: str) -> pd.DataFrame:
 def ranking_plot(board: pd.DataFrame, metric: str):
     plt = _pyplot()
     ranks = mean_rank(board, metric)
-    figure, axis = plt.subplots(figsize=(6, 0.45 * ranks.backbone.nunique() + 1.5))
+    figure, axis = plt.subplots(figsize=(7.5, 0.45 * ranks.backbone.nunique() + 1.5))
     protocols = sorted(ranks.protocol.unique())
     backbones = sorted(ranks.backbone.unique())
     for offset, protocol in enumerate(protocols):
@@ -67,7 +67,7 @@ def ranking_plot(board: pd.DataFrame, metric: str):
         axis.errorbar(part["mean"], positions, xerr=part["std"].fillna(0), fmt="o", capsize=3, label=protocol)
     axis.set_yticks(np.arange(len(backbones)), backbones)
     axis.set_xlabel(f"mean rank over datasets ({metric}; 1 = best)")
-    axis.legend(fontsize="small", loc="best")
+    axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     axis.set_ylim(len(backbones) - 0.5, -0.5)
     figure.tight_layout()
     return figure
@@ -116,9 +116,9 @@ def save(figure, folder: Path, name: str) -> tuple[Path, str]:
     plt = _pyplot()
     folder.mkdir(parents=True, exist_ok=True)
     png = folder / f"{name}.png"
-    figure.savefig(png, dpi=120)
-    figure.savefig(folder / f"{name}.svg")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120)
+    png.write_bytes(buffer.getvalue())  # rendered once for the file and the page
+    figure.savefig(folder / f"{name}.svg")
     plt.close(figure)
     return png, base64.b64encode(buffer.getvalue()).decode()

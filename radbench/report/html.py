@@ -1,7 +1,10 @@
-"""The report page: one self-contained HTML file (figures embedded, no network), opening from file://."""
+"""The report page: one self-contained HTML file (figures embedded, no network), opening from file://.
+
+A page is a list of sections, each a list of blocks: a figure (embedded PNG), a table, or a line of text."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -11,40 +14,92 @@ from radbench.report import figures
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>radbench report — {{ title }}</title>
 <style>
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
-.worse { color: #888; } img { max-width: 100%; } .note { color: #555; font-size: 0.9em; }
+.worse { color: #888; } .failed { color: #b00; } img { max-width: 100%; } .note { color: #555; font-size: 0.9em; }
+figure { margin: 1em 0; } figure.half { display: inline-block; width: 48%; vertical-align: top; margin: 0.5em 0.5%; }
+figcaption { color: #555; font-size: 0.85em; }
+nav a { margin-right: 1em; } .gallery img { width: 32%; margin: 0.3%; }
 </style></head><body>
 <h1>radbench report — {{ title }}</h1>
-<h2>What this study found</h2>
-<ul>{% for line in findings %}<li>{{ line }}</li>{% endfor %}</ul>
-<p class="note">Means over seeds; 95 % intervals from {{ resamples }} patient-level bootstrap resamples of the test
-split; "significantly worse" is DeLong's test (binary AUROC) or a paired bootstrap against the best backbone,
-Holm-corrected within each dataset ×
-protocol × metric.</p>
-{% if ranking %}<h2>Ranking across datasets</h2><img alt="mean rank" src="data:image/png;base64,{{ ranking }}">{% endif %}
-{% if curves %}<h2>Curves</h2>{% for curve in curves %}
-<img alt="{{ curve.title }}" src="data:image/png;base64,{{ curve.figure }}">{% endfor %}{% endif %}
+<nav>{% for section in sections %}<a href="#{{ section.anchor }}">{{ section.title }}</a>{% endfor %}</nav>
 {% for section in sections %}
-<h2>{{ section.dataset }} / {{ section.protocol }}</h2>
-<img alt="{{ section.dataset }} {{ section.protocol }} {{ metric }}" src="data:image/png;base64,{{ section.figure }}">
-<table><tr><th>backbone</th><th>rank</th><th>{{ metric }}</th><th>95 % CI</th><th>± std</th><th>seeds</th></tr>
-{% for row in section.rows %}<tr class="{{ 'worse' if row.significantly_worse_than_best else '' }}">
-<td>{{ row.backbone }}</td><td>{{ row.rank }}</td><td>{{ '%.4f' % row.mean }}</td>
-<td>{{ '%.4f' % row.ci_low }} – {{ '%.4f' % row.ci_high }}</td>
-<td>{{ '' if row.std != row.std else '%.4f' % row.std }}</td><td>{{ row.n_seeds }}</td></tr>{% endfor %}
-</table>{% endfor %}
+<h2 id="{{ section.anchor }}">{{ section.title }}</h2>
+{% for block in section.blocks %}
+{% if block.kind == "list" %}<ul>{% for line in block.lines %}<li>{{ line }}</li>{% endfor %}</ul>
+{% elif block.kind == "text" %}<p class="note">{{ block.text }}</p>
+{% elif block.kind == "heading" %}<h3>{{ block.text }}</h3>
+{% elif block.kind == "figure" %}<figure class="{{ 'half' if block.half else '' }}"><img alt="{{ block.title }}" src="data:image/png;base64,{{ block.png }}">
+{% if block.caption %}<figcaption>{{ block.caption }}</figcaption>{% endif %}</figure>
+{% elif block.kind == "gallery" %}<figure class="gallery">{% for image in block.images %}<img alt="{{ image.title }}"
+ title="{{ image.title }}" src="data:image/png;base64,{{ image.png }}">{% endfor %}
+<figcaption>{{ block.caption }}</figcaption></figure>
+{% elif block.kind == "table" %}<table><tr>{% for column in block.columns %}<th>{{ column }}</th>{% endfor %}</tr>
+{% for row in block.rows %}<tr class="{{ block.row_classes[loop.index0] }}">{% for cell in row %}<td>{{ cell }}</td>
+{% endfor %}</tr>{% endfor %}</table>{% endif %}
+{% endfor %}{% endfor %}
 </body></html>
 """
 
 
-def findings(board: pd.DataFrame, metric: str) -> list[str]:
-    """Best backbone per dataset × protocol, its interval, and whether it beats the runner-up significantly."""
+@dataclass
+class Section:
+    title: str
+    anchor: str
+    blocks: list[dict] = field(default_factory=list)
+
+    def text(self, text: str) -> None:
+        self.blocks.append({"kind": "text", "text": text})
+
+    def heading(self, text: str) -> None:
+        self.blocks.append({"kind": "heading", "text": text})
+
+    def lines(self, lines: list[str]) -> None:
+        self.blocks.append({"kind": "list", "lines": lines})
+
+    def table(self, columns: list[str], rows: list[list], row_classes: list[str] | None = None) -> None:
+        self.blocks.append({"kind": "table", "columns": columns, "rows": rows,
+                            "row_classes": row_classes or [""] * len(rows)})
+
+
+class Page:
+    """Collects sections; every figure is written to figures/ as PNG and SVG and embedded as PNG."""
+
+    def __init__(self, folder: Path, title: str):
+        self.folder, self.title = folder, title
+        self.sections: list[Section] = []
+
+    def section(self, title: str) -> Section:
+        section = Section(title, figures.slug(title) or f"section-{len(self.sections)}")
+        self.sections.append(section)
+        return section
+
+    def figure(self, section: Section, figure, name: str, title: str, caption: str = "", half: bool = False) -> None:
+        """`half`: shown two to a row (small figures of one kind, e.g. a leaderboard per protocol)."""
+        _, png = figures.save(figure, self.folder / "figures", figures.slug(name))
+        section.blocks.append({"kind": "figure", "title": title, "png": png, "caption": caption, "half": half})
+
+    def write(self) -> Path:
+        from jinja2 import Environment
+
+        html = Environment(autoescape=True).from_string(TEMPLATE).render(title=self.title, sections=self.sections)
+        path = self.folder / "index.html"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(html)
+        return path
+
+
+def findings(board: pd.DataFrame, metrics: dict[str, str]) -> list[str]:
+    """Best backbone per dataset × protocol (on the dataset's headline metric), its interval, and whether it beats
+    the runner-up significantly."""
     lines = []
-    for (dataset, protocol), rows in board[board.metric == metric].groupby(["dataset", "protocol"]):
-        rows = rows.sort_values("rank")
+    for (dataset, protocol), rows in board.groupby(["dataset", "protocol"]):
+        metric = metrics.get(dataset)
+        rows = rows[rows.metric == metric].sort_values("rank")
+        if rows.empty:
+            continue
         best = rows.iloc[0]
         line = (f"{dataset} / {protocol}: {best.backbone} {metric} {best['mean']:.4f} "
                 f"(95 % CI {best.ci_low:.4f}–{best.ci_high:.4f})")
@@ -55,31 +110,3 @@ def findings(board: pd.DataFrame, metric: str) -> list[str]:
             line += f", {verdict} {runner.backbone} ({runner['mean']:.4f})"
         lines.append(line)
     return lines
-
-
-def write_report(board: pd.DataFrame, folder: Path, title: str, resamples: int, metric: str = "auroc") -> Path:
-    from jinja2 import Environment
-
-    figure_folder = folder / "figures"
-    sections = []
-    for (dataset, protocol), rows in board[board.metric == metric].groupby(["dataset", "protocol"]):
-        figure = figures.leaderboard_bars(board, dataset, protocol, metric)
-        _, embedded = figures.save(figure, figure_folder, figures.slug(f"leaderboard-{dataset}-{protocol}-{metric}"))
-        sections.append({"dataset": dataset, "protocol": protocol, "figure": embedded,
-                         "rows": list(rows.sort_values("rank").itertuples())})
-    curves = []
-    points = figures.curve_points(board, metric)
-    for (dataset, curve), rows in points.groupby(["dataset", "curve"]):
-        name = figures.slug(f"curve-{dataset}-{curve}-{metric}")
-        _, embedded = figures.save(figures.curve_plot(rows, dataset, curve, metric), figure_folder, name)
-        curves.append({"title": f"{dataset} / {curve}", "figure": embedded})
-    ranking = None
-    if board[board.metric == metric].dataset.nunique() > 1:
-        _, ranking = figures.save(figures.ranking_plot(board, metric), figure_folder, f"ranking-{metric}")
-    html = Environment(autoescape=True).from_string(TEMPLATE).render(
-        title=title, findings=findings(board, metric), sections=sections, ranking=ranking, curves=curves,
-        metric=metric,
-        resamples=resamples)
-    path = folder / "index.html"
-    path.write_text(html)
-    return path

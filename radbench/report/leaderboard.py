@@ -15,13 +15,17 @@ from radbench.report.stats import delong, holm, metrics_under_weights, patient_w
 from radbench.results.store import ResultsStore
 from radbench.results.tables import KEYS, settings
 
+CASE_METRICS = ("dice", "iou")  # higher is better, as ranking assumes (HD95 stays in the per-case tables)
 COLUMNS = ["backbone", "dataset", "protocol", "metric", "mean", "std", "n_seeds", "ci_low", "ci_high", "rank",
            "significantly_worse_than_best", "p_vs_best", "test"]
 
 
 def leaderboard(store: ResultsStore, resamples: int = 1000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
     jobs = store.jobs()
-    jobs = jobs[[store.has_predictions(key) for key in jobs.key]].reset_index(drop=True)
+    cases = store.sample_metrics()
+    cases = cases[cases.metric.isin(CASE_METRICS)]
+    with_cases = set(cases.job)
+    jobs = jobs[[key in with_cases or store.has_predictions(key) for key in jobs.key]].reset_index(drop=True)
     if jobs.empty:
         return pd.DataFrame(columns=COLUMNS)
     jobs["job"] = jobs["key"]
@@ -32,6 +36,13 @@ def leaderboard(store: ResultsStore, resamples: int = 1000, seed: int = 0, alpha
         scored = {}  # job key -> (estimates, resampled metrics)
         weights_by_samples: dict[tuple, np.ndarray] = {}
         for job in dataset_jobs.itertuples():
+            if job.key in with_cases:  # segmentation: the mean over test cases of per-case Dice / IoU
+                per_case = cases[cases.job == job.key].pivot(index="sample_id", columns="metric", values="value")
+                samples = tuple(per_case.index)
+                if samples not in weights_by_samples:
+                    weights_by_samples[samples] = patient_weights(np.array(samples), resamples, seed)
+                scored[job.key] = (*_case_means(per_case, weights_by_samples[samples]), None)
+                continue
             _, sample_ids, targets, scores = store.predictions(job.key)
             patients = np.array(store.patient_ids(job.key))
             samples = tuple(sample_ids)
@@ -52,6 +63,19 @@ def leaderboard(store: ResultsStore, resamples: int = 1000, seed: int = 0, alpha
                     entries.append((backbone, values, draws, [scored[key][2] for key in group.key]))
                 rows += _rank(dataset, protocol, metric, entries, alpha)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _case_means(per_case: pd.DataFrame, weights: np.ndarray) -> tuple[dict, dict]:
+    """Mean of each per-case metric, and its value under every resample's case weights (cases without a value,
+    e.g. HD95 of an empty mask, are left out as the stored mean leaves them out)."""
+    estimates, draws = {}, {}
+    for metric in per_case.columns:
+        values = per_case[metric].to_numpy(dtype=float)
+        known = ~np.isnan(values)
+        estimates[metric] = float(values[known].mean()) if known.any() else np.nan
+        with np.errstate(invalid="ignore", divide="ignore"):
+            draws[metric] = (weights[:, known] @ values[known]) / weights[:, known].sum(1)
+    return estimates, draws
 
 
 def _rank(dataset: str, protocol: str, metric: str, entries: list, alpha: float) -> list[list]:

@@ -76,6 +76,30 @@ CREATE TABLE IF NOT EXISTS predictions (
     shape TEXT NOT NULL,
     patient_ids TEXT
 );
+CREATE TABLE IF NOT EXISTS planned_units (
+    study TEXT NOT NULL,
+    backbone TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    PRIMARY KEY (study, backbone, dataset)
+);
+CREATE TABLE IF NOT EXISTS planned_jobs (
+    key TEXT PRIMARY KEY,
+    backbone TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    repeat INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS failures (
+    key TEXT PRIMARY KEY,
+    backbone TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    repeat INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    failed_at REAL NOT NULL
+);
 """
 
 
@@ -234,6 +258,45 @@ class ResultsStore:
             with contextlib.suppress(sqlite3.Error, StoreError), self._guard(), closing(self._connect()) as conn, conn:
                 conn.execute("DELETE FROM claims WHERE owner = ?", (self.owner,))
 
+    # -- the plan: what a study asked for, so that a report shows what is missing or failed ---------------------
+
+    def plan_units(self, study: str, units: list[tuple[str, str]]) -> None:
+        """The study's backbone x dataset units as this run sees them (an edited study replaces the old list)."""
+        with self._guard(), closing(self._connect()) as conn, conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM planned_units WHERE study = ?", (study,))
+            conn.executemany("INSERT OR IGNORE INTO planned_units VALUES (?,?,?)", [(study, *u) for u in units])
+
+    def plan_jobs(self, backbone: str, dataset: str, jobs: list[tuple[str, str, int, int]]) -> None:
+        """One unit's jobs (key, protocol, seed, repeat), replacing the unit's earlier plan."""
+        with self._guard(), closing(self._connect()) as conn, conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM planned_jobs WHERE backbone = ? AND dataset = ?", (backbone, dataset))
+            conn.executemany("INSERT OR REPLACE INTO planned_jobs VALUES (?,?,?,?,?,?)",
+                             [(key, backbone, dataset, protocol, seed, repeat)
+                              for key, protocol, seed, repeat in jobs])
+
+    def record_failure(self, key: str, backbone: str, dataset: str, protocol: str, seed: int, repeat: int,
+                       error: str) -> None:
+        with self._guard(), closing(self._connect()) as conn, conn:
+            conn.execute("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?,?,?,?)",
+                         (key, backbone, dataset, protocol, seed, repeat, error, time.time()))
+
+    def status(self) -> pd.DataFrame:
+        """Per backbone x dataset x protocol of the plan: jobs planned, stored and failed (with the last error);
+        a unit that no run has reached yet has protocol "" and planned 0."""
+        jobs = self._frame(
+            "SELECT p.backbone, p.dataset, p.protocol, COUNT(*) AS planned, COUNT(j.key) AS done, "
+            "COUNT(f.key) AS failed, MAX(f.error) AS error FROM planned_jobs p "
+            "LEFT JOIN jobs j ON j.key = p.key LEFT JOIN failures f ON f.key = p.key AND j.key IS NULL "
+            "GROUP BY p.backbone, p.dataset, p.protocol")
+        units = self._frame("SELECT DISTINCT u.backbone, u.dataset FROM planned_units u WHERE NOT EXISTS "
+                            "(SELECT 1 FROM planned_jobs p WHERE p.backbone = u.backbone AND p.dataset = u.dataset)")
+        units = units.assign(protocol="", planned=0, done=0, failed=0, error=None)
+        frames = [frame for frame in (jobs, units) if not frame.empty]
+        out = pd.concat(frames, ignore_index=True) if frames else jobs
+        return out.sort_values(["dataset", "backbone", "protocol"]).reset_index(drop=True)
+
     def finished_keys(self) -> set[str]:
         return {row[0] for row in self._read("SELECT key FROM jobs")}
 
@@ -250,6 +313,7 @@ class ResultsStore:
         with self._guard(), closing(self._connect()) as conn, conn:  # one transaction: all of the job or none
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("DELETE FROM claims WHERE key = ?", (record.key,))
+            conn.execute("DELETE FROM failures WHERE key = ?", (record.key,))
             if conn.execute("SELECT 1 FROM jobs WHERE key = ?", (record.key,)).fetchone() is not None:
                 return False
             conn.execute(

@@ -1,0 +1,243 @@
+"""`radbench report`: a results folder -> index.html, figures/ and tables/. Reads the store and the cached
+features; trains nothing (patch-feature maps run the backbone on a few test images only)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from radbench.data.base import Task
+from radbench.report import figures, plots
+from radbench.report.api import Results, load
+from radbench.report.html import Page, Section, findings
+from radbench.report.tables import write_table
+
+HEADLINE = ("auroc", "dice", "accuracy", "kappa")
+
+
+def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int = 0, patch_images: int = 3,
+                 warn=print) -> tuple[Path, pd.DataFrame]:
+    results = load(output_dir)
+    board = results.leaderboard(resamples, seed)
+    jobs = results.jobs
+    page = Page(out, ", ".join(sorted(jobs.study.unique())) or Path(output_dir).resolve().name)
+    tables = out / "tables"
+    write_table(board, tables, "leaderboard")
+    headline = {dataset: next((m for m in HEADLINE if m in set(rows.metric)), rows.metric.iloc[0])
+                for dataset, rows in board.groupby("dataset")}
+
+    summary = page.section("What this study found")
+    summary.lines(findings(board, headline) or ["no stored test predictions yet"])
+    summary.text(f"Means over seeds; 95 % intervals from {resamples} patient-level bootstrap resamples of the test "
+                 "split (cases for segmentation); 'significantly worse' is DeLong's test (binary AUROC) or a paired "
+                 "bootstrap against the best backbone, Holm-corrected within each dataset × protocol × metric.")
+    _status(page, results.status, tables)
+    metric = "auroc"
+    if board[board.metric == metric].dataset.nunique() > 1:
+        section = page.section("Ranking across datasets")
+        page.figure(section, figures.ranking_plot(board, metric), f"ranking-{metric}", "mean rank",
+                    "Mean rank of each backbone over the datasets (1 = best), per protocol; bars: std over datasets.")
+        write_table(figures.mean_rank(board, metric), tables, f"ranking-{metric}")
+    costs = _costs(results)
+    if not costs.empty:
+        write_table(costs, tables, "costs")
+    for dataset in sorted(board.dataset.unique()):
+        section = page.section(f"Dataset {dataset}")
+        dataset_jobs = jobs[jobs.dataset == dataset]
+        _leaderboards(page, section, board, dataset, headline[dataset], resamples)
+        _curves(page, section, board, dataset, headline[dataset], dataset_jobs)
+        _per_sample(page, section, results, dataset_jobs, tables)
+        _segmentation(page, section, results, dataset, dataset_jobs, Path(output_dir))
+        points = board[(board.dataset == dataset) & (board.metric == headline[dataset])]
+        points = points.merge(costs, on=["backbone", "dataset", "protocol"], how="left") if not costs.empty else None
+        if points is not None and len(points) > 1:
+            page.figure(section, plots.cost_scatter(points, headline[dataset], f"{dataset}: {headline[dataset]} "
+                        "against cost"), f"cost-{dataset}", f"{dataset} cost",
+                        "Mean over seeds; one point per backbone × protocol.")
+        _representations(page, section, results, dataset, tables, patch_images, warn)
+    return page.write(), board
+
+
+def _status(page: Page, status: pd.DataFrame, tables: Path) -> None:
+    if status.empty:
+        return
+    write_table(status, tables, "status")
+    incomplete = status[(status.done < status.planned) | (status.planned == 0)]
+    if incomplete.empty:
+        return
+    section = page.section("Study status")
+    unreached = status[status.planned == 0]
+    line = f"{int(status.done.sum())} of {int(status.planned.sum())} planned jobs stored"
+    line += f"; {int(status.failed.sum())} failed" if status.failed.sum() else ""
+    if len(unreached):
+        line += f"; {len(unreached)} backbone × dataset units not reached yet (their jobs are not counted)"
+    section.lines([line + ". Rerun `radbench run` with the same study to finish it."])
+    rows, classes = [], []
+    for row in incomplete.itertuples():
+        stored = "not reached" if row.planned == 0 else f"{row.done} of {row.planned}"
+        rows.append([row.backbone, row.dataset, row.protocol or "—", stored, row.failed, row.error or ""])
+        classes.append("failed" if row.failed else "")
+    section.table(["backbone", "dataset", "protocol", "stored", "failed", "last error"], rows, classes)
+
+
+def _leaderboards(page: Page, section: Section, board: pd.DataFrame, dataset: str, metric: str,
+                  resamples: int) -> None:
+    rows = board[(board.dataset == dataset) & (board.metric == metric) & ~board.protocol.str.contains("@")]
+    for protocol in sorted(rows.protocol.unique()):
+        page.figure(section, figures.leaderboard_bars(board, dataset, protocol, metric),
+                    f"leaderboard-{dataset}-{protocol}-{metric}", f"{dataset} {protocol} {metric}", half=True)
+    if rows.empty:
+        return
+    section.text("Bars: mean over seeds with its 95 % interval; hatched: significantly worse than the best "
+                 "(Holm-corrected).")
+    rows = rows.sort_values(["protocol", "rank"])
+    section.table(["protocol", "backbone", "rank", metric, "95 % CI", "± std", "seeds", "p vs best"],
+                  [[r.protocol, r.backbone, r.rank, f"{r.mean:.4f}", f"{r.ci_low:.4f} – {r.ci_high:.4f}",
+                    "" if np.isnan(r.std) else f"{r.std:.4f}", r.n_seeds, _p_text(r.p_vs_best, r.test, resamples)]
+                   for r in rows.itertuples()],
+                  ["worse" if r.significantly_worse_than_best else "" for r in rows.itertuples()])
+
+
+def _p_text(p_value: float, test: str, resamples: int) -> str:
+    if np.isnan(p_value):
+        return ""
+    if p_value == 0 and test == "paired bootstrap":  # no resample on the other side: below the resolution
+        return f"< {1 / resamples:.2g} ({test})"
+    return f"{p_value:.3g} ({test})"
+
+
+def _curves(page: Page, section: Section, board: pd.DataFrame, dataset: str, metric: str, jobs: pd.DataFrame):
+    points = figures.curve_points(board[board.dataset == dataset], metric)
+    for curve, rows in points.groupby("curve"):
+        page.figure(section, figures.curve_plot(rows, dataset, curve, metric), f"curve-{dataset}-{curve}-{metric}",
+                    f"{dataset} / {curve}", "Mean over seeds and repeats; band: 95 % bootstrap interval.", half=True)
+    sizes = _resolutions(jobs)
+    rows = board[(board.dataset == dataset) & (board.metric == metric)].merge(sizes, on="backbone")
+    for protocol, group in rows.groupby("protocol"):
+        if group.groupby("model").image_size.nunique().max() > 1:
+            page.figure(section, plots.resolution_curve(group, metric, f"{dataset} / {protocol}: resolution"),
+                        f"resolution-{dataset}-{protocol}-{metric}", f"{dataset} {protocol} resolution")
+    tuned = board[(board.dataset == dataset) & (board.metric == metric) & board.protocol.isin(plots.FROZEN +
+                                                                                              plots.TUNED)]
+    if tuned.protocol.isin(plots.TUNED).any() and tuned.protocol.isin(plots.FROZEN).any():
+        page.figure(section, plots.adaptation_bars(tuned, metric, f"{dataset}: frozen vs fine-tuned vs PEFT"),
+                    f"adaptation-{dataset}-{metric}", f"{dataset} adaptation",
+                    "Plain bars: frozen backbone; dotted: the backbone trained (fully, LoRA or BitFit).")
+
+
+def _resolutions(jobs: pd.DataFrame) -> pd.DataFrame:
+    """backbone label -> (model: the backbone without its label and size, image_size), where one model ran at
+    several sizes."""
+    rows = []
+    for job in jobs.drop_duplicates("backbone").itertuples():
+        config = json.loads(job.config)
+        backbone = {k: v for k, v in config["backbone"].items() if k not in ("label", "image_size", "identity")}
+        rows.append({"backbone": job.backbone, "model": config["backbone"]["name"],
+                     "model_key": json.dumps(backbone, sort_keys=True),
+                     "image_size": config.get("preprocess", {}).get("image_size")})
+    frame = pd.DataFrame(rows, columns=["backbone", "model", "model_key", "image_size"])
+    several = frame.groupby("model_key").image_size.transform("nunique") > 1
+    return frame[several].drop(columns="model_key")
+
+
+def _first_runs(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Per backbone x protocol (points of curves left out), the job of its first seed and repeat."""
+    jobs = jobs[~jobs.protocol.str.contains("@")]
+    return jobs.sort_values(["seed", "repeat"]).drop_duplicates(["backbone", "protocol"]).sort_values("backbone")
+
+
+def _per_sample(page: Page, section: Section, results: Results, jobs: pd.DataFrame, tables: Path) -> None:
+    jobs = jobs[jobs.task != "segmentation"]
+    if jobs.empty:
+        return
+    task = Task(jobs.task.iloc[0])
+    dataset = jobs.dataset.iloc[0]
+    for protocol, group in _first_runs(jobs).groupby("protocol"):
+        runs = [(job.backbone, *results.store.predictions(job.key)) for job in group.itertuples()]
+        if task is Task.BINARY:
+            page.figure(section, plots.roc_curves([(b, t.argmax(1), s[:, 1]) for b, _, _, t, s in runs],
+                                                  f"{dataset} / {protocol}: ROC (first seed)"),
+                        f"roc-{dataset}-{protocol}", f"{dataset} {protocol} ROC", half=True)
+        elif task in (Task.MULTICLASS, Task.ORDINAL):
+            page.figure(section, plots.confusion_matrices([(b, t.argmax(1), s.argmax(1)) for b, _, _, t, s in runs],
+                                                          list(runs[0][1]), f"{dataset} / {protocol}: confusion "
+                                                          "(first seed; colour: share of the true class)"),
+                        f"confusion-{dataset}-{protocol}", f"{dataset} {protocol} confusion")
+    rows = results.results
+    rows = rows[(rows.dataset == dataset) & rows.metric.str.startswith("auroc/")
+                & ~rows.protocol.str.contains("@")]
+    if rows.empty:
+        return
+    rows = rows.assign(cls=rows.metric.str.removeprefix("auroc/"))
+    per_class = rows.groupby(["protocol", "backbone", "cls"]).value.mean().reset_index()
+    write_table(per_class.rename(columns={"cls": "class", "value": "auroc"}), tables, f"per-class-auroc-{dataset}")
+    table = per_class.assign(row=per_class.backbone + " / " + per_class.protocol).pivot(
+        index="row", columns="cls", values="value")
+    page.figure(section, plots.per_class_heatmap(table, f"{dataset}: AUROC per class"),
+                f"per-class-auroc-{dataset}", f"{dataset} per-class AUROC", "Mean over seeds, per backbone / protocol.")
+
+
+def _segmentation(page: Page, section: Section, results: Results, dataset: str, jobs: pd.DataFrame,
+                  output_dir: Path) -> None:
+    jobs = jobs[jobs.task == "segmentation"]
+    if jobs.empty:
+        return
+    cases = results.samples
+    cases = cases[(cases.dataset == dataset) & (cases.metric == "dice")]
+    volumes = json.loads(jobs.config.iloc[0])["dataset"].get("volume") is not None
+    unit = "volume" if volumes else "case"
+    if not cases.empty:  # each case once per backbone x protocol: its mean over seeds
+        mean = cases.groupby(["backbone", "protocol", "sample_id"]).value.mean().reset_index()
+        page.figure(section, plots.case_distribution(mean, "Dice", f"{dataset}: Dice per {unit}", unit),
+                    f"dice-per-{unit}-{dataset}", f"{dataset} Dice per {unit}",
+                    f"Each point one test {unit} (mean over seeds).")
+    images = []
+    for job in _first_runs(jobs).itertuples():
+        folder = output_dir / "segmentation"
+        found = sorted(folder.glob(f"*/{dataset}/*/seed{job.seed}/overlays/*.png"))
+        found = [p for p in found if p.parts[-6] == _slug(job.backbone) and p.parts[-4] == _slug(job.protocol)]
+        images += [{"title": f"{job.backbone} / {job.protocol} / {p.stem}",
+                    "png": base64.b64encode(p.read_bytes()).decode()} for p in found[:3]]
+    if images:
+        section.blocks.append({"kind": "gallery", "images": images,
+                               "caption": "Overlays (image | ground truth | prediction), first seed."})
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in name)
+
+
+def _costs(results: Results) -> pd.DataFrame:
+    """Mean cost per backbone x dataset x protocol: trainable params, train seconds, ms per image, peak MB."""
+    rows = results.costs
+    if rows.empty:
+        return pd.DataFrame()
+    rows = rows.assign(protocol=[f"{p} ({s})" if s else p for p, s in zip(rows.protocol, rows.setting)])
+    table = rows.groupby(["backbone", "dataset", "protocol", "metric"]).value.mean().unstack("metric")
+    return table.reindex(columns=[c for c in plots.COSTS if c in table.columns]).reset_index()
+
+
+def _representations(page: Page, section: Section, results: Results, dataset: str, tables: Path,
+                     patch_images: int, warn) -> None:
+    matrix = results.cka(dataset)
+    if len(matrix) > 1:
+        write_table(matrix.reset_index(names="backbone"), tables, f"cka-{dataset}")
+        page.figure(section, plots.cka_heatmap(matrix, f"{dataset}: linear CKA between backbones"),
+                    f"cka-{dataset}", f"{dataset} CKA", "CLS (or pooled) features of the test images.")
+    for backbone in sorted(results.jobs[results.jobs.dataset == dataset].backbone.unique()):
+        layers = results.cka(dataset, backbone=backbone)
+        if len(layers) > 1:
+            page.figure(section, plots.cka_heatmap(layers, f"{dataset}: {backbone}, CKA between blocks"),
+                        f"cka-layers-{dataset}-{backbone}", f"{dataset} {backbone} layer CKA")
+    if patch_images:
+        from radbench.report.patches import patch_maps
+
+        figure = patch_maps(results, dataset, patch_images, warn)
+        if figure is not None:
+            page.figure(section, figure, f"pca-patches-{dataset}", f"{dataset} PCA patch maps",
+                        "First three principal components of each backbone's patch tokens (fitted on these images "
+                        "together) as RGB; right: the first component thresholded at 0 (foreground).")

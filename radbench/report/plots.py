@@ -1,0 +1,181 @@
+"""Figures from per-sample results: ROC curves, per-class AUROC heatmaps, confusion matrices, per-case Dice
+distributions, accuracy against cost, frozen vs fine-tuned vs PEFT, CKA heatmaps and resolution curves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from radbench.report.figures import _pyplot
+
+FROZEN = ("knn", "linear", "logreg", "transformer_head")
+TUNED = ("finetune", "lora", "bitfit")
+COSTS = {"trainable_params": "trainable parameters", "train_seconds": "training time (s)",
+         "infer_ms_per_image": "inference (ms / image)", "peak_mem_mb": "peak memory (MB)"}
+
+
+def roc_curves(runs: list[tuple[str, np.ndarray, np.ndarray]], title: str):
+    """One ROC curve per backbone (its first seed) of a binary test split: (backbone, y, positive scores)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(4.2, 4.0))
+    for backbone, y, scores in runs:
+        false_positive, true_positive, _ = roc_curve(y, scores)
+        axis.plot(false_positive, true_positive, label=f"{backbone} ({roc_auc_score(y, scores):.3f})")
+    axis.plot([0, 1], [0, 1], color="#999", linestyle=":", linewidth=1)
+    axis.set_xlabel("false positive rate")
+    axis.set_ylabel("true positive rate")
+    axis.set_title(title, fontsize="medium")
+    axis.legend(fontsize="small", loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def per_class_heatmap(table: pd.DataFrame, title: str):
+    """Backbones (rows) x classes (columns) of mean test AUROC over seeds."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(1.0 + 0.75 * table.shape[1], 1.2 + 0.4 * table.shape[0]))
+    image = axis.imshow(table.values, cmap="viridis", vmin=np.nanmin(table.values), vmax=np.nanmax(table.values),
+                        aspect="auto")
+    axis.set_xticks(range(table.shape[1]), table.columns, rotation=40, ha="right")
+    axis.set_yticks(range(table.shape[0]), table.index)
+    for (i, j), value in np.ndenumerate(table.values):
+        if np.isfinite(value):
+            axis.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize="x-small", color="white")
+    figure.colorbar(image, ax=axis, label="test AUROC")
+    axis.set_title(title, fontsize="medium")
+    figure.tight_layout()
+    return figure
+
+
+def confusion_counts(true: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    """[true, predicted] counts."""
+    counts = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(counts, (true, predicted), 1)
+    return counts
+
+
+def confusion_matrices(runs: list[tuple[str, np.ndarray, np.ndarray]], class_names: list[str], title: str):
+    """Row-normalised confusion matrices (true x predicted), one panel per backbone (its first seed)."""
+    plt = _pyplot()
+    k = len(class_names)
+    figure, axes = plt.subplots(1, len(runs), figsize=(0.5 * k * len(runs) + 2.5 * len(runs), 0.5 * k + 2.2),
+                                squeeze=False)
+    for axis, (backbone, true, predicted) in zip(axes[0], runs):
+        counts = confusion_counts(true, predicted, k)
+        with np.errstate(invalid="ignore"):
+            share = counts / counts.sum(1, keepdims=True)
+        axis.imshow(np.nan_to_num(share), cmap="Blues", vmin=0, vmax=1)
+        for (i, j), value in np.ndenumerate(counts):
+            axis.text(j, i, f"{int(value)}", ha="center", va="center", fontsize="x-small",
+                      color="white" if np.nan_to_num(share[i, j]) > 0.5 else "black")
+        axis.set_xticks(range(k), class_names, rotation=45, ha="right", fontsize="small")
+        axis.set_yticks(range(k), class_names, fontsize="small")
+        axis.set_xlabel("predicted")
+        axis.set_title(backbone, fontsize="small")
+    axes[0][0].set_ylabel("true")
+    figure.suptitle(title, fontsize="medium")
+    figure.tight_layout()
+    return figure
+
+
+def case_distribution(cases: pd.DataFrame, metric: str, title: str, unit: str):
+    """Per-case (per-volume) scores of each backbone x protocol: box plot with every case drawn over it."""
+    plt = _pyplot()
+    groups = list(cases.groupby(["protocol", "backbone"]))
+    figure, axis = plt.subplots(figsize=(max(4.0, 0.9 * len(groups) + 2), 3.4))
+    values = [group.value.dropna().to_numpy() for _, group in groups]
+    axis.boxplot(values, showfliers=False)
+    rng = np.random.default_rng(0)
+    for position, points in enumerate(values, start=1):
+        axis.scatter(position + rng.uniform(-0.15, 0.15, len(points)), points, s=8, alpha=0.6, color="#4c72b0")
+    axis.set_xticks(range(1, len(groups) + 1), [f"{b}\n{p}" for (p, b), _ in groups], fontsize="small")
+    axis.set_ylabel(f"{metric} per {unit}")
+    axis.set_title(title, fontsize="medium")
+    figure.tight_layout()
+    return figure
+
+
+def cost_scatter(points: pd.DataFrame, metric: str, title: str):
+    """Test metric against each cost (log scale): one point per backbone x protocol, marker per protocol."""
+    plt = _pyplot()
+    costs = [c for c in COSTS if c in points.columns and points[c].notna().any()]
+    figure, axes = plt.subplots(1, len(costs), figsize=(3.3 * len(costs), 3.3), squeeze=False, sharey=True)
+    markers = dict(zip(sorted(points.protocol.unique()), "osD^v<>ph*"))
+    colours = {b: f"C{i}" for i, b in enumerate(sorted(points.backbone.unique()))}
+    for axis, cost in zip(axes[0], costs):
+        for row in points.itertuples():
+            value = getattr(row, cost)
+            if value is not None and np.isfinite(value) and value > 0:
+                axis.scatter(value, row.mean, marker=markers[row.protocol], color=colours[row.backbone])
+        values = points[cost][points[cost] > 0]
+        if len(values) and values.max() / values.min() > 20:  # orders of magnitude apart (e.g. params of
+            axis.set_xscale("log")  # a linear head vs full fine-tuning)
+        axis.set_xlabel(COSTS[cost])
+        axis.tick_params(axis="x", labelsize="small")
+    axes[0][0].set_ylabel(f"test {metric}")
+    handles = [plt.Line2D([], [], color=c, marker="o", linestyle="", label=b) for b, c in colours.items()]
+    handles += [plt.Line2D([], [], color="#555", marker=m, linestyle="", label=p) for p, m in markers.items()]
+    figure.legend(handles=handles, fontsize="x-small", loc="center right")
+    figure.suptitle(title, fontsize="medium")
+    figure.tight_layout(rect=(0, 0, 0.85, 1))
+    return figure
+
+
+def adaptation_bars(rows: pd.DataFrame, metric: str, title: str):
+    """Per backbone, the frozen protocols beside full fine-tuning and PEFT, with 95 % intervals."""
+    plt = _pyplot()
+    protocols = [p for p in (*FROZEN, *TUNED) if p in set(rows.protocol)]
+    backbones = sorted(rows.backbone.unique())
+    figure, axis = plt.subplots(figsize=(max(4.5, 1.2 * len(backbones) * max(1, len(protocols)) / 3 + 2), 3.4))
+    width = 0.8 / len(protocols)
+    for offset, protocol in enumerate(protocols):
+        part = rows[rows.protocol == protocol].set_index("backbone").reindex(backbones)
+        positions = np.arange(len(backbones)) + (offset - (len(protocols) - 1) / 2) * width
+        error = [(part["mean"] - part.ci_low).clip(lower=0).fillna(0), (part.ci_high - part["mean"]).clip(lower=0)
+                 .fillna(0)]
+        axis.bar(positions, part["mean"], width, yerr=error, capsize=2, label=protocol,
+                 hatch="" if protocol in FROZEN else "..", alpha=0.9)
+    axis.set_xticks(range(len(backbones)), backbones)
+    axis.set_ylabel(f"test {metric}")
+    low = float(np.nanmin(rows.ci_low)) if len(rows) else 0.0
+    axis.set_ylim(max(0.0, low - 0.05), min(1.0, float(np.nanmax(rows.ci_high)) + 0.05))
+    axis.legend(fontsize="small", ncol=2)
+    axis.set_title(title, fontsize="medium")
+    figure.tight_layout()
+    return figure
+
+
+def cka_heatmap(matrix: pd.DataFrame, title: str):
+    plt = _pyplot()
+    size = 1.6 + 0.55 * len(matrix)
+    figure, axis = plt.subplots(figsize=(size + 1.0, size))
+    image = axis.imshow(matrix.values, cmap="magma", vmin=0, vmax=1)
+    axis.set_xticks(range(len(matrix)), matrix.columns, rotation=40, ha="right")
+    axis.set_yticks(range(len(matrix)), matrix.index)
+    for (i, j), value in np.ndenumerate(matrix.values):
+        axis.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize="x-small",
+                  color="black" if value > 0.6 else "white")
+    figure.colorbar(image, ax=axis, label="linear CKA")
+    axis.set_title(title, fontsize="medium")
+    figure.tight_layout()
+    return figure
+
+
+def resolution_curve(points: pd.DataFrame, metric: str, title: str):
+    """Metric against input resolution, one line per backbone (same weights at several image sizes)."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5.0, 3.4))
+    for model, rows in points.groupby("model"):
+        rows = rows.sort_values("image_size")
+        line = axis.plot(rows.image_size, rows["mean"], marker="o", label=model)[0]
+        axis.fill_between(rows.image_size, rows.ci_low, rows.ci_high, alpha=0.2, color=line.get_color())
+    sizes = sorted(points.image_size.unique())
+    axis.set_xticks(sizes, [str(s) for s in sizes])
+    axis.set_xlabel("input resolution (px)")
+    axis.set_ylabel(f"test {metric}")
+    axis.set_title(title, fontsize="medium")
+    axis.legend(fontsize="small")
+    figure.tight_layout()
+    return figure

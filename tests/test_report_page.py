@@ -1,0 +1,123 @@
+"""The whole report on a study with every kind of job (kNN, linear, few-shot, fine-tune, LoRA, BitFit on binary
+and multi-label X-rays; a segmentation decoder on lung masks): each figure family is there, and the numbers behind
+them are recomputed independently from the stored predictions and per-case scores."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import radbench
+from tests.conftest import tiny_study, write_study
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, shared_data):
+    from typer.testing import CliRunner
+
+    from radbench.cli import app
+
+    folder = tmp_path_factory.mktemp("page")
+    medmnist = shared_data / "medmnist" / "pneumoniamnist_kaggle_variant.npz"
+    datasets = [{"name": "p", "adapter": "medmnist", "path": str(medmnist), "limit": 150},
+                {"name": "nih", "adapter": "csv", "path": str(shared_data / "nih_chestxray14_images" / "labels.csv"),
+                 "image_column": "Image Index", "label_columns": ["Infiltration", "Effusion", "Atelectasis"],
+                 "patient_column": "Patient ID"},
+                {"name": "lungs", "adapter": "mask_folder", "path": str(shared_data / "cxr_lung_seg_shenzhen"),
+                 "images": "train_images", "masks": "train_masks", "mask_suffix": "_mask", "mask_threshold": 127,
+                 "split_fractions": [0.6, 0.2, 0.2]}]
+    protocols = [{"knn": {"k": [5]}}, {"linear": {"epochs": 3, "lr": [0.1]}},
+                 {"few_shot": {"shots": [1, 4], "repeats": 2, "head": "knn", "head_config": {"k": [1]}}},
+                 {"finetune": {"epochs": 1, "lr": [1e-3]}}, {"lora": {"epochs": 1, "lr": [1e-3]}},
+                 {"bitfit": {"epochs": 1, "lr": [1e-3]}},
+                 {"segmentation": {"decoder": "linear", "epochs": 3, "lr": [0.05], "batch_size": 3}}]
+    raw = tiny_study(folder, datasets, protocols, seeds=[0, 1])
+    raw["backbones"] = [{"name": "timm:test_vit", "weights": "none", "label": "vit_a"},
+                        {"name": "timm:test_vit", "weights": "none", "label": "vit_b", "model_kwargs": {"depth": 1}}]
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", str(write_study(folder, raw)), "--quiet"])
+    assert result.exit_code == 0, result.stderr
+    result = runner.invoke(app, ["report", str(folder / "out"), "--resamples", "200"])
+    assert result.exit_code == 0, result.stderr
+    return folder / "out"
+
+
+def test_every_figure_family_is_written_and_embedded(report):
+    figures = {p.stem for p in (report / "report" / "figures").glob("*.png")}
+    assert {p.stem for p in (report / "report" / "figures").glob("*.svg")} == figures
+    expected = {"roc-p-knn", "roc-p-finetune", "per-class-auroc-nih", "curve-p-few_shot-auroc", "adaptation-p-auroc",
+                "adaptation-nih-auroc", "cost-p", "cka-p", "cka-nih", "pca-patches-p", "pca-patches-lungs",
+                "leaderboard-lungs-segmentation-dice", "dice-per-case-lungs", "ranking-auroc"}
+    assert expected <= figures, expected - figures
+    page = (report / "report" / "index.html").read_text()
+    embedded = re.findall(r'<img alt="([^"]*)"\s+(?:title="[^"]*"\s+)?src="data:image/png;base64,', page)
+    overlays = [alt for alt in embedded if alt.startswith(("vit_a / segmentation", "vit_b / segmentation"))]
+    assert len(embedded) == len(figures) + len(overlays) and len(overlays) >= 2  # the overlay gallery
+    assert "Study status" not in page  # every planned job is stored
+    assert "<title>radbench report — test</title>" in page  # the study's name
+
+
+def test_per_class_auroc_table_equals_sklearn_on_the_stored_predictions(report):
+    from sklearn.metrics import roc_auc_score
+
+    table = pd.read_csv(report / "report" / "tables" / "per-class-auroc-nih.csv")
+    predictions = radbench.load(report).predictions
+    for row in table.itertuples():
+        runs = predictions[(predictions.dataset == "nih") & (predictions.backbone == row.backbone)
+                           & (predictions.protocol == row.protocol)]
+        values = []
+        for _, run in runs.groupby("job"):
+            known = run[f"target_{row[3]}"].notna()
+            values.append(roc_auc_score(run[f"target_{row[3]}"][known], run[f"score_{row[3]}"][known]))
+        assert row.auroc == pytest.approx(np.mean(values), abs=1e-9)
+    assert len(table) == 2 * 5 * 3  # backbones x protocols (few-shot points left out) x classes
+
+
+def test_segmentation_rows_of_the_leaderboard_are_case_means(report):
+    board = pd.read_csv(report / "report" / "tables" / "leaderboard.csv")
+    rows = board[board.dataset == "lungs"]
+    assert set(rows.metric) == {"dice", "iou"} and set(rows["rank"]) == {1, 2}
+    samples = radbench.load(report).samples
+    for row in rows.itertuples():
+        per_job = samples[(samples.backbone == row.backbone) & (samples.metric == row.metric)].groupby("job").value
+        assert row.mean == pytest.approx(per_job.mean().mean(), abs=1e-9) and row.n_seeds == 2
+        assert row.ci_low <= row.mean <= row.ci_high
+
+
+def test_costs_table_tells_training_apart_from_probing(report):
+    costs = pd.read_csv(report / "report" / "tables" / "costs.csv").set_index(["backbone", "dataset", "protocol"])
+    assert list(costs.columns) == ["trainable_params", "train_seconds", "infer_ms_per_image", "peak_mem_mb"]
+    full = costs.loc[("vit_a", "p", "finetune"), "trainable_params"]
+    assert full > costs.loc[("vit_a", "p", "lora"), "trainable_params"] > costs.loc[("vit_a", "p", "linear"),
+                                                                                   "trainable_params"]
+    assert full > costs.loc[("vit_a", "p", "bitfit"), "trainable_params"]
+
+
+def test_confusion_counts_equal_sklearn():
+    from sklearn.metrics import confusion_matrix
+
+    from radbench.report.plots import confusion_counts, confusion_matrices
+
+    rng = np.random.default_rng(0)
+    true, predicted = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
+    np.testing.assert_array_equal(confusion_counts(true, predicted, 4), confusion_matrix(true, predicted, labels=range(4)))
+    figure = confusion_matrices([("a", true, predicted), ("b", true, true)], ["0", "1", "2", "3"], "t")
+    assert len(figure.axes) == 2
+
+
+def test_pca_map_separates_an_object_from_its_background():
+    from radbench.report.patches import pca_rgb
+
+    rng = np.random.default_rng(0)
+    tokens = rng.normal(scale=0.1, size=(2, 8, 8, 16))
+    tokens[:, 2:6, 2:6, 0] += 3.0  # a centred object whose patches differ along one direction
+    rgb, foreground = pca_rgb(tokens)
+    assert rgb.shape == (2, 8, 8, 3) and rgb.min() >= 0 and rgb.max() <= 1
+    expected = np.zeros((8, 8), bool)
+    expected[2:6, 2:6] = True
+    assert (foreground == expected).all()  # the border is background whatever the SVD's sign
+    _, flipped = pca_rgb(-tokens)
+    assert (flipped == expected).all()

@@ -1,0 +1,44 @@
+"""A partial study: the store keeps what was planned and what failed, so that the report shows missing and failed
+jobs; a rerun clears the failure once the job is stored."""
+
+from __future__ import annotations
+
+import pytest
+
+import radbench
+from tests.conftest import tiny_study, write_study
+
+
+def test_a_failed_job_and_an_unreached_unit_are_in_the_status(tmp_path, pneumonia_npz, monkeypatch, cli):
+    import radbench.runner as runner
+    from radbench.config import load_study
+    from radbench.progress import Reporter
+
+    breast = pneumonia_npz.parent / "breastmnist_resaved.npz"
+    study = write_study(tmp_path, tiny_study(tmp_path, [
+        {"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 60},
+        {"name": "b", "adapter": "medmnist", "path": str(breast), "limit": 60}], [{"knn": {"k": [5]}}], seeds=[0, 1]))
+    real = runner._run_feature_job
+
+    def failing(job, *args, **kwargs):
+        if job.seed == 1:
+            raise FloatingPointError("loss is NaN at step 3")
+        return real(job, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "_run_feature_job", failing)
+    with pytest.raises(FloatingPointError):
+        runner.run_study(load_study(study), Reporter(quiet=True))
+    status = radbench.load(tmp_path / "out").status.set_index("dataset")
+    assert status.loc["p", ["protocol", "planned", "done", "failed"]].tolist() == ["knn", 2, 1, 1]
+    assert status.loc["p", "error"] == "FloatingPointError: loss is NaN at step 3"
+    assert status.loc["b", ["protocol", "planned", "done"]].tolist() == ["", 0, 0]  # never reached
+
+    assert cli("report", tmp_path / "out", "--resamples", "100").exit_code == 0
+    page = (tmp_path / "out" / "report" / "index.html").read_text()
+    assert "1 of 2 planned jobs stored" in page and "1 failed" in page and "not reached" in page
+    assert "FloatingPointError: loss is NaN at step 3" in page
+
+    monkeypatch.setattr(runner, "_run_feature_job", real)
+    runner.run_study(load_study(study), Reporter(quiet=True))
+    status = radbench.load(tmp_path / "out").status
+    assert status.planned.tolist() == [2, 2] and status.done.tolist() == [2, 2] and status.failed.sum() == 0
