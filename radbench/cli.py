@@ -148,13 +148,17 @@ def _open_store(output_dir: Path):
 
 def _print_summary(output_dir: Path, split: str = "test") -> None:
     from radbench.results import summary
-    from radbench.results.tables import SUMMARY_METRICS, format_cell
+    from radbench.results.tables import COST_HEADERS, SUMMARY_METRICS, format_cell, format_cost
 
     table_data = summary(_open_store(output_dir), split)
     metrics = [m for m in SUMMARY_METRICS if m in table_data.columns]
+    costs = [c for c in COST_HEADERS if c in table_data.columns]
     table = Table(title=f"{split} metrics (mean ± std over seeds and repeats) — {output_dir}")
+    cost_table = Table(title="costs (mean over runs): trainable parameters, training time, inference, peak memory")
     for column in ["backbone", "dataset", "protocol", "runs", *metrics]:
         table.add_column(column, justify="right" if column in metrics or column == "runs" else "left")
+    for column in ["backbone", "dataset", "protocol", *(COST_HEADERS[c] for c in costs)]:
+        cost_table.add_column(column, justify="left" if column in ("backbone", "dataset", "protocol") else "right")
     for row in table_data.itertuples(index=False):
         values = row._asdict()
         protocol = f"{values['protocol']} ({values['setting']})" if values["setting"] else str(values["protocol"])
@@ -162,7 +166,10 @@ def _print_summary(output_dir: Path, split: str = "test") -> None:
         cells += [format_cell(values[m], values[f"{m}_std"], values["runs"], values["missing"] if m == "auroc" else "")
                   for m in metrics]
         table.add_row(*cells)
+        cost_table.add_row(*cells[:3], *(format_cost(c, values[c]) for c in costs))
     out.print(table)
+    if costs:
+        out.print(cost_table)
     out.print(f"results: {output_dir / 'results.sqlite'}  (radbench results {output_dir} --csv | --predictions)")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pandas as pd
+import pytest
 
 
 def test_quickstart_offline_with_local_data(tmp_path, cli, pneumonia_npz):
@@ -73,6 +74,13 @@ def test_results_keep_configurations_apart_after_an_edited_rerun(tmp_path, cli, 
     rows = pd.read_csv(io.StringIO(cli("results", tmp_path / "other" / "out", "--csv").stdout),
                        keep_default_na=False)
     assert set(rows.setting) == {""}  # one configuration: nothing to tell apart
+
+    from radbench.results import ResultsStore, summary
+
+    table = summary(ResultsStore(tmp_path / "other" / "out" / "results.sqlite"))  # what `radbench results` shows
+    for cost in ("trainable_params", "train_seconds", "infer_ms_per_image", "peak_mem_mb"):
+        assert table[cost].item() == pytest.approx(rows[rows.metric == cost].value.astype(float).mean())
+    assert table.trainable_params.item() == 2 * 64 + 2  # a linear head: 64-d CLS -> 2 classes
 
 
 def test_single_class_test_split_is_said_loudly_and_the_table_shows_why(tmp_path, cli):
