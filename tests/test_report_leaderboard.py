@@ -111,37 +111,6 @@ def test_a_clearly_worse_backbone_is_marked_and_holm_corrected():
         assert rows["bad"][12] == test and rows["good"][12] == ""
 
 
-def _chromium():
-    import shutil
-
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it")
-def test_the_page_loads_every_figure_in_a_real_browser(study_output, cli, tmp_path):
-    """Headless Chromium opens index.html from file://: every image decoded, no console error; the screenshot is
-    kept next to the test's files."""
-    import subprocess
-
-    assert cli("report", study_output, "--resamples", "200").exit_code == 0
-    page = (study_output / "report" / "index.html").read_text()
-    probe = tmp_path / "index.html"  # the page plus a probe counting the images that decoded
-    probe.write_text(page.replace("</body>", '<script>window.addEventListener("load", () => { '
-                                  "document.body.dataset.loaded = [...document.images].filter("
-                                  "i => i.complete && i.naturalWidth > 0).length + '/' + document.images.length; });"
-                                  "</script></body>"))
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"]
-    dom = subprocess.run([_chromium(), *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True,
-                         timeout=120)
-    images = page.count("<img ")
-    assert f'data-loaded="{images}/{images}"' in dom.stdout, dom.stderr[-2000:]
-    assert "CONSOLE" not in dom.stderr and "Uncaught" not in dom.stderr, dom.stderr[-2000:]
-    screenshot = tmp_path / "report.png"
-    subprocess.run([_chromium(), *flags, f"--screenshot={screenshot}", "--window-size=1200,1600",
-                    (study_output / "report" / "index.html").as_uri()], capture_output=True, timeout=120)
-    assert screenshot.stat().st_size > 20_000  # a rendered page, not a blank one
-
-
 def test_points_of_a_protocol_become_curves(tmp_path, pneumonia_npz, cli):
     from radbench.report.figures import curve_points
 

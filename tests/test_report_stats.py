@@ -3,6 +3,8 @@ stores them, explicit resampling, brute-force pair counts and DeLong's structura
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -143,6 +145,21 @@ def test_delong_of_seed_averaged_aurocs_uses_seed_averaged_pair_kernels():
     assert difference == pytest.approx(mean_auroc, abs=1e-12)
     assert ours_variance == pytest.approx(variance, rel=1e-9)
     assert delong(y, a[:1], b[:1])[1] == pytest.approx(delong(y, a[0], b[0])[1], rel=1e-12)
+
+
+@pytest.mark.parametrize("a, variance, difference", [
+    # two positives, two negatives; structural components worked out by hand (V10 per
+    # positive, V01 per negative, S = sample covariances, Var = (S10aa + S10bb - 2 S10ab)/m + (S01 ...)/n)
+    ([0.9, 0.4, 0.5, 0.1], 0.125, 0.25),  # psi_a = [[1, 1], [0, 1]]: V10 = [1, .5], V01 = [.5, 1]
+    ([0.9, 0.5, 0.5, 0.1], 0.15625, 0.375),  # a tie (P2 = N1) counts one half: V10 = [1, .75], V01 = [.75, 1]
+])
+def test_delong_on_cases_worked_by_hand(a, variance, difference):
+    y = np.array([1, 1, 0, 0])
+    b = np.array([0.6, 0.8, 0.85, 0.2])  # psi_b = [[0, 1], [0, 1]]: AUROC 0.5, V10 = [.5, .5], V01 = [0, 1]
+    ours = delong(y, np.array(a), b)
+    assert ours[0] == pytest.approx(difference, abs=1e-12)
+    assert ours[1] == pytest.approx(variance, abs=1e-12)
+    assert ours[2] == pytest.approx(math.erfc(difference / math.sqrt(variance) / math.sqrt(2)), abs=1e-12)
 
 def test_holm_by_hand():
     # sorted 0.01, 0.03, 0.04, 0.20 -> 4*0.01, max(.., 3*0.03), max(.., 2*0.04), max(.., 0.20)
