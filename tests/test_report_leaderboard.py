@@ -130,3 +130,18 @@ def test_points_of_a_protocol_become_curves(tmp_path, pneumonia_npz, cli):
     page = (tmp_path / "out" / "report" / "index.html").read_text()
     assert 'alt="p / few_shot"' in page
     assert (tmp_path / "out" / "report" / "figures" / "curve-p-few_shot-auroc.png").stat().st_size > 5000
+
+
+def test_one_model_at_several_resolutions_gives_a_resolution_curve(tmp_path, pneumonia_npz, cli):
+    from radbench.report.build import _resolutions
+
+    raw = tiny_study(tmp_path, [{"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 60}],
+                     [{"knn": {"k": [5]}}])
+    raw["backbones"] = [{"name": "timm:test_vit", "weights": "none", "label": f"vit@{size}", "image_size": size}
+                        for size in (32, 48)] + [{"name": "timm:test_vit", "weights": "none", "label": "other",
+                                                  "model_kwargs": {"depth": 1}}]
+    assert cli("run", write_study(tmp_path, raw)).exit_code == 0
+    sizes = _resolutions(radbench.load(tmp_path / "out").jobs).set_index("backbone")
+    assert sizes.image_size.to_dict() == {"vit@32": 32, "vit@48": 48}  # "other" ran at one size only
+    assert cli("report", tmp_path / "out", "--resamples", "100", "--patch-images", "0").exit_code == 0
+    assert (tmp_path / "out" / "report" / "figures" / "resolution-p-knn-auroc.png").is_file()

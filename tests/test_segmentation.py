@@ -103,7 +103,7 @@ def volume_layout(tmp_path, cases, labels, name="data"):
     return root
 
 
-def test_3d_brain_tumours_per_volume_with_geometry_round_trip(tmp_path, shared_data):
+def test_3d_brain_tumours_per_volume_with_geometry_round_trip(tmp_path, shared_data, cli):
     cases = shared_data / "ct_mri_seg_samples"
     pairs = [(c / "Flair_subtrMeanDivStd.nii.gz", c / "OTMultiClass.nii.gz")
              for c in sorted((cases / "brats2013_deepmedic").iterdir())]
@@ -123,6 +123,10 @@ def test_3d_brain_tumours_per_volume_with_geometry_round_trip(tmp_path, shared_d
     assert saved.shape == source.shape
     np.testing.assert_array_equal(saved.affine, source.affine)
     assert set(np.unique(np.asarray(saved.dataobj))) <= {0, 1}
+
+    assert cli("report", tmp_path / "out", "--resamples", "100").exit_code == 0  # scores per volume, overlays
+    assert (tmp_path / "out" / "report" / "figures" / "dice-per-volume-brain.png").is_file()
+    assert 'alt="timm:test_vit / segmentation / ' in (tmp_path / "out" / "report" / "index.html").read_text()
 
 
 def test_3d_multi_organ_ct_scores_each_organ(tmp_path, shared_data):
