@@ -16,6 +16,7 @@ from radbench.backbones import BackboneConfig, resolve_entry
 from radbench.data import ADAPTERS
 from radbench.data.base import DatasetConfigBase
 from radbench.errors import ConfigError, RadbenchError
+from radbench.presets import apply_preset
 from radbench.protocols import PROTOCOLS, ProtocolConfigBase
 from radbench.schema import FeatureTypes, MetricName, OutputPath, StrictModel
 
@@ -171,6 +172,11 @@ def _protocol(item: Any, where: str, context: dict, errors: list[str]) -> Protoc
     (kind, body), = item.items()
     if kind not in PROTOCOLS:
         errors.append(f"{where}: unknown protocol {kind!r}; known: {', '.join(PROTOCOLS)}")
+        return None
+    try:
+        body = apply_preset(kind, body or {}) if isinstance(body, dict) else body
+    except ValueError as error:
+        errors.append(f"{where}.{kind}.preset: {error}")
         return None
     config = _validate(PROTOCOLS.get(kind).config, body or {}, f"{where}.{kind}", context, errors)
     return None if config is None else ProtocolEntry(type=kind, label=config.name or kind, config=config)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 class ProtocolConfigBase(StrictModel):
     name: str | None = None  # label in results; defaults to the protocol type
+    preset: str | None = None  # a seed paper's defaults (radbench.presets), filled in before validation
     features: FeatureTypes | None = None  # feature types to try (chosen on val); default: the study's
     last_blocks: list[int] | None = None  # DINOv2 grid: CLS of the last n blocks, with and without mean patch
     selection_metric: MetricName | None = None  # val metric used to choose; default: the study's, else per task
