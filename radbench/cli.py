@@ -66,6 +66,33 @@ def _run(study, quiet: bool, extract_only: bool = False, repair: bool = True):
     return summary
 
 
+DATA_ROOT = typer.Option(None, "--data-root", help="sets RADBENCH_DATA, the data root of the shipped studies")
+OUTPUT_DIR = typer.Option(None, "--output-dir", help="instead of the study's output_dir")
+LIMIT = typer.Option(None, "--limit", min=1, help="shrink: at most N images per dataset")
+BACKBONE = typer.Option(None, "--backbone", help="shrink: instead of the study's backbones (repeatable)")
+WEIGHTS = typer.Option(None, "--weights", help="weights of the --backbone models: hub, none or a checkpoint path")
+IMAGE_SIZE = typer.Option(None, "--image-size", min=8, help="shrink: every image size of the study")
+SEEDS = typer.Option(None, "--seeds", help="instead of the study's seeds, e.g. 0,1")
+EPOCHS = typer.Option(None, "--epochs", min=1, help="shrink: at most N epochs for every training protocol")
+
+
+def _load(study: Path, data_root, output_dir, limit, backbone, weights, image_size, seeds, epochs):
+    import os
+
+    from radbench.config import load_study
+    from radbench.overrides import Overrides
+
+    if data_root is not None:
+        os.environ["RADBENCH_DATA"] = str(Path(data_root).resolve())
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",")) if seeds else ()
+    except ValueError:
+        raise RadbenchError(f"--seeds {seeds!r}: give integers separated by commas, e.g. 0,1,2") from None
+    overrides = Overrides(str(Path(output_dir).resolve()) if output_dir else None, limit, tuple(backbone or ()),
+                          weights, image_size, seed_list, epochs)
+    return load_study(study, overrides)
+
+
 @app.command()
 @user_errors
 def run(
@@ -75,13 +102,51 @@ def run(
     num_workers: Optional[int] = typer.Option(None, help="data loading workers"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
     no_repair: bool = typer.Option(False, "--no-repair", help="stop on a damaged cache file instead of rebuilding it"),
+    data_root: Optional[Path] = DATA_ROOT, output_dir: Optional[Path] = OUTPUT_DIR, limit: Optional[int] = LIMIT,
+    backbone: Optional[list[str]] = BACKBONE, weights: Optional[str] = WEIGHTS, image_size: Optional[int] = IMAGE_SIZE,
+    seeds: Optional[str] = SEEDS, epochs: Optional[int] = EPOCHS,
 ):
     """Run every backbone x dataset x protocol x seed of a study; finished jobs are skipped."""
-    from radbench.config import load_study
-
-    config = _with_overrides(load_study(study), device, batch_size, num_workers)
+    loaded = _load(study, data_root, output_dir, limit, backbone, weights, image_size, seeds, epochs)
+    config = _with_overrides(loaded, device, batch_size, num_workers)
     _run(config, quiet, repair=not no_repair)
     _print_summary(config.settings.output_dir)
+
+
+@app.command()
+@user_errors
+def plan(
+    study: Path = typer.Argument(..., help="study YAML"),
+    data_root: Optional[Path] = DATA_ROOT, output_dir: Optional[Path] = OUTPUT_DIR, limit: Optional[int] = LIMIT,
+    backbone: Optional[list[str]] = BACKBONE, weights: Optional[str] = WEIGHTS, image_size: Optional[int] = IMAGE_SIZE,
+    seeds: Optional[str] = SEEDS, epochs: Optional[int] = EPOCHS,
+):
+    """What a study will do, without building a model: the job matrix, images to extract, what the caches and
+    the store already hold, a time estimate from recorded throughput; every dataset's layout is read and checked."""
+    from radbench.plan import plan_study
+    from radbench.progress import Reporter
+
+    config = _load(study, data_root, output_dir, limit, backbone, weights, image_size, seeds, epochs)
+    reporter = Reporter(err, quiet=True)
+    units = plan_study(config, reporter)
+    table = Table(title=f"plan of {config.settings.name}: {len(config.backbones)} backbones x {len(config.datasets)} "
+                        f"datasets x {len(config.protocols)} protocols x {len(config.settings.seeds)} seeds")
+    for column in ("backbone", "dataset", "images", "jobs", "done", "features", "extraction"):
+        table.add_column(column, justify="left" if column in ("backbone", "dataset") else "right")
+    for unit in units:
+        if unit.unchecked:
+            table.add_row(unit.backbone, unit.dataset, str(unit.images), "?", "?", "not checked", "-")
+            continue
+        features = "-" if not unit.feature_jobs else "cached" if unit.features_cached else "to extract"
+        estimate = "-" if not unit.feature_jobs or unit.features_cached else \
+            "unknown" if unit.estimate_seconds is None else f"~{unit.estimate_seconds:.0f} s"
+        table.add_row(unit.backbone, unit.dataset, str(unit.images), str(unit.jobs), str(unit.done), features,
+                      estimate)
+    out.print(table)
+    total, done = sum(u.jobs for u in units), sum(u.done for u in units)
+    extract = sum(u.images for u in units if u.feature_jobs and not u.features_cached)
+    out.print(f"jobs: {total} ({done} already stored, {total - done} to run); images to extract: {extract}; "
+              f"units: {len(units)}; output: {config.settings.output_dir}")
 
 
 @app.command()

@@ -5,6 +5,8 @@ config model their adapter / protocol registers, so every capability owns its ow
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +18,7 @@ from radbench.backbones import BackboneConfig, resolve_entry
 from radbench.data import ADAPTERS
 from radbench.data.base import DatasetConfigBase
 from radbench.errors import ConfigError, RadbenchError
+from radbench.overrides import Overrides
 from radbench.presets import apply_preset
 from radbench.protocols import PROTOCOLS, ProtocolConfigBase
 from radbench.schema import FeatureTypes, MetricName, OutputPath, StrictModel
@@ -70,7 +73,7 @@ class StudyConfig:
         return self.settings.cache_dir or self.settings.output_dir / "features"
 
 
-def load_study(path: str | Path) -> StudyConfig:
+def load_study(path: str | Path, overrides: Overrides | None = None) -> StudyConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: study file not found")
@@ -83,7 +86,39 @@ def load_study(path: str | Path) -> StudyConfig:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    errors: list[str] = []
+    raw = _expand_variables(raw, "", errors)
+    if overrides is not None:
+        raw = overrides.apply(raw)
+    if errors:
+        raise ConfigError("\n".join(f"{path}: {e}" for e in errors))
     return parse_study(raw, base_dir=path.resolve().parent, source=str(path))
+
+
+VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+
+
+def _expand_variables(value: Any, where: str, errors: list[str]) -> Any:
+    """`${NAME}` / `${NAME:-default}` in string values from the environment (`--data-root DIR` sets
+    RADBENCH_DATA): a shipped study names its data relative to roots each machine sets."""
+    if isinstance(value, dict):
+        return {k: _expand_variables(v, f"{where}.{k}" if where else str(k), errors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_variables(v, f"{where}[{i}]", errors) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match: re.Match) -> str:
+        name, default = match.group("name"), match.group("default")
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        hint = " (or pass --data-root DIR)" if name == "RADBENCH_DATA" else ""
+        errors.append(f"{where}: ${{{name}}} is not set; export {name}=...{hint}")
+        return match.group(0)
+
+    return VARIABLE.sub(substitute, value)
 
 
 class _DuplicateKey(Exception):

@@ -59,12 +59,18 @@ def plan_jobs(study: StudyConfig, backbone: BackboneConfig, dataset, data_key: s
                     key = stable_hash({
                         "data": data_key, "backbone": backbone.display_name, "dataset": dataset.name,
                         "protocol": entry.type, "label": label,
-                        "config": variant.model_dump(mode="json", exclude={"name"}),
+                        "config": variant.model_dump(mode="json", exclude=_not_in_key(variant)),
                         "feature_types": feature_types, "selection_metric": metric, "seed": seed, "repeat": repeat,
                     }, length=20)
                     jobs.append(Job(backbone, dataset, entry, spec, label, variant, seed, repeat, feature_types,
                                     metric, key))
     return jobs
+
+
+def _not_in_key(variant) -> set[str]:
+    """The label is a name, not a setting; `preset` (once its values are filled in) only when unset, so that job
+    keys from before presets existed stay the same and their stores resume."""
+    return {"name"} | ({"preset"} if variant.preset is None else set())
 
 
 def run_job(study: StudyConfig, job: Job, inputs: ProtocolInput, reporter: Reporter, preprocess: Preprocess,

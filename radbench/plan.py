@@ -1,0 +1,91 @@
+"""`radbench plan`: what a study will do, before it does it. Reads every dataset's layout and labels (the same
+checks `run` makes first), describes each backbone without building it, and counts per backbone x dataset the
+jobs, the images to extract, whether cached features or stored jobs already cover them, and an estimate of the
+time from throughput recorded by earlier runs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from radbench.backbones import describe_backbone
+from radbench.config import StudyConfig
+from radbench.data.precache import wants_precache
+from radbench.device import effective_precision, resolve_device
+from radbench.errors import RadbenchError
+from radbench.features.provider import feature_key
+from radbench.jobs import plan_jobs
+from radbench.progress import Reporter
+from radbench.runner import load_datasets, preprocess_for, results_path
+
+
+@dataclass
+class UnitPlan:
+    backbone: str
+    dataset: str
+    images: int
+    jobs: int
+    done: int
+    feature_jobs: int
+    features_cached: bool
+    estimate_seconds: float | None  # extraction (frozen-feature jobs) from recorded ms per image; None: unknown
+    unchecked: bool = False  # the backbone could not be described here (its jobs are not counted)
+
+
+def plan_study(study: StudyConfig, reporter: Reporter) -> list[UnitPlan]:
+    settings = study.settings
+    datasets = load_datasets(study, reporter)
+    precision = effective_precision(resolve_device(settings.device), settings.precision)
+    finished = _finished_keys(study)
+    throughput = _recorded_ms_per_image(study.feature_cache_dir)
+    plans = []
+    for backbone in study.backbones:
+        try:
+            description = describe_backbone(backbone)
+        except RadbenchError as error:  # e.g. a hub model's processor config, offline: the run will need it
+            reporter.warn(f"backbone {backbone.display_name}: not checked ({str(error).splitlines()[0][:300]})")
+            plans += [UnitPlan(backbone.display_name, cfg.name, sum(len(s) for s in datasets[cfg.name].splits.values()),
+                               0, 0, 0, False, None, unchecked=True) for cfg in study.datasets]
+            continue
+        for cfg in study.datasets:
+            dataset = datasets[cfg.name]
+            preprocess = preprocess_for(study, backbone, description, cfg)
+            if any(wants_precache(s.images, settings.preprocess_cache) for s in dataset.splits.values()):
+                preprocess = replace(preprocess, quantize=settings.preprocess_dtype)  # as the run will read them
+            key = feature_key(description, preprocess, dataset, settings.cache_dtype, precision)
+            jobs = plan_jobs(study, backbone, dataset, key)
+            feature_jobs = [job for job in jobs if job.uses_features]
+            images = sum(len(split) for split in dataset.splits.values())
+            cached = any((folder / "manifest.json").is_file() for folder in study.feature_cache_dir.glob(f"{key}-*"))
+            rate = throughput.get(json.dumps(description.identity, sort_keys=True))
+            estimate = None if rate is None else (0.0 if cached or not feature_jobs else images * rate / 1000)
+            plans.append(UnitPlan(backbone.display_name, cfg.name, images, len(jobs),
+                                  sum(job.key in finished for job in jobs), len(feature_jobs), cached, estimate))
+    return plans
+
+
+def _finished_keys(study: StudyConfig) -> set[str]:
+    path = results_path(study)
+    if not path.is_file():
+        return set()
+    from radbench.results import ResultsStore
+
+    return ResultsStore(path).finished_keys()
+
+
+def _recorded_ms_per_image(cache_dir: Path) -> dict[str, float]:
+    """Per backbone identity, the extraction time per image its cached entries recorded (any dataset, any size:
+    a rough guide, which is all a plan needs)."""
+    rates: dict[str, list[float]] = {}
+    for path in cache_dir.glob("*/manifest.json"):
+        try:
+            manifest = json.loads(path.read_text())
+            seconds = sum(manifest["extract_seconds"].values())
+            images = sum(split["n"] for split in manifest["splits"].values())
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        identity = {k: v for k, v in manifest["backbone"].items() if k != "label"}
+        if images:
+            rates.setdefault(json.dumps(identity, sort_keys=True), []).append(1000 * seconds / images)
+    return {k: sum(v) / len(v) for k, v in rates.items()}
