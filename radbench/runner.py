@@ -223,9 +223,15 @@ class _Unit:
         model = self.provider.backbone(self.backbone, self.preprocess.image_size)
         identity = {**identity, **model.weights_revision}
         in_memory = dataset.splits["train"].images.in_memory
+        repeat = f"-repeat{job.repeat}" if job.repeat else ""
         context = ImageContext(dataset, self.preprocess, model, self.precision,
                                0 if in_memory and settings.num_workers is None else file_workers(settings),
-                               study.feature_cache_dir / f"{self.key}-tokens")
+                               study.feature_cache_dir / f"{self.key}-tokens",
+                               settings.output_dir / "models" / _slug(job.backbone.display_name) / dataset.name
+                               / _slug(job.label) / f"seed{job.seed}{repeat}",
+                               {"backbone": {**job.backbone.model_dump(mode="json"), "label": job.backbone.display_name},
+                                "dataset": dataset.name, "protocol": job.label, "seed": job.seed,
+                                "preprocess": self.preprocess.identity(), "weights_identity": identity})
         inputs = _inputs(job, dataset, None, device, self.reporter, images=context)
         return run_job(study, job, inputs, self.reporter, self.preprocess, identity, None, None)
 

@@ -41,6 +41,8 @@ class ImageContext:
     precision: str
     num_workers: int
     cache_folder: Path  # for this backbone x dataset's derived arrays (e.g. frozen tokens)
+    model_folder: Path | None = None  # where `save_model` writes this job's trained model
+    description: dict = field(default_factory=dict)  # backbone, dataset, protocol, seed: recorded with a saved model
 
 
 @dataclass

@@ -33,6 +33,7 @@ class TrainingConfig(ProtocolConfigBase):
     augment: AugmentConfig | None = AugmentConfig()  # null: no augmentation
     grad_checkpointing: bool = False
     refit: bool = True  # retrain the chosen lr on train+val for the best epoch count (else keep the val-best model)
+    save_model: bool = False  # write the tested model (backbone + head) to OUT/models/..., loadable as `weights:`
 
 
 class FinetuneConfig(TrainingConfig):
@@ -123,6 +124,12 @@ def run_trainable(cfg: TrainingConfig, inputs: ProtocolInput, adapt: Callable[[C
     outcome.costs = {"trainable_params": float(trainable), "total_params": float(total), "train_seconds": seconds,
                      "infer_ms_per_image": infer_ms, "peak_mem_mb": peak_memory_mb(inputs.device)}
     outcome.details["trainable_fraction"] = trainable / total
+    if cfg.save_model and context.model_folder is not None:
+        from radbench.training.saving import save_trained
+
+        description = {**context.description, "selected": outcome.selected, "class_names": list(inputs.class_names),
+                       "task": inputs.task.value}
+        outcome.details["saved_model"] = str(save_trained(context.model_folder, model.trunk, model.head, description))
     return outcome
 
 

@@ -1,0 +1,43 @@
+"""`save_model: true`: the chosen (refit) model of a training protocol, written beside the results so that any
+study can load its backbone as `weights:` (cross-task reuse: fine-tuned for classification, then segmented; CKA
+before and after fine-tuning).
+
+    OUT/models/<backbone>/<dataset>/<protocol>/seed<k>/
+        backbone.pt   the trunk's state dict (LoRA adapters merged into the weights), the model's own layout
+        head.pt       the head's state dict
+        model.json    what it is and how to use it (the backbone entry to paste into a study)"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def _atomic_save(state: dict, path: Path) -> None:
+    temporary = path.with_name(f".{path.name}~{os.getpid()}.tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
+def trunk_weights(trunk: nn.Module) -> dict[str, torch.Tensor]:
+    """The trunk's plain weights: a peft-wrapped trunk has its adapters merged into a copy first."""
+    if hasattr(trunk, "merge_and_unload"):
+        trunk = copy.deepcopy(trunk).merge_and_unload()
+    return {k: v.detach().cpu().contiguous() for k, v in trunk.state_dict().items()}
+
+
+def save_trained(folder: Path, trunk: nn.Module, head: nn.Module, description: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_save(trunk_weights(trunk), folder / "backbone.pt")
+    _atomic_save({k: v.detach().cpu() for k, v in head.state_dict().items()}, folder / "head.pt")
+    usage = {"name": description["backbone"]["name"], "weights": str((folder / "backbone.pt").resolve()),
+             "label": f"{description['backbone']['label']}+{description['protocol']}"}
+    if description["backbone"].get("model_kwargs"):
+        usage["model_kwargs"] = description["backbone"]["model_kwargs"]
+    (folder / "model.json").write_text(json.dumps({**description, "use_as_backbone": usage}, indent=2) + "\n")
+    return folder
