@@ -68,9 +68,10 @@ def plan_jobs(study: StudyConfig, backbone: BackboneConfig, dataset, data_key: s
 
 
 def _not_in_key(variant) -> set[str]:
-    """The label is a name, not a setting; `preset` (once its values are filled in) only when unset, so that job
-    keys from before presets existed stay the same and their stores resume."""
-    return {"name"} | ({"preset"} if variant.preset is None else set())
+    """The label is a name, not a setting; keys added to a protocol after stores existed count only once set
+    away from their default, so that the job keys of older stores stay the same and those stores resume."""
+    fields = type(variant).model_fields
+    return {"name"} | {key for key in variant.added_later if getattr(variant, key) == fields[key].default}
 
 
 def run_job(study: StudyConfig, job: Job, inputs: ProtocolInput, reporter: Reporter, preprocess: Preprocess,

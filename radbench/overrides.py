@@ -13,7 +13,8 @@ class Overrides:
     output_dir: str | None = None
     limit: int | None = None  # images per dataset (each adapter's `limit`)
     backbones: tuple[str, ...] = ()  # replace the study's backbones
-    weights: str | None = None  # for the replacing backbones: hub | none | a checkpoint path
+    weights: str | None = None  # for the replacing backbones: hub | none | a checkpoint path (none: a transformer
+    # head's DeiT start is dropped too, the head then the small random one)
     image_size: int | None = None  # the study's, the backbones' and the protocols' image sizes
     seeds: tuple[int, ...] = ()
     epochs: int | None = None  # an upper bound for every protocol that trains for epochs
@@ -59,6 +60,9 @@ class Overrides:
         if self.epochs is not None and "epochs" in fields:
             default = fields["epochs"].default
             body["epochs"] = min(self.epochs, body.get("epochs", default))
+        if self.weights == "none" and body.get("init", "random") != "random" and "init" in fields:
+            body["init"] = "random"  # nothing pretrained: not the DeiT a transformer head may start from either
+            body.pop("init_weights", None)
         if self.image_size is not None and body.get("image_size") is not None:
             body["image_size"] = self.image_size
         return {kind: body}

@@ -218,7 +218,7 @@ class _Unit:
                 self.precision, 0 if job_dataset.splits["train"].images.in_memory else default_workers_for_files(),
                 job.seed, self.reporter, study.feature_cache_dir / f"{self.key}-seg",
                 settings.output_dir / "segmentation" / _slug(job.backbone.display_name) / dataset.name
-                / _slug(job.label) / f"seed{job.seed}")
+                / _slug(job.label) / (f"seed{job.seed}" + (f"-repeat{job.repeat}" if job.repeat else "")), job.repeat)
             return run_segmentation_job(study, job, inputs, self.reporter, job_preprocess, identity)
         model = self.provider.backbone(self.backbone, self.preprocess.image_size)
         identity = {**identity, **model.weights_revision}

@@ -66,11 +66,12 @@ def chexpert(root: Path, shared: Path, count: int = 480) -> Path:
 
 
 def montgomery(root: Path, shared: Path) -> Path:
-    """MontgomerySet/: the Shenzhen lungs renamed, each mask split into the left and right lung files."""
+    """MontgomerySet/: the Shenzhen lungs renamed (each twice, as new patients), each mask split into the left and
+    right lung files."""
     from PIL import Image
 
     folder, source = root / "MontgomerySet", shared / "cxr_lung_seg_shenzhen"
-    for k, image in enumerate(sorted((source / "train_images").glob("*.png"))):
+    for k, image in enumerate(sorted((source / "train_images").glob("*.png")) * 2):  # 20: 8-patient few-shot
         name = f"MCUCXR_{k + 1:04d}_{k % 2}.png"
         link(image, folder / "CXR_png" / name)
         mask = np.asarray(Image.open(source / "train_masks" / f"{image.stem}_mask.png")) > 127
@@ -101,24 +102,24 @@ def brain_tumour(root: Path, shared: Path) -> Path:
     import nibabel as nib
 
     cases = []
-    for case in sorted((shared / "ct_mri_seg_samples" / "brats2013_deepmedic").iterdir()) * 5:  # 10: every split
+    for case in sorted((shared / "ct_mri_seg_samples" / "brats2013_deepmedic").iterdir()) * 7:  # 14: 8-patient few-shot
         image = nib.load(case / "Flair_subtrMeanDivStd.nii.gz")
-        flair = np.asarray(image.dataobj, dtype=np.float32)[::4, ::4, ::8]
-        label = np.minimum(np.asarray(nib.load(case / "OTMultiClass.nii.gz").dataobj)[::4, ::4, ::8], 3)
-        cases.append((np.stack([flair] * 4, axis=-1), label.astype(np.uint8), image.affine @ np.diag([4, 4, 8, 1])))
+        flair = np.asarray(image.dataobj, dtype=np.float32)[::8, ::8, ::16]
+        label = np.minimum(np.asarray(nib.load(case / "OTMultiClass.nii.gz").dataobj)[::8, ::8, ::16], 3)
+        cases.append((np.stack([flair] * 4, axis=-1), label.astype(np.uint8), image.affine @ np.diag([8, 8, 16, 1])))
     return _decathlon(root / "Task01_BrainTumour", cases,
                       {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"})
 
 
 def liver(root: Path, shared: Path) -> Path:
-    """Task03_Liver/: the TotalSegmentator CT with its liver as label 1 (ten copies: a layout, not a cohort)."""
+    """Task03_Liver/: the TotalSegmentator CT with its liver as label 1 (14 copies: a layout, not a cohort)."""
     import nibabel as nib
 
     folder = shared / "ct_mri_seg_samples" / "totalsegmentator_examples"
     image = nib.load(folder / "example_ct_sm.nii.gz")
-    label = (np.asarray(nib.load(folder / "example_seg.nii.gz").dataobj)[::2, ::2, ::2] == 5).astype(np.uint8)
-    ct = np.asarray(image.dataobj, dtype=np.float32)[::2, ::2, ::2]  # few slices: a layout check, kept fast
-    return _decathlon(root / "Task03_Liver", [(ct, label, image.affine @ np.diag([2, 2, 2, 1]))] * 10,
+    label = (np.asarray(nib.load(folder / "example_seg.nii.gz").dataobj)[::4, ::4, ::3] == 5).astype(np.uint8)
+    ct = np.asarray(image.dataobj, dtype=np.float32)[::4, ::4, ::3]  # few slices: a layout check, kept fast
+    return _decathlon(root / "Task03_Liver", [(ct, label, image.affine @ np.diag([4, 4, 3, 1]))] * 14,
                       {"0": "background", "1": "liver", "2": "cancer"})
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 import numpy as np
 
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 class ProtocolConfigBase(StrictModel):
     name: str | None = None  # label in results; defaults to the protocol type
     preset: str | None = None  # a seed paper's defaults (radbench.presets), filled in before validation
+    # keys added after stores existed: left out of a job's key while at their default, so old stores resume
+    added_later: ClassVar[tuple[str, ...]] = ("preset",)
     features: FeatureTypes | None = None  # feature types to try (chosen on val); default: the study's
     last_blocks: list[int] | None = None  # DINOv2 grid: CLS of the last n blocks, with and without mean patch
     selection_metric: MetricName | None = None  # val metric used to choose; default: the study's, else per task

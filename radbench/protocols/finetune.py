@@ -6,7 +6,7 @@ Costs (trainable / total parameters, training time, inference time per image, pe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 import numpy as np
 from pydantic import Field
@@ -34,6 +34,7 @@ class TrainingConfig(ProtocolConfigBase):
     grad_checkpointing: bool = False
     refit: bool = True  # retrain the chosen lr on train+val for the best epoch count (else keep the val-best model)
     save_model: bool = False  # write the tested model (backbone + head) to OUT/models/..., loadable as `weights:`
+    added_later: ClassVar[tuple[str, ...]] = ("preset", "save_model")
 
 
 class FinetuneConfig(TrainingConfig):

@@ -10,15 +10,17 @@ import copy
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import TYPE_CHECKING, Callable, ClassVar, Literal
 
+import numpy as np
 from pydantic import Field
 
+from radbench.errors import DataError
 from radbench.features.cache import stable_hash
 from radbench.metrics.segmentation import mean_over_cases
 from radbench.progress import Reporter
 from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolSpec
-from radbench.schema import PositiveFloat, StrictModel
+from radbench.schema import PositiveFloat, PositiveInt, StrictModel
 
 if TYPE_CHECKING:
     import torch
@@ -49,6 +51,34 @@ class SegmentationConfig(ProtocolConfigBase):
     save_predictions: bool = False  # NIfTI label maps of the test volumes, on the source grid
     overlays: int = Field(default=4, ge=0)  # PNGs of the first test cases: image | truth | prediction
     refit: bool = True
+    shots: list[PositiveInt | Literal["all"]] | None = None  # few-shot curve: train on n patients, one point per n
+    repeats: int = Field(default=1, ge=1)  # draws of the n patients per seed
+    added_later: ClassVar[tuple[str, ...]] = ("preset", "shots", "repeats")
+
+
+def sample_cases(patient_ids: np.ndarray, shots: int, seed: int, repeat: int) -> np.ndarray:
+    """Indices of every image (slice, case) of `shots` training patients drawn at random; reproducible for (seed,
+    repeat, shots)."""
+    patients = sorted(set(map(str, patient_ids)))
+    if shots > len(patients):
+        raise DataError(f"few-shot segmentation: {shots} patients asked, the train split has {len(patients)}")
+    picked = np.random.default_rng([seed, repeat, shots]).choice(patients, size=shots, replace=False)
+    return np.flatnonzero(np.isin(np.asarray(patient_ids).astype(str), picked))
+
+
+def check_shots(cfg: SegmentationConfig, dataset, seeds: list[int]) -> None:
+    numbers = [n for n in cfg.shots or [] if n != "all"]
+    if numbers:
+        patients = len(set(map(str, dataset.splits["train"].patient_ids)))
+        if max(numbers) > patients:
+            raise DataError(f"few-shot segmentation: shots up to {max(numbers)} patients, the train split of "
+                            f"{dataset.name!r} has {patients}; lower the shots")
+
+
+def per_shots(cfg: SegmentationConfig):
+    if cfg.shots is None:
+        return [(None, cfg)]
+    return [("all" if n == "all" else f"{n}shot", cfg.model_copy(update={"shots": [n]})) for n in cfg.shots]
 
 
 @dataclass
@@ -63,6 +93,7 @@ class SegmentationInput:
     reporter: Reporter
     cache_folder: Path
     output_folder: Path
+    repeat: int = 0  # the draw of few-shot patients
 
 
 @dataclass
@@ -89,6 +120,12 @@ def run_segmentation(cfg: SegmentationConfig, inputs: SegmentationInput) -> Segm
 
     dataset = inputs.dataset
     splits, volume, class_names = dataset.splits, dataset.volume, dataset.class_names
+    few = {}
+    if cfg.shots is not None and cfg.shots[0] != "all":
+        chosen = sample_cases(splits["train"].patient_ids, cfg.shots[0], inputs.seed, inputs.repeat)
+        splits = {**splits, "train": splits["train"].subset(chosen)}
+        few = {"shots": cfg.shots[0], "patients": sorted(set(map(str, splits["train"].patient_ids))),
+               "train_cases": len(chosen)}
     preprocess = replace(inputs.preprocess, image_size=cfg.image_size or inputs.preprocess.image_size)
     backbone = inputs.build_backbone(preprocess.image_size)
     indices = tap_indices(backbone.model, cfg.taps or DECODERS[cfg.decoder].taps)
@@ -152,7 +189,7 @@ def run_segmentation(cfg: SegmentationConfig, inputs: SegmentationInput) -> Segm
              "infer_ms_per_image": 1000 * infer_seconds / max(1, images), "peak_mem_mb": peak_memory_mb(inputs.device)}
     details = {"best_epoch": best_epoch, "taps": indices, "image_size": preprocess.image_size,
                "frozen_backbone": frozen, "feature_cache": [type(d).__name__ for d in data.values()],
-               "artifacts": artifacts}
+               "artifacts": artifacts, **few}
     return SegmentationResult({"lr": lr, "epochs": best_epoch}, candidates, selection.payloads[selection.chosen],
                               mean_over_cases(cases), cases, details, costs)
 
@@ -179,4 +216,6 @@ def _save(cfg: SegmentationConfig, kept: list[tuple], volume, folder: Path) -> l
 
 PROTOCOLS.add("segmentation", ProtocolSpec(
     "segmentation", SegmentationConfig, run_segmentation,
-    "linear or U-Net decoder on dense features (frozen or fine-tuned), Dice/IoU/HD95", inputs="segmentation"))
+    "linear or U-Net decoder on dense features (frozen or fine-tuned), Dice/IoU/HD95; few-shot curves",
+    inputs="segmentation", variants=per_shots, repeats=lambda cfg: cfg.repeats if cfg.shots and cfg.shots[0] != "all"
+    else 1, check=check_shots))

@@ -1,18 +1,25 @@
-"""A small DeiT-style transformer head on the frozen backbone's tokens, instead of a linear head.
+"""A small DeiT-style transformer classifier appended to the backbone's tokens, instead of a linear head.
 
-As in Foundation-Medical's appended DeiT: tokens -> Linear + LayerNorm -> its own CLS token and learned
-position embedding -> `depth` transformer blocks -> LayerNorm -> linear classifier on its CLS. The frozen
-tokens are cached on disk within `token_cache_gb` (else recomputed from the frozen backbone every batch)."""
+As in Foundation-Medical's appended DeiT: tokens -> Linear + LayerNorm -> its own CLS token and position
+embedding -> transformer blocks -> LayerNorm -> linear classifier on its CLS. Its four scenarios:
+- frozen backbone (default): the frozen tokens are cached on disk within `token_cache_gb` (else recomputed from
+  the frozen backbone every batch);
+- `backbone: {train: true, lr, layer_decay}`: the backbone trains with the head (unfrozen + transformer);
+- `init: <timm DeiT name>` (e.g. deit_base_patch16_224, with `init_weights: hub | none | <checkpoint>`): the head is
+  that DeiT's blocks, CLS token and norm, its position embeddings resampled to the backbone's token grid;
+- `keep_blocks: [k, ...]`: the backbone cut after block k (decapitation + transformer), one reported point per k."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import copy
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from pydantic import Field
 
 from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolInput, ProtocolResult, ProtocolSpec, finish
-from radbench.schema import PositiveFloat
+from radbench.protocols.segmentation import BackboneTraining
+from radbench.schema import PositiveFloat, PositiveInt
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,8 +29,8 @@ if TYPE_CHECKING:
 
 class TransformerHeadConfig(ProtocolConfigBase):
     epochs: int = Field(default=20, ge=1)
-    lr: list[PositiveFloat] = Field(default=[1e-4], min_length=1)
-    depth: int = Field(default=2, ge=1)
+    lr: list[PositiveFloat] = Field(default=[1e-4], min_length=1)  # the head's learning rates (grid)
+    depth: int = Field(default=2, ge=1)  # of a randomly initialised head (a DeiT init brings its own)
     width: int = Field(default=384, ge=8)
     num_heads: int = Field(default=6, ge=1)
     weight_decay: float = Field(default=0.05, ge=0)
@@ -32,12 +39,45 @@ class TransformerHeadConfig(ProtocolConfigBase):
     patience: int | None = Field(default=None, ge=1)
     token_cache_gb: float = Field(default=8.0, ge=0)
     refit: bool = True
+    backbone: BackboneTraining = BackboneTraining()  # train: true fine-tunes the backbone with the head
+    init: str = "random"  # or a timm DeiT model name: the head starts from its pretrained blocks
+    init_weights: str = "hub"  # of the `init` DeiT: hub | none | a checkpoint path
+    keep_blocks: list[PositiveInt] | None = None  # decapitation + transformer: one point per k
+    save_model: bool = False
+    added_later: ClassVar[tuple[str, ...]] = ("preset", "backbone", "init", "init_weights", "keep_blocks",
+                                              "save_model")
+
+
+def _init_deit(cfg: TransformerHeadConfig):
+    import timm
+
+    from radbench.backbones.checkpoint import load_checkpoint
+
+    hub = cfg.init_weights == "hub"
+    deit = timm.create_model(cfg.init, pretrained=hub, num_classes=0)
+    if cfg.init_weights not in ("hub", "none"):
+        from pathlib import Path
+
+        load_checkpoint(deit, Path(cfg.init_weights), head_prefixes=("head", "head_dist"))
+    return deit
+
+
+def _backbone_for(cfg: TransformerHeadConfig, backbone):
+    """The backbone whose tokens the head reads: the study's, or a copy cut after block k."""
+    if cfg.keep_blocks is None:
+        return backbone
+    from radbench.training.models import decapitate
+
+    (keep,) = cfg.keep_blocks
+    cut = copy.copy(backbone)
+    cut.model = decapitate(copy.deepcopy(backbone.model), keep)
+    return cut
 
 
 def run_transformer_head(cfg: TransformerHeadConfig, inputs: ProtocolInput) -> ProtocolResult:
     import torch
 
-    from radbench.features.tokens import token_store
+    from radbench.features.tokens import token_shape, token_store
     from radbench.training.loop import (
         ConcatImages,
         TrainingImages,
@@ -49,17 +89,26 @@ def run_transformer_head(cfg: TransformerHeadConfig, inputs: ProtocolInput) -> P
     )
     from radbench.training.models import optimizer_groups, parameter_counts
     from radbench.training.select import select_lr
-    from radbench.training.token_transformer import LiveTokens, TokenTransformer
+    from radbench.training.token_transformer import LiveTokens, TokenTransformer, TunedTokens, from_deit
 
     context = inputs.images
-    dataset, preprocess, backbone = context.dataset, context.preprocess, context.backbone
-    store = token_store(backbone, dataset, preprocess, context.cache_folder, cfg.token_cache_gb,
-                        inputs.device, context.precision, cfg.batch_size, inputs.reporter)
-    tokens, dim = store.shape
+    dataset, preprocess = context.dataset, context.preprocess
+    backbone = _backbone_for(cfg, context.backbone)
+    tuned = cfg.backbone.train
+    folder = context.cache_folder / (f"blocks{cfg.keep_blocks[0]}" if cfg.keep_blocks else "")
+    if tuned:
+        store = None
+        tokens, dim = token_shape(backbone, preprocess.image_size, inputs.device)
+    else:
+        store = token_store(backbone, dataset, preprocess, folder, cfg.token_cache_gb, inputs.device,
+                            context.precision, cfg.batch_size, inputs.reporter)
+        tokens, dim = store.shape
+    cached = store is not None and store.cached is not None
+    deit = _init_deit(cfg) if cfg.init != "random" else None
 
     def data(splits: list[str]):
         targets = np.concatenate([inputs.targets[s] for s in splits])
-        if store.cached is not None:
+        if cached:
             return store.dataset(splits, targets)
         return TrainingImages(ConcatImages(*(dataset.splits[s].images for s in splits)), preprocess, targets)
 
@@ -68,14 +117,22 @@ def run_transformer_head(cfg: TransformerHeadConfig, inputs: ProtocolInput) -> P
 
     def build() -> nn.Module:
         torch.manual_seed(inputs.seed)
-        head = TokenTransformer(tokens, dim, cfg.width, cfg.depth, cfg.num_heads, dataset.num_classes)
-        return head if store.cached is not None else LiveTokens(backbone, head)
+        if deit is not None:
+            head = from_deit(deit, tokens, dim, dataset.num_classes)
+        else:
+            head = TokenTransformer(tokens, dim, cfg.width, cfg.depth, cfg.num_heads, dataset.num_classes)
+        if tuned:
+            return TunedTokens(copy.deepcopy(backbone.model).requires_grad_(True).train(), head)
+        return head if cached else LiveTokens(backbone, head)
 
     def settings(lr: float) -> TrainSettings:
-        return TrainSettings(cfg.epochs, cfg.batch_size, lr, lr, cfg.weight_decay, 1.0, cfg.warmup_epochs, 1.0,
-                             cfg.patience, inputs.device, context.precision, 0, inputs.seed)
+        return TrainSettings(cfg.epochs, cfg.batch_size, lr, lr, cfg.weight_decay, cfg.backbone.layer_decay,
+                             cfg.warmup_epochs, 1.0, cfg.patience, inputs.device, context.precision, 0, inputs.seed)
 
     def groups(model: nn.Module, lr: float) -> list[dict]:
+        if tuned:
+            return optimizer_groups(model.trunk, model.head, cfg.backbone.lr, lr, cfg.weight_decay,
+                                    cfg.backbone.layer_decay)
         head = model.head if isinstance(model, LiveTokens) else model
         return optimizer_groups(None, head, lr, lr, cfg.weight_decay, 1.0)
 
@@ -96,19 +153,36 @@ def run_transformer_head(cfg: TransformerHeadConfig, inputs: ProtocolInput) -> P
     selection = select_lr(cfg.lr, build, fit, cfg.refit, val_scores)
     model, lr, best_epoch, chosen = selection.model, selection.lr, selection.best_epoch, selection.chosen
     test_scores, infer_ms = predict(model, inputs.task, data(["test"]), evaluation)
-    candidates, seconds = selection.candidates, selection.seconds
-    outcome = finish(inputs, candidates, chosen, selection.payloads[chosen], test_scores,
-                     {"best_epoch": best_epoch, "tokens": [tokens, dim], "tokens_cached": store.cached is not None})
+    outcome = finish(inputs, selection.candidates, chosen, selection.payloads[chosen], test_scores,
+                     {"best_epoch": best_epoch, "tokens": [tokens, dim], "tokens_cached": cached,
+                      "backbone_trained": tuned, "init": cfg.init,
+                      **({"keep_blocks": cfg.keep_blocks[0]} if cfg.keep_blocks else {})})
     outcome.selected = {"lr": lr, "epochs": best_epoch}
-    head_model = model.head if isinstance(model, LiveTokens) else model
-    trainable, head_total = parameter_counts(head_model)
+    head_model = model if cached else model.head
+    trainable, head_total = parameter_counts(model if tuned else head_model)
     backbone_params = sum(p.numel() for p in backbone.model.parameters())
-    outcome.costs = {"trainable_params": float(trainable), "total_params": float(head_total + backbone_params),
-                     "train_seconds": seconds, "infer_ms_per_image": infer_ms + store.ms_per_image,
+    outcome.costs = {"trainable_params": float(trainable),
+                     "total_params": float((head_total if tuned else head_total + backbone_params)),
+                     "train_seconds": selection.seconds,
+                     "infer_ms_per_image": infer_ms + (store.ms_per_image if cached else 0.0),
                      "peak_mem_mb": peak_memory_mb(inputs.device)}
+    if cfg.save_model and context.model_folder is not None:
+        from radbench.training.saving import save_trained
+
+        trunk = model.trunk if tuned else backbone.model
+        description = {**context.description, "selected": outcome.selected, "class_names": list(inputs.class_names),
+                       "task": inputs.task.value}
+        outcome.details["saved_model"] = str(save_trained(context.model_folder, trunk, head_model, description))
     return outcome
+
+
+def per_depth(cfg: TransformerHeadConfig):
+    if cfg.keep_blocks is None:
+        return [(None, cfg)]
+    return [(f"{k}blocks", cfg.model_copy(update={"keep_blocks": [k]})) for k in cfg.keep_blocks]
 
 
 PROTOCOLS.add("transformer_head", ProtocolSpec(
     "transformer_head", TransformerHeadConfig, run_transformer_head,
-    "DeiT-style transformer head on frozen tokens (cached within a disk budget)", inputs="images"))
+    "DeiT-style transformer head on the tokens (frozen and cached, or trained with the backbone; DeiT init; "
+    "after block k)", inputs="images", variants=per_depth))

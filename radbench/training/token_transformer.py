@@ -1,6 +1,11 @@
-"""A DeiT-style transformer head on a frozen backbone's tokens, and its live (uncached) variant."""
+"""A DeiT-style transformer head on a backbone's tokens: on cached frozen tokens, on a frozen backbone run live,
+or trained together with the backbone; optionally initialised from a pretrained DeiT (Foundation-Medical's
+appended classifier: its blocks, CLS token and norm, position embeddings resampled to the backbone's grid)."""
 
 from __future__ import annotations
+
+import copy
+import math
 
 import torch
 from timm.layers import trunc_normal_
@@ -45,3 +50,37 @@ class LiveTokens(nn.Module):
         super().train(mode)
         self.trunk.eval()  # the frozen backbone stays in eval mode (dropout, norms)
         return self
+
+
+class TunedTokens(nn.Module):
+    """Backbone and transformer head trained together (the backbone's tokens with gradients)."""
+
+    def __init__(self, trunk: nn.Module, head: TokenTransformer):
+        super().__init__()
+        self.trunk, self.head = trunk, head
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        out = self.trunk.forward_features(images)
+        return self.head((out.flatten(2).transpose(1, 2) if out.ndim == 4 else out).float())
+
+
+def from_deit(deit: nn.Module, tokens: int, dim: int, num_classes: int) -> TokenTransformer:
+    """A head whose blocks, CLS token and final norm are copies of `deit`'s, for `tokens` backbone tokens of width
+    `dim`. Position embeddings: the head's own CLS and the backbone's prefix tokens (CLS, registers) take DeiT's
+    CLS position; the patch grid takes DeiT's grid resampled (bicubic) to the backbone's grid."""
+    from timm.layers import resample_abs_pos_embed
+
+    blocks = list(deit.blocks)
+    head = TokenTransformer(tokens, dim, deit.embed_dim, len(blocks), blocks[0].attn.num_heads, num_classes)
+    head.blocks = nn.Sequential(*copy.deepcopy(blocks))
+    head.norm = copy.deepcopy(deit.norm)
+    prefix = deit.num_prefix_tokens
+    side = math.isqrt(tokens)
+    backbone_prefix = tokens - side * side
+    deit_side = math.isqrt(deit.pos_embed.shape[1] - prefix)
+    with torch.no_grad():
+        head.cls_token.copy_(deit.cls_token)
+        grid = resample_abs_pos_embed(deit.pos_embed, [side, side], [deit_side, deit_side], num_prefix_tokens=prefix)
+        cls_position = grid[:, :1]
+        head.pos_embed.copy_(torch.cat([cls_position, cls_position.expand(1, backbone_prefix, -1), grid[:, prefix:]], 1))
+    return head

@@ -1,0 +1,52 @@
+"""Few-shot segmentation curves: n training patients (all their images), `repeats` different draws per seed,
+reproducible, drawn from the train split only; one reported point per n."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import radbench
+from radbench.errors import DataError
+from radbench.protocols.segmentation import sample_cases
+from tests.conftest import tiny_study, write_study
+
+
+def test_whole_patients_reproducible_and_different_per_repeat():
+    patients = np.repeat(np.array([f"p{i}" for i in range(12)]), 3)  # three slices per patient
+    first = sample_cases(patients, 4, seed=0, repeat=0)
+    assert np.array_equal(first, sample_cases(patients, 4, seed=0, repeat=0))
+    assert len(set(patients[first])) == 4 and len(first) == 12  # every slice of each chosen patient
+    draws = {tuple(sorted(set(patients[sample_cases(patients, 4, 0, r)]))) for r in range(5)}
+    assert len(draws) > 1
+    with pytest.raises(DataError, match="13 patients asked, the train split has 12"):
+        sample_cases(patients, 13, 0, 0)
+
+
+def test_a_few_shot_segmentation_curve_on_real_lungs(tmp_path, shared_data, cli):
+    lungs = {"name": "lungs", "adapter": "mask_folder", "path": str(shared_data / "cxr_lung_seg_shenzhen"),
+             "images": "train_images", "masks": "train_masks", "mask_suffix": "_mask", "mask_threshold": 127,
+             "split_fractions": [0.6, 0.2, 0.2]}
+    protocol = {"segmentation": {"epochs": 2, "lr": [0.05], "batch_size": 3, "shots": [1, 2, "all"], "repeats": 2}}
+    assert cli("run", write_study(tmp_path, tiny_study(tmp_path, [lungs], [protocol], image_size=32))).exit_code == 0
+    jobs = radbench.load(tmp_path / "out").jobs
+    assert sorted(jobs.protocol) == ["segmentation@1shot", "segmentation@1shot", "segmentation@2shot",
+                                     "segmentation@2shot", "segmentation@all"]
+    from radbench.data import ADAPTERS, load_dataset
+
+    train = set(load_dataset(ADAPTERS.get("mask_folder").config.model_validate(lungs)).splits["train"].patient_ids)
+    for job in jobs.itertuples():
+        details = json.loads(job.details)
+        if job.protocol == "segmentation@all":
+            assert "patients" not in details
+            continue
+        assert len(details["patients"]) == int(job.protocol.split("@")[1][0]) and set(details["patients"]) <= train
+    two = [tuple(json.loads(d)["patients"]) for p, d in zip(jobs.protocol, jobs.details) if p == "segmentation@2shot"]
+    assert two[0] != two[1]  # the two repeats drew different patients
+
+    too_many = {"segmentation": {**protocol["segmentation"], "shots": [50]}}
+    result = cli("run", write_study(tmp_path / "b", tiny_study(tmp_path / "b", [lungs], [too_many])))
+    assert result.exit_code == 2 and "shots up to 50 patients, the train split of 'lungs' has 6" in \
+        " ".join(result.stderr.split())
