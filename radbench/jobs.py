@@ -41,6 +41,9 @@ class Job:
         return self.spec.inputs == "features"
 
 
+SCRATCH_LABEL = "scratch_unet"  # the backbone column of a U-Net trained from scratch
+
+
 def plan_jobs(study: StudyConfig, backbone: BackboneConfig, dataset, data_key: str) -> list[Job]:
     """Every (protocol variant, seed, repeat) of the protocols that apply to this dataset's kind."""
     jobs = []
@@ -52,17 +55,22 @@ def plan_jobs(study: StudyConfig, backbone: BackboneConfig, dataset, data_key: s
         metric = "dice" if segmentation else (
             entry.config.selection_metric or study.settings.selection_metric or default_selection_metric(dataset.task))
         for suffix, variant in spec.variants(entry.config):
+            owner = backbone
+            if getattr(variant, "decoder", None) == "scratch_unet":  # no backbone: planned once, as its own row
+                if backbone is not study.backbones[0]:
+                    continue
+                owner = backbone.model_copy(update={"label": SCRATCH_LABEL})
             label = entry.label if suffix is None else f"{entry.label}@{suffix}"
             feature_types = variant.feature_types(study.settings.features)
             for seed in study.settings.seeds:
                 for repeat in range(spec.repeats(variant)):
                     key = stable_hash({
-                        "data": data_key, "backbone": backbone.display_name, "dataset": dataset.name,
+                        "data": data_key, "backbone": owner.display_name, "dataset": dataset.name,
                         "protocol": entry.type, "label": label,
                         "config": variant.model_dump(mode="json", exclude=_not_in_key(variant)),
                         "feature_types": feature_types, "selection_metric": metric, "seed": seed, "repeat": repeat,
                     }, length=20)
-                    jobs.append(Job(backbone, dataset, entry, spec, label, variant, seed, repeat, feature_types,
+                    jobs.append(Job(owner, dataset, entry, spec, label, variant, seed, repeat, feature_types,
                                     metric, key))
     return jobs
 

@@ -22,7 +22,7 @@ from radbench.device import effective_precision, resolve_device
 from radbench.features.cache import FeatureCache
 from radbench.features.extract import default_workers_for_files
 from radbench.features.provider import Extraction, FeatureProvider, feature_key
-from radbench.jobs import plan_jobs, run_job, run_segmentation_job
+from radbench.jobs import SCRATCH_LABEL, plan_jobs, run_job, run_segmentation_job
 from radbench.progress import Reporter
 from radbench.protocols import PROTOCOLS, ProtocolInput
 from radbench.protocols.base import ImageContext
@@ -219,6 +219,8 @@ class _Unit:
                 job.seed, self.reporter, study.feature_cache_dir / f"{self.key}-seg",
                 settings.output_dir / "segmentation" / _slug(job.backbone.display_name) / dataset.name
                 / _slug(job.label) / (f"seed{job.seed}" + (f"-repeat{job.repeat}" if job.repeat else "")), job.repeat)
+            if job.backbone.label == SCRATCH_LABEL:  # trained from scratch: no backbone weights to name
+                identity = {"model": "monai.networks.nets.BasicUNet", "weights": "none"}
             return run_segmentation_job(study, job, inputs, self.reporter, job_preprocess, identity)
         model = self.provider.backbone(self.backbone, self.preprocess.image_size)
         identity = {**identity, **model.weights_revision}

@@ -50,3 +50,26 @@ def test_a_few_shot_segmentation_curve_on_real_lungs(tmp_path, shared_data, cli)
     result = cli("run", write_study(tmp_path / "b", tiny_study(tmp_path / "b", [lungs], [too_many])))
     assert result.exit_code == 2 and "shots up to 50 patients, the train split of 'lungs' has 6" in \
         " ".join(result.stderr.split())
+
+
+def test_a_unet_from_scratch_is_one_baseline_row_beside_the_backbones(tmp_path, shared_data, cli):
+    from monai.networks.nets import BasicUNet
+
+    lungs = {"name": "lungs", "adapter": "mask_folder", "path": str(shared_data / "cxr_lung_seg_shenzhen"),
+             "images": "train_images", "masks": "train_masks", "mask_suffix": "_mask", "mask_threshold": 127,
+             "split_fractions": [0.6, 0.2, 0.2]}
+    protocols = [{"segmentation": {"epochs": 2, "lr": [0.05], "batch_size": 3}},
+                 {"segmentation": {"decoder": "scratch_unet", "width": 32, "epochs": 2, "lr": [1e-3],
+                                   "batch_size": 3, "name": "unet_scratch"}}]
+    study = tiny_study(tmp_path, [lungs], protocols, image_size=32, seeds=[0, 1])
+    study["backbones"] = [{"name": "timm:test_vit", "weights": "none", "label": "a"},
+                          {"name": "timm:test_vit", "weights": "none", "label": "b", "model_kwargs": {"depth": 1}}]
+    assert cli("run", write_study(tmp_path, study)).exit_code == 0
+    results = radbench.load(tmp_path / "out")
+    rows = results.jobs.groupby(["backbone", "protocol"]).size().to_dict()
+    assert rows == {("a", "segmentation"): 2, ("b", "segmentation"): 2, ("scratch_unet", "unet_scratch"): 2}
+    costs = results.costs[results.costs.backbone == "scratch_unet"].pivot_table(index="metric", values="value")
+    expected = sum(p.numel() for p in BasicUNet(2, 3, 2, features=(8, 8, 16, 32, 64, 8)).parameters())
+    assert costs.loc["trainable_params", "value"] == costs.loc["total_params", "value"] == expected
+    dice = results.results.query("backbone == 'scratch_unet' and metric == 'dice'").value
+    assert len(dice) == 2 and dice.between(0, 1).all()

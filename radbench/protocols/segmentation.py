@@ -36,7 +36,7 @@ class BackboneTraining(StrictModel):
 
 
 class SegmentationConfig(ProtocolConfigBase):
-    decoder: Literal["linear", "unet"] = "linear"
+    decoder: Literal["linear", "unet", "scratch_unet"] = "linear"  # scratch_unet: MONAI's U-Net, no backbone
     epochs: int = Field(default=30, ge=1)
     lr: list[PositiveFloat] = Field(default=[1e-3, 1e-2], min_length=1)
     batch_size: int = Field(default=16, ge=1)
@@ -127,9 +127,10 @@ def run_segmentation(cfg: SegmentationConfig, inputs: SegmentationInput) -> Segm
         few = {"shots": cfg.shots[0], "patients": sorted(set(map(str, splits["train"].patient_ids))),
                "train_cases": len(chosen)}
     preprocess = replace(inputs.preprocess, image_size=cfg.image_size or inputs.preprocess.image_size)
-    backbone = inputs.build_backbone(preprocess.image_size)
-    indices = tap_indices(backbone.model, cfg.taps or DECODERS[cfg.decoder].taps)
-    frozen = not cfg.backbone.train
+    scratch = cfg.decoder == "scratch_unet"
+    backbone = None if scratch else inputs.build_backbone(preprocess.image_size)
+    indices = [] if scratch else tap_indices(backbone.model, cfg.taps or DECODERS[cfg.decoder].taps)
+    frozen = not cfg.backbone.train and not scratch
     samples = {name: SegmentationSamples([splits[name]], preprocess, volume) for name in ("train", "val")}
     data = dict(samples)
     if frozen:  # the taps a frozen backbone gives never change: compute them once
@@ -140,12 +141,16 @@ def run_segmentation(cfg: SegmentationConfig, inputs: SegmentationInput) -> Segm
                                 cfg.feature_cache_gb, inputs.device, inputs.precision, cfg.batch_size,
                                 inputs.reporter, f"{dataset.name}/{name}")
             data[name] = cached or split_samples
-    with torch.no_grad():
-        probe = samples["train"][0][0][None].to(inputs.device)
-        channels = [t.shape[1] for t in dense_taps(backbone.model.to(inputs.device).eval(), probe, indices)]
+    channels = []
+    if not scratch:
+        with torch.no_grad():
+            probe = samples["train"][0][0][None].to(inputs.device)
+            channels = [t.shape[1] for t in dense_taps(backbone.model.to(inputs.device).eval(), probe, indices)]
 
     def build() -> Segmenter:
         torch.manual_seed(inputs.seed)
+        if scratch:
+            return scratch_unet(dataset.num_classes, cfg.width // 4, preprocess.image_size)
         trunk = backbone.model if frozen else copy.deepcopy(backbone.model)
         decoder = (DECODERS[cfg.decoder](channels, dataset.num_classes, cfg.width) if cfg.decoder == "unet"
                    else DECODERS[cfg.decoder](channels, dataset.num_classes))
@@ -157,6 +162,8 @@ def run_segmentation(cfg: SegmentationConfig, inputs: SegmentationInput) -> Segm
                              inputs.seed)
 
     def groups(model: Segmenter, lr: float) -> list[dict]:
+        if scratch:
+            return optimizer_groups(None, model, lr, lr, cfg.weight_decay, 1.0)
         return optimizer_groups(None if frozen else model.trunk, model.decoder, cfg.backbone.lr, lr,
                                 cfg.weight_decay, cfg.backbone.layer_decay)
 
@@ -192,6 +199,17 @@ def run_segmentation(cfg: SegmentationConfig, inputs: SegmentationInput) -> Segm
                "artifacts": artifacts, **few}
     return SegmentationResult({"lr": lr, "epochs": best_epoch}, candidates, selection.payloads[selection.chosen],
                               mean_over_cases(cases), cases, details, costs)
+
+
+def scratch_unet(classes: int, base: int, image_size: int):
+    """The from-scratch baseline the seed studies compare against: MONAI's BasicUNet on the image itself (3
+    channels as every backbone sees them), randomly initialised, trained end to end."""
+    from monai.networks.nets import BasicUNet
+
+    if image_size % 16:
+        raise DataError(f"decoder scratch_unet: image_size {image_size} must be a multiple of 16 (four poolings)")
+    return BasicUNet(spatial_dims=2, in_channels=3, out_channels=classes,
+                     features=(base, base, 2 * base, 4 * base, 8 * base, base))
 
 
 def _save(cfg: SegmentationConfig, kept: list[tuple], volume, folder: Path) -> list[str]:
