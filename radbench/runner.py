@@ -218,7 +218,10 @@ class _Unit:
                 self.precision, 0 if job_dataset.splits["train"].images.in_memory else default_workers_for_files(),
                 job.seed, self.reporter, study.feature_cache_dir / f"{self.key}-seg",
                 settings.output_dir / "segmentation" / _slug(job.backbone.display_name) / dataset.name
-                / _slug(job.label) / (f"seed{job.seed}" + (f"-repeat{job.repeat}" if job.repeat else "")), job.repeat)
+                / _slug(job.label) / (f"seed{job.seed}" + (f"-repeat{job.repeat}" if job.repeat else "")), job.repeat,
+                {"backbone": {**job.backbone.model_dump(mode="json"), "label": job.backbone.display_name},
+                 "dataset": dataset.name, "protocol": job.label, "seed": job.seed,
+                 "preprocess": job_preprocess.identity()})
             if job.backbone.label == SCRATCH_LABEL:  # trained from scratch: no backbone weights to name
                 identity = {"model": "monai.networks.nets.BasicUNet", "weights": "none"}
             return run_segmentation_job(study, job, inputs, self.reporter, job_preprocess, identity)

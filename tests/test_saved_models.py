@@ -48,3 +48,22 @@ def test_a_saved_model_reloads_to_the_stored_predictions(tmp_path, pneumonia_npz
     np.testing.assert_allclose(logits.softmax(-1).numpy(), stored, atol=1e-5)
     if protocol == "lora":  # merged: a plain timm state dict, no adapter keys
         assert not any("lora" in k for k in torch.load(folder / "backbone.pt", weights_only=True))
+
+
+def test_a_backbone_trained_for_segmentation_is_saved_for_classification(tmp_path, shared_data, cli):
+    """The reverse cross-task direction: segment with the backbone trained, then use it as a study's backbone."""
+    lungs = {"name": "lungs", "adapter": "mask_folder", "path": str(shared_data / "cxr_lung_seg_shenzhen"),
+             "images": "train_images", "masks": "train_masks", "mask_suffix": "_mask", "mask_threshold": 127,
+             "split_fractions": [0.6, 0.2, 0.2]}
+    protocol = {"segmentation": {"epochs": 1, "lr": [0.05], "batch_size": 3, "save_model": True,
+                                 "backbone": {"train": True, "lr": 1e-2}}}
+    assert cli("run", write_study(tmp_path, tiny_study(tmp_path, [lungs], [protocol]))).exit_code == 0
+    folder = tmp_path / "out" / "segmentation" / "timm_test_vit" / "lungs" / "segmentation" / "seed0" / "model"
+    usage = json.loads((folder / "model.json").read_text())["use_as_backbone"]
+    saved = torch.load(folder / "backbone.pt", weights_only=True)
+    assert any("blocks" in k for k in saved) and torch.load(folder / "head.pt", weights_only=True)  # + decoder
+    reuse = tiny_study(tmp_path / "reuse", [{"name": "p", "adapter": "medmnist", "path": str(
+        shared_data / "medmnist" / "pneumoniamnist_kaggle_variant.npz"), "limit": 60}], [{"knn": {"k": [5]}}])
+    reuse["backbones"] = [{"name": usage["name"], "weights": usage["weights"], "label": usage["label"]}]
+    assert cli("run", write_study(tmp_path / "reuse", reuse)).exit_code == 0
+    assert radbench.load(tmp_path / "reuse" / "out").jobs.backbone.tolist() == ["timm:test_vit+segmentation"]

@@ -53,7 +53,8 @@ class SegmentationConfig(ProtocolConfigBase):
     refit: bool = True
     shots: list[PositiveInt | Literal["all"]] | None = None  # few-shot curve: train on n patients, one point per n
     repeats: int = Field(default=1, ge=1)  # draws of the n patients per seed
-    added_later: ClassVar[tuple[str, ...]] = ("preset", "shots", "repeats")
+    save_model: bool = False  # the backbone (trained or not) and decoder, to OUT/segmentation/.../model/
+    added_later: ClassVar[tuple[str, ...]] = ("preset", "shots", "repeats", "save_model")
 
 
 def sample_cases(patient_ids: np.ndarray, shots: int, seed: int, repeat: int) -> np.ndarray:
@@ -94,6 +95,7 @@ class SegmentationInput:
     cache_folder: Path
     output_folder: Path
     repeat: int = 0  # the draw of few-shot patients
+    description: dict = field(default_factory=dict)  # backbone, dataset, protocol: recorded with a saved model
 
 
 @dataclass
@@ -197,6 +199,13 @@ def run_segmentation(cfg: SegmentationConfig, inputs: SegmentationInput) -> Segm
     details = {"best_epoch": best_epoch, "taps": indices, "image_size": preprocess.image_size,
                "frozen_backbone": frozen, "feature_cache": [type(d).__name__ for d in data.values()],
                "artifacts": artifacts, **few}
+    if cfg.save_model and not scratch:
+        from radbench.training.saving import save_trained
+
+        description = {**inputs.description, "selected": {"lr": lr, "epochs": best_epoch},
+                       "class_names": list(class_names), "task": "segmentation", "decoder": cfg.decoder}
+        details["saved_model"] = str(save_trained(inputs.output_folder / "model", model.trunk, model.decoder,
+                                                  description))
     return SegmentationResult({"lr": lr, "epochs": best_epoch}, candidates, selection.payloads[selection.chosen],
                               mean_over_cases(cases), cases, details, costs)
 
