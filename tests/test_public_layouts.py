@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -12,6 +11,7 @@ import pytest
 from radbench.data import ADAPTERS, Task, load_dataset
 from radbench.data.segmentation import SegmentationDataset
 from radbench.errors import DataError
+from tests import standins
 
 
 def config(adapter, path, **keys):
@@ -118,29 +118,15 @@ def test_mimic_cxr_jpg_layout(tmp_path, shared_data, nih_images):
     assert sum(len(s) for s in frontal.splits.values()) == sum(1 for m in metadata if m["ViewPosition"] == "PA")
 
 
-def test_aptos_is_ordinal(tmp_path, nih_images):
-    images, _ = nih_images
-    ids = [f"{k:012x}" for k in range(50)]
-    for image, name in zip(images, ids):
-        link(image, tmp_path / "train_images" / f"{name}.png")
-    pd.DataFrame({"id_code": ids, "diagnosis": [k % 5 for k in range(50)]}).to_csv(tmp_path / "train.csv", index=False)
-    dataset = load_dataset(config("aptos", tmp_path))
+def test_aptos_is_ordinal(tmp_path, shared_data):
+    dataset = load_dataset(config("aptos", standins.aptos(tmp_path, shared_data)))
     assert dataset.task is Task.ORDINAL and dataset.class_names[4] == "Proliferative DR"
 
 
-def test_isic_2019_one_hot_and_lesion_grouping(tmp_path, nih_images):
-    images, _ = nih_images
-    classes = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
-    rows, meta = [], []
-    for k, image in enumerate(images[:48]):
-        name = f"ISIC_{k:07d}"
-        link(image, tmp_path / "ISIC_2019_Training_Input" / f"{name}.jpg")
-        rows.append({"image": name, **{c: float(c == classes[k % 8]) for c in classes}})
-        meta.append({"image": name, "age_approx": 50, "anatom_site_general": "torso",
-                     "lesion_id": f"BCN_{k // 4:07d}" if k < 40 else "", "sex": "male"})
-    pd.DataFrame(rows).to_csv(tmp_path / "ISIC_2019_Training_GroundTruth.csv", index=False)
-    pd.DataFrame(meta).to_csv(tmp_path / "ISIC_2019_Training_Metadata.csv", index=False)
-    dataset = load_dataset(config("isic2019", tmp_path))
+def test_isic_2019_one_hot_and_lesion_grouping(tmp_path, shared_data):
+    classes = standins.ISIC_CLASSES
+    folder = standins.isic2019(tmp_path, shared_data)  # image k has class k % 8 (no UNK); 4 images per lesion
+    dataset = load_dataset(config("isic2019", folder))
     assert dataset.task is Task.MULTICLASS and dataset.class_names == tuple(classes[:8])  # UNK has no image
     where = {sid: name for name, s in dataset.splits.items() for sid in s.sample_ids}
     for lesion in range(10):  # the 4 images of a lesion share one split
@@ -148,30 +134,7 @@ def test_isic_2019_one_hot_and_lesion_grouping(tmp_path, nih_images):
 
 
 def test_cbis_ddsm_case_files_and_dicom_resolution(tmp_path, shared_data):
-    dicoms = sorted((shared_data / "dicom_samples" / "pydicom_data").glob("RG*_J2KI.dcm")) + [
-        shared_data / "dicom_samples" / "pydicom_bundled" / "CT_small.dcm"]
-    header = ("patient_id,breast_density,left or right breast,image view,abnormality id,abnormality type,mass shape,"
-              "mass margins,assessment,pathology,subtlety,image file path,cropped image file path,ROI mask file path")
-    calc_header = header.replace("breast_density", "breast density").replace("mass shape,mass margins",
-                                                                            "calc type,calc distribution")
-    cases = {"mass": [], "calc": []}
-    k = 0
-    for kind, prefix in (("mass", "Mass"), ("calc", "Calc")):
-        for split, part in (("train", "Training"), ("test", "Test")):
-            for patient in range(6):
-                folder = f"{prefix}-{part}_P_{kind}{split}{patient:03d}_LEFT_CC"
-                # the download's file names differ from the CSV's (the real, well-known mismatch)
-                link(dicoms[k % len(dicoms)], tmp_path / folder / "07-20-2016-DDSM-74994" / "1.000000-full-12345" / "1-1.dcm")
-                k += 1
-                pathology = ["MALIGNANT", "BENIGN", "BENIGN_WITHOUT_CALLBACK"][patient % 3]
-                listed = f"{folder}/1.3.6.1.4.1.9590.100.1.2.{patient}/1.3.6.1.4.1.9590.100.1.2.{patient}9/000000.dcm\n"
-                for abnormality in (1, 2) if patient == 0 else (1,):  # patient 0: two abnormalities, one image
-                    cases[kind].append([f"P_{kind}{split}{patient:03d}", 3, "LEFT", "CC", abnormality, kind, "OVAL",
-                                        "CIRCUMSCRIBED", 4, pathology if abnormality == 1 else "MALIGNANT", 3,
-                                        f'"{listed}"', f"{folder}_1/x/y/000000.dcm", f"{folder}_1/x/y/000001.dcm"])
-            rows = cases[kind][-(7):]
-            lines = [header if kind == "mass" else calc_header] + [",".join(map(str, r)) for r in rows]
-            (tmp_path / f"{kind}_case_description_{split}_set.csv").write_text("\n".join(lines) + "\n")
+    standins.cbis_ddsm(tmp_path, shared_data)  # 6 patients per set and kind; patient 0: two abnormalities
     dataset = load_dataset(config("cbis_ddsm", tmp_path))
     assert dataset.class_names == ("benign", "malignant") and sum(len(s) for s in dataset.splits.values()) == 24
     labels = {sid: label for s in dataset.splits.values() for sid, label in zip(s.sample_ids, s.labels)}
@@ -197,22 +160,9 @@ def test_shenzhen_mask_folder(shared_data):
 
 
 def test_montgomery_left_and_right_masks(tmp_path, shared_data):
-    from PIL import Image
-
-    source = shared_data / "cxr_lung_seg_shenzhen"
-    for k, image in enumerate(sorted((source / "train_images").glob("*.png"))[:6]):
-        name = f"MCUCXR_{k + 1:04d}_0.png"
-        (tmp_path / "CXR_png").mkdir(exist_ok=True)
-        shutil.copy(image, tmp_path / "CXR_png" / name)
-        mask = np.asarray(Image.open(source / "train_masks" / f"{image.stem}_mask.png"))
-        half = mask.shape[1] // 2
-        for side, keep in (("leftMask", slice(half, None)), ("rightMask", slice(0, half))):
-            part = np.zeros_like(mask)
-            part[:, keep] = mask[:, keep]
-            (tmp_path / "ManualMask" / side).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(part).save(tmp_path / "ManualMask" / side / name)
-    combined = load_dataset(config("montgomery", tmp_path))
-    separate = load_dataset(config("montgomery", tmp_path, lungs="separate"))
+    folder = standins.montgomery(tmp_path, shared_data)  # Shenzhen lungs, each mask cut into left and right
+    combined = load_dataset(config("montgomery", folder))
+    separate = load_dataset(config("montgomery", folder, lungs="separate"))
     assert separate.class_names == ("background", "left lung", "right lung")
     mask = separate.splits["train"].masks.load(0)
     assert set(np.unique(mask)) == {0, 1, 2} and (combined.splits["train"].masks.load(0) > 0).sum() == (mask > 0).sum()
