@@ -104,3 +104,13 @@ def test_decapitation_with_a_transformer_head_reads_block_k(tmp_path, pneumonia_
     with torch.no_grad():
         expected = model.eval().forward_features(images).numpy()
     np.testing.assert_allclose(np.load(cached).astype(np.float32), expected, atol=2e-2, rtol=1e-2)  # float16 cache
+
+
+def test_decapitated_and_fine_tuned_with_a_transformer_head(tmp_path, pneumonia_npz, cli, checkpoint):
+    results = _run(tmp_path, pneumonia_npz, cli, checkpoint, {"keep_blocks": [2], "backbone": {"train": True}})
+    folder = tmp_path / "out/models/vit/p/transformer_head@2blocks/seed0"
+    saved = torch.load(folder / "backbone.pt", weights_only=True)
+    assert {k.split(".")[1] for k in saved if k.startswith("blocks.")} == {"0", "1"}  # cut after block 2
+    head = sum(v.numel() for v in torch.load(folder / "head.pt", weights_only=True).values())
+    costs = results.costs.set_index("metric").value
+    assert costs["trainable_params"] == head + sum(v.numel() for v in saved.values())
