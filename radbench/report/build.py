@@ -118,9 +118,11 @@ def _curves(page: Page, section: Section, board: pd.DataFrame, dataset: str, met
     sizes = _resolutions(jobs)
     rows = board[(board.dataset == dataset) & (board.metric == metric)].merge(sizes, on="backbone")
     for protocol, group in rows.groupby("protocol"):
-        if group.groupby("model").image_size.nunique().max() > 1:
-            page.figure(section, plots.resolution_curve(group, metric, f"{dataset} / {protocol}: resolution"),
-                        f"resolution-{dataset}-{protocol}-{metric}", f"{dataset} {protocol} resolution")
+        if group.groupby("model").image_size.nunique().max() > 1:  # one line per model, x: its input size
+            points = group.drop(columns="backbone").rename(columns={"model": "backbone", "image_size": "x"})
+            page.figure(section, figures.curve_plot(points.assign(axis="input resolution (px)"), dataset,
+                                                    f"{protocol} resolution", metric),
+                        f"resolution-{dataset}-{protocol}-{metric}", f"{dataset} {protocol} resolution", half=True)
     tuned = board[(board.dataset == dataset) & (board.metric == metric) & board.protocol.isin(plots.FROZEN +
                                                                                               plots.TUNED)]
     if tuned.protocol.isin(plots.TUNED).any() and tuned.protocol.isin(plots.FROZEN).any():

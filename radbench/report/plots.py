@@ -1,5 +1,5 @@
 """Figures from per-sample results: ROC curves, per-class AUROC heatmaps, confusion matrices, per-case Dice
-distributions, accuracy against cost, frozen vs fine-tuned vs PEFT, CKA heatmaps and resolution curves."""
+distributions, accuracy against cost, frozen vs fine-tuned vs PEFT, CKA heatmaps."""
 
 from __future__ import annotations
 
@@ -159,23 +159,5 @@ def cka_heatmap(matrix: pd.DataFrame, title: str):
                   color="black" if value > 0.6 else "white")
     figure.colorbar(image, ax=axis, label="linear CKA")
     axis.set_title(title, fontsize="medium")
-    figure.tight_layout()
-    return figure
-
-
-def resolution_curve(points: pd.DataFrame, metric: str, title: str):
-    """Metric against input resolution, one line per backbone (same weights at several image sizes)."""
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(5.0, 3.4))
-    for model, rows in points.groupby("model"):
-        rows = rows.sort_values("image_size")
-        line = axis.plot(rows.image_size, rows["mean"], marker="o", label=model)[0]
-        axis.fill_between(rows.image_size, rows.ci_low, rows.ci_high, alpha=0.2, color=line.get_color())
-    sizes = sorted(points.image_size.unique())
-    axis.set_xticks(sizes, [str(s) for s in sizes])
-    axis.set_xlabel("input resolution (px)")
-    axis.set_ylabel(f"test {metric}")
-    axis.set_title(title, fontsize="medium")
-    axis.legend(fontsize="small")
     figure.tight_layout()
     return figure
