@@ -23,6 +23,7 @@ from radbench.features.cache import FeatureCache
 from radbench.features.extract import default_workers_for_files
 from radbench.features.provider import Extraction, FeatureProvider, feature_key
 from radbench.jobs import SCRATCH_LABEL, plan_jobs, run_job, run_segmentation_job
+from radbench.paths import folder_name
 from radbench.progress import Reporter
 from radbench.protocols import PROTOCOLS, ProtocolInput
 from radbench.protocols.base import ImageContext
@@ -217,8 +218,8 @@ class _Unit:
                 job_dataset, job_preprocess, lambda size: self.provider.backbone(self.backbone, size), device,
                 self.precision, 0 if job_dataset.splits["train"].images.in_memory else default_workers_for_files(),
                 job.seed, self.reporter, study.feature_cache_dir / f"{self.key}-seg",
-                settings.output_dir / "segmentation" / _slug(job.backbone.display_name) / dataset.name
-                / _slug(job.label) / (f"seed{job.seed}" + (f"-repeat{job.repeat}" if job.repeat else "")), job.repeat,
+                settings.output_dir / "segmentation" / folder_name(job.backbone.display_name) / dataset.name
+                / folder_name(job.label) / (f"seed{job.seed}" + (f"-repeat{job.repeat}" if job.repeat else "")), job.repeat,
                 {"backbone": {**job.backbone.model_dump(mode="json"), "label": job.backbone.display_name},
                  "dataset": dataset.name, "protocol": job.label, "seed": job.seed,
                  "preprocess": job_preprocess.identity()})
@@ -232,8 +233,8 @@ class _Unit:
         context = ImageContext(dataset, self.preprocess, model, self.precision,
                                0 if in_memory and settings.num_workers is None else file_workers(settings),
                                study.feature_cache_dir / f"{self.key}-tokens",
-                               settings.output_dir / "models" / _slug(job.backbone.display_name) / dataset.name
-                               / _slug(job.label) / f"seed{job.seed}{repeat}",
+                               settings.output_dir / "models" / folder_name(job.backbone.display_name) / dataset.name
+                               / folder_name(job.label) / f"seed{job.seed}{repeat}",
                                {"backbone": {**job.backbone.model_dump(mode="json"), "label": job.backbone.display_name},
                                 "dataset": dataset.name, "protocol": job.label, "seed": job.seed,
                                 "preprocess": self.preprocess.identity(), "weights_identity": identity})
@@ -250,9 +251,6 @@ def _run_feature_job(job, cached, *, study, reporter, dataset, preprocess, devic
                      feature_types=list(dict.fromkeys(cached.layout.resolve(t) for t in job.feature_types)))
     return run_job(study, job, inputs, reporter, preprocess, manifest["backbone"], costs, cached.folder.name)
 
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in name)
 
 
 def _inputs(job, dataset, features, device, reporter, feature_types=None, images=None) -> ProtocolInput:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from radbench.data.base import Task
+from radbench.paths import folder_name
 from radbench.report import figures, plots
 from radbench.report.api import Results, load
 from radbench.report.html import Page, Section, findings
@@ -199,18 +200,15 @@ def _segmentation(page: Page, section: Section, results: Results, dataset: str, 
                     f"Each point one test {unit} (mean over seeds).")
     images = []
     for job in _first_runs(jobs).itertuples():
-        folder = output_dir / "segmentation"
-        found = sorted(folder.glob(f"*/{dataset}/*/seed{job.seed}/overlays/*.png"))
-        found = [p for p in found if p.parts[-6] == _slug(job.backbone) and p.parts[-4] == _slug(job.protocol)]
+        folder = (output_dir / "segmentation" / folder_name(job.backbone) / dataset / folder_name(job.protocol)
+                  / f"seed{job.seed}" / "overlays")  # where the run wrote them
+        found = sorted(folder.glob("*.png"))
         images += [{"title": f"{job.backbone} / {job.protocol} / {p.stem}",
                     "png": base64.b64encode(p.read_bytes()).decode()} for p in found[:3]]
     if images:
         section.blocks.append({"kind": "gallery", "images": images,
                                "caption": "Overlays (image | ground truth | prediction), first seed."})
 
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in name)
 
 
 def _costs(results: Results) -> pd.DataFrame:
