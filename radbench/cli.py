@@ -202,6 +202,30 @@ def results(
         _print_summary(output_dir, split)
 
 
+@app.command()
+@user_errors
+def status(output_dir: Path = typer.Argument(..., help="a study's output_dir")):
+    """Where a study stands: per backbone x dataset x protocol the jobs stored, running (on which host:pid),
+    failed (the error's first line) and pending. Failed and pending jobs run on the next `radbench run`."""
+    rows = _open_store(output_dir).status()
+    table = Table(title=f"status of {output_dir}")
+    for column in ("backbone", "dataset", "protocol", "stored", "running", "failed", "pending", "last error"):
+        table.add_column(column, justify="right" if column in ("stored", "running", "failed", "pending") else "left",
+                         overflow="fold")
+    for row in rows.itertuples():
+        if row.planned == 0:
+            table.add_row(row.backbone, row.dataset, "-", "not reached", "", "", "", "")
+            continue
+        pending = row.planned - row.done - row.failed - row.running
+        running = f"{row.running} ({row.held_by})" if row.running else "0"
+        table.add_row(row.backbone, row.dataset, row.protocol, f"{row.done} of {row.planned}", running,
+                      str(row.failed), str(pending), row.error if isinstance(row.error, str) else "")
+    out.print(table)
+    out.print(f"jobs: {int(rows.done.sum())} stored, {int(rows.running.sum())} running, {int(rows.failed.sum())} "
+              f"failed, {int((rows.planned - rows.done - rows.failed - rows.running).sum())} pending of "
+              f"{int(rows.planned.sum())} planned; units not reached: {int((rows.planned == 0).sum())}")
+
+
 def _open_store(output_dir: Path):
     from radbench.results import ResultsStore
 

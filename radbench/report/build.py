@@ -80,7 +80,8 @@ def _status(page: Page, status: pd.DataFrame, tables: Path) -> None:
     rows, classes = [], []
     for row in incomplete.itertuples():
         stored = "not reached" if row.planned == 0 else f"{row.done} of {row.planned}"
-        rows.append([row.backbone, row.dataset, row.protocol or "—", stored, row.failed, row.error or ""])
+        rows.append([row.backbone, row.dataset, row.protocol or "—", stored, row.failed,
+                     row.error if isinstance(row.error, str) else ""])
         classes.append("failed" if row.failed else "")
     section.table(["backbone", "dataset", "protocol", "stored", "failed", "last error"], rows, classes)
 
