@@ -1,0 +1,75 @@
+"""The part of the results store that keeps a study's plan and its failures, so that `radbench status` and the
+report show what is stored, running, failed or not reached yet. Mixed into ResultsStore (its connection and
+error handling)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from contextlib import closing
+
+import pandas as pd
+
+STALE_SECONDS = 300.0  # a claim of another machine with no heartbeat for this long is taken over
+
+
+class PlanRecords:
+    """planned_units / planned_jobs / failures: written by the runner, read by `status` and the report."""
+
+    def plan_units(self, study: str, units: list[tuple[str, str]]) -> None:
+        """The study's backbone x dataset units as this run sees them (an edited study replaces the old list)."""
+        with self._guard(), closing(self._connect()) as conn, conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM planned_units WHERE study = ?", (study,))
+            conn.executemany("INSERT OR IGNORE INTO planned_units VALUES (?,?,?)", [(study, *u) for u in units])
+
+    def plan_jobs(self, backbone: str, dataset: str, jobs: list[tuple[str, str, int, int]]) -> None:
+        """One unit's jobs (key, protocol, seed, repeat), replacing the unit's earlier plan."""
+        with self._guard(), closing(self._connect()) as conn, conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM planned_jobs WHERE backbone = ? AND dataset = ?", (backbone, dataset))
+            conn.executemany("INSERT OR REPLACE INTO planned_jobs VALUES (?,?,?,?,?,?)",
+                             [(key, backbone, dataset, protocol, seed, repeat)
+                              for key, protocol, seed, repeat in jobs])
+
+    def record_failure(self, key: str, backbone: str, dataset: str, protocol: str, seed: int, repeat: int,
+                       error: str) -> None:
+        with self._guard(), closing(self._connect()) as conn, conn:
+            conn.execute("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?,?,?,?)",
+                         (key, backbone, dataset, protocol, seed, repeat, error, time.time()))
+
+    def status(self) -> pd.DataFrame:
+        """Per backbone x dataset x protocol of the plan: jobs planned, stored, failed (with the last error) and
+        running now (claimed by a live process: `held_by` says host:pid); a unit no run has reached yet has protocol
+        "" and planned 0."""
+        rows = self._frame(
+            "SELECT p.key, p.backbone, p.dataset, p.protocol, j.key IS NOT NULL AS done, f.error, c.host, c.pid, "
+            "c.heartbeat FROM planned_jobs p LEFT JOIN jobs j ON j.key = p.key LEFT JOIN failures f ON f.key = p.key "
+            "AND j.key IS NULL LEFT JOIN claims c ON c.key = p.key AND j.key IS NULL")
+        live = [isinstance(h, str) and claim_alive(h, int(pid), float(beat))
+                for h, pid, beat in zip(rows.host, rows.pid, rows.heartbeat)]
+        rows = rows.assign(running=live, held_by=[f"{h}:{int(p)}" if alive else None
+                                                for h, p, alive in zip(rows.host, rows.pid, live)])
+        jobs = rows.groupby(["backbone", "dataset", "protocol"], as_index=False).agg(
+            planned=("key", "size"), done=("done", "sum"), failed=("error", "count"), running=("running", "sum"),
+            error=("error", "max"), held_by=("held_by", lambda w: ", ".join(sorted(set(w.dropna()))) or None))
+        units = self._frame("SELECT DISTINCT u.backbone, u.dataset FROM planned_units u WHERE NOT EXISTS "
+                            "(SELECT 1 FROM planned_jobs p WHERE p.backbone = u.backbone AND p.dataset = u.dataset)")
+        units = units.assign(protocol="", planned=0, done=0, failed=0, running=0, error=None, held_by=None)
+        frames = [frame for frame in (jobs, units) if not frame.empty]
+        out = pd.concat(frames, ignore_index=True) if frames else jobs
+        return out.sort_values(["dataset", "backbone", "protocol"]).reset_index(drop=True)
+
+
+def claim_alive(host: str, pid: int, heartbeat: float) -> bool:
+    """A claim's process is alive: on this host, its pid exists; elsewhere, its heartbeat is recent."""
+    if host == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+    return time.time() - heartbeat < STALE_SECONDS
