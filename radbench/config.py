@@ -41,7 +41,8 @@ class StudySettings(StrictModel):
     cache_dir: OutputPath | None = None  # shared feature cache; default <output_dir>/features
     seeds: list[int] = Field(default=[0], min_length=1)
     image_size: int = Field(default=224, ge=8)  # explicit: DINOv2's timm config says 518
-    resize: Literal["resize", "pad"] = "resize"  # small images: resize (default) or zero-pad (MedMNIST+)
+    resize: Literal["resize", "pad", "crop"] = "resize"  # resize (default), zero-pad (MedMNIST+) or crop
+    # (shorter side to image_size / 0.875, centre crop: ImageNet's evaluation transform; classification only)
     features: FeatureTypes = ["cls"]  # default feature types of every protocol
     selection_metric: MetricName | None = None  # default: auroc (kappa for ordinal tasks)
     device: str = "auto"
@@ -156,6 +157,7 @@ def parse_study(raw: Any, base_dir: Path, source: str = "study") -> StudyConfig:
     protocols = [_protocol(item, f"protocols[{i}]", context, errors) for i, item in enumerate(lists["protocols"])]
     if datasets and protocols and all(d is not None for d in datasets) and all(p is not None for p in protocols):
         _check_kinds(errors, datasets, protocols)  # a misspelled entry would only add a second, false error
+    _check_crop(errors, settings, datasets)
     _unique(errors, "backbones", [b.display_name for b in backbones if b], "give each a distinct `label`")
     _unique(errors, "datasets", [d.name for d in datasets if d], "names must be distinct")
     _unique(errors, "protocols", [p.label for p in protocols if p], "give each a distinct `name`")
@@ -215,6 +217,15 @@ def _protocol(item: Any, where: str, context: dict, errors: list[str]) -> Protoc
         return None
     config = _validate(PROTOCOLS.get(kind).config, body or {}, f"{where}.{kind}", context, errors)
     return None if config is None else ProtocolEntry(type=kind, label=config.name or kind, config=config)
+
+
+def _check_crop(errors: list[str], settings, datasets: list) -> None:
+    """Cropping drops the image's edges: a segmentation mask would lose them too."""
+    for dataset in datasets:
+        if dataset and ADAPTERS.get(dataset.adapter).kind == "segmentation" and \
+                (dataset.resize or (settings.resize if settings else None)) == "crop":
+            errors.append(f"datasets: {dataset.name!r} is a segmentation dataset; resize: crop is for "
+                          "classification (use resize or pad)")
 
 
 def _check_kinds(errors: list[str], datasets: list, protocols: list) -> None:

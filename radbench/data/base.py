@@ -166,7 +166,7 @@ class DatasetConfigBase(StrictModel):
     limit: int | dict[Literal["train", "val", "test"], int] | None = None
     task: Task | None = None  # inferred when omitted; `ordinal` must be given
     class_names: list[str] | None = None
-    resize: Literal["resize", "pad"] | None = None  # overrides the study's resize mode
+    resize: Literal["resize", "pad", "crop"] | None = None  # overrides the study's resize mode
     split_seed: int = 0  # seed of generated splits and of `limit` sampling
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
     balance: bool = False  # with limit: equal samples per class (single-label), patients whole

@@ -37,12 +37,15 @@ def to_unit_float(image: np.ndarray) -> torch.Tensor:
     return (tensor - low) / (high - low)
 
 
+CROP_FRACTION = 0.875  # resize: crop keeps the centre 224 of 256 (timm's and torchvision's evaluation crop)
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """Deterministic input pipeline; its `identity` enters every feature-cache key."""
 
     image_size: int
-    mode: Literal["resize", "pad"]
+    mode: Literal["resize", "pad", "crop"]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     interpolation: str = "bicubic"
@@ -77,6 +80,12 @@ class Preprocess:
         height, width = tensor.shape[-2:]
         if self.mode == "resize":
             return self._resize(tensor, (size, size)) if (height, width) != (size, size) else tensor
+        if self.mode == "crop":  # ImageNet evaluation: shorter side to size / 0.875 (224 <- 256), centre crop
+            scale = size / CROP_FRACTION / min(height, width)
+            height, width = max(size, round(height * scale)), max(size, round(width * scale))
+            tensor = self._resize(tensor, (height, width))
+            top, left = (height - size) // 2, (width - size) // 2
+            return tensor[..., top:top + size, left:left + size]
         # pad: zero-pad smaller images into the centre (MedMNIST+ convention); shrink larger ones first
         if max(height, width) > size:
             scale = size / max(height, width)
@@ -88,6 +97,8 @@ class Preprocess:
     def placement(self, height: int, width: int) -> tuple[int, int, int, int]:
         """Where an image of this size lands in the S x S input: (top, left, fitted height, fitted width)."""
         size = self.image_size
+        if self.mode == "crop":
+            raise ValueError("resize mode crop drops the image's edges: classification only")
         if self.mode == "resize":
             return 0, 0, size, size
         if max(height, width) > size:
