@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from radbench.data.base import Task
-from radbench.report.stats import delong, holm, metrics_under_weights, patient_weights
+from radbench.report.stats import bootstrap_p_value, delong, holm, metrics_under_weights, patient_weights
 from radbench.results.store import ResultsStore
 from radbench.results.tables import KEYS, settings
 
@@ -109,7 +109,4 @@ def _p_value(best: tuple, other: tuple, test: str) -> float:
     if test == "delong":
         y = best[3][0][1]
         return delong(y, np.stack([run[2] for run in best[3]]), np.stack([run[2] for run in other[3]]))[2]
-    difference = best[2] - other[2]
-    difference = difference[~np.isnan(difference)]
-    return float(min(1.0, 2 * min((difference <= 0).mean(), (difference >= 0).mean()))) if len(difference) \
-        else np.nan
+    return bootstrap_p_value(best[2] - other[2])

@@ -128,8 +128,13 @@ def paired_bootstrap(task: Task, targets: np.ndarray, scores_a: np.ndarray, scor
                      patient_ids: np.ndarray, metric: str, resamples: int = 1000, seed: int = 0) -> float:
     """Two-sided p-value of `metric`(a) - `metric`(b) = 0, the two models scored on the same resamples."""
     weights = patient_weights(patient_ids, resamples, seed)
-    difference = (metrics_under_weights(task, targets, scores_a, weights)[metric]
-                  - metrics_under_weights(task, targets, scores_b, weights)[metric])
+    return bootstrap_p_value(metrics_under_weights(task, targets, scores_a, weights)[metric]
+                             - metrics_under_weights(task, targets, scores_b, weights)[metric])
+
+
+def bootstrap_p_value(difference: np.ndarray) -> float:
+    """Two-sided p-value of a difference from its paired resamples: twice the share on the smaller side of zero
+    (undefined resamples left out; NaN when none is left)."""
     difference = difference[~np.isnan(difference)]
     if not len(difference):
         return math.nan
