@@ -110,6 +110,18 @@ def single_variant(cfg: ProtocolConfigBase) -> list[tuple[str | None, ProtocolCo
     return [(None, cfg)]
 
 
+def one_point_per(key: str, suffix: Callable[[object], str]):
+    """Variants reporting one point per value of the list `key` (shots, kept blocks, ...): each a copy of the
+    config with that one value, labelled `suffix(value)`; a config whose `key` is None is one plain entry."""
+    def variants(cfg: ProtocolConfigBase) -> list[tuple[str | None, ProtocolConfigBase]]:
+        values = getattr(cfg, key)
+        if values is None:
+            return [(None, cfg)]
+        return [(suffix(value), cfg.model_copy(update={key: [value]})) for value in values]
+
+    return variants
+
+
 @dataclass(frozen=True)
 class ProtocolSpec:
     """`inputs`: "features" (cached frozen features) or "images" (trains on images). `variants` splits one

@@ -10,7 +10,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolInput, ProtocolResult, ProtocolSpec
+from radbench.protocols.base import (
+    PROTOCOLS,
+    ProtocolConfigBase,
+    ProtocolInput,
+    ProtocolResult,
+    ProtocolSpec,
+    one_point_per,
+)
 from radbench.schema import PositiveInt
 
 
@@ -30,10 +37,6 @@ def run_decapitation(cfg: DecapitationConfig, inputs: ProtocolInput) -> Protocol
     return result
 
 
-def per_depth(cfg: DecapitationConfig):
-    return [(f"{k}blocks", cfg.model_copy(update={"keep_blocks": [k]})) for k in cfg.keep_blocks]
-
-
 PROTOCOLS.add("decapitation", ProtocolSpec(
     "decapitation", DecapitationConfig, run_decapitation, "head on block k of the frozen backbone, one point per k",
-    variants=per_depth))
+    variants=one_point_per("keep_blocks", lambda k: f"{k}blocks")))

@@ -14,7 +14,14 @@ from pydantic import Field
 from radbench.data.splits import label_matrix
 from radbench.errors import DataError
 from radbench.features.source import FeatureSource
-from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolInput, ProtocolResult, ProtocolSpec
+from radbench.protocols.base import (
+    PROTOCOLS,
+    ProtocolConfigBase,
+    ProtocolInput,
+    ProtocolResult,
+    ProtocolSpec,
+    one_point_per,
+)
 from radbench.schema import PositiveInt
 
 
@@ -79,10 +86,6 @@ def run_few_shot(cfg: FewShotConfig, inputs: ProtocolInput) -> ProtocolResult:
     return result
 
 
-def per_shots(cfg: FewShotConfig):
-    return [(f"{n}shot", cfg.model_copy(update={"shots": [n]})) for n in cfg.shots]
-
-
 PROTOCOLS.add("few_shot", ProtocolSpec(
     "few_shot", FewShotConfig, run_few_shot, "n patients per class, frozen-feature head, one point per n",
-    variants=per_shots, repeats=lambda cfg: cfg.repeats, check=check_few_shot))
+    variants=one_point_per("shots", lambda n: f"{n}shot"), repeats=lambda cfg: cfg.repeats, check=check_few_shot))

@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING, Callable, ClassVar
 import numpy as np
 from pydantic import Field
 
-from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolInput, ProtocolResult, ProtocolSpec, finish
+from radbench.protocols.base import (
+    PROTOCOLS,
+    ProtocolConfigBase,
+    ProtocolInput,
+    ProtocolResult,
+    ProtocolSpec,
+    finish,
+    one_point_per,
+)
 from radbench.schema import PositiveFloat
 from radbench.training.augment import AugmentConfig, build_augment
 
@@ -158,10 +166,6 @@ def run_progressive(cfg: ProgressiveFreezingConfig, inputs: ProtocolInput) -> Pr
     return run_trainable(cfg, inputs, lambda model: freeze_first_blocks(model, count), f"frozen {count}")
 
 
-def per_frozen_count(cfg: ProgressiveFreezingConfig):
-    return [(f"frozen{k}", cfg.model_copy(update={"frozen_blocks": [k]})) for k in cfg.frozen_blocks]
-
-
 PROTOCOLS.add("finetune", ProtocolSpec("finetune", FinetuneConfig, run_finetune,
                                        "full fine-tuning (AdamW, layer decay, warmup+cosine, early stopping)",
                                        inputs="images"))
@@ -171,4 +175,4 @@ PROTOCOLS.add("bitfit", ProtocolSpec("bitfit", BitfitConfig, run_bitfit, "BitFit
                                      inputs="images"))
 PROTOCOLS.add("progressive_freezing", ProtocolSpec(
     "progressive_freezing", ProgressiveFreezingConfig, run_progressive,
-    "fine-tune with the first k blocks frozen, one point per k", inputs="images", variants=per_frozen_count))
+    "fine-tune with the first k blocks frozen, one point per k", inputs="images", variants=one_point_per("frozen_blocks", lambda k: f"frozen{k}")))

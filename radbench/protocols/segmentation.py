@@ -19,7 +19,7 @@ from radbench.errors import DataError
 from radbench.features.cache import stable_hash
 from radbench.metrics.segmentation import mean_over_cases
 from radbench.progress import Reporter
-from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolSpec
+from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolSpec, one_point_per
 from radbench.schema import PositiveFloat, PositiveInt, StrictModel
 
 if TYPE_CHECKING:
@@ -74,12 +74,6 @@ def check_shots(cfg: SegmentationConfig, dataset, seeds: list[int]) -> None:
         if max(numbers) > patients:
             raise DataError(f"few-shot segmentation: shots up to {max(numbers)} patients, the train split of "
                             f"{dataset.name!r} has {patients}; lower the shots")
-
-
-def per_shots(cfg: SegmentationConfig):
-    if cfg.shots is None:
-        return [(None, cfg)]
-    return [("all" if n == "all" else f"{n}shot", cfg.model_copy(update={"shots": [n]})) for n in cfg.shots]
 
 
 @dataclass
@@ -244,5 +238,5 @@ def _save(cfg: SegmentationConfig, kept: list[tuple], volume, folder: Path) -> l
 PROTOCOLS.add("segmentation", ProtocolSpec(
     "segmentation", SegmentationConfig, run_segmentation,
     "linear or U-Net decoder on dense features (frozen or fine-tuned), Dice/IoU/HD95; few-shot curves",
-    inputs="segmentation", variants=per_shots, repeats=lambda cfg: cfg.repeats if cfg.shots and cfg.shots[0] != "all"
+    inputs="segmentation", variants=one_point_per("shots", lambda n: "all" if n == "all" else f"{n}shot"), repeats=lambda cfg: cfg.repeats if cfg.shots and cfg.shots[0] != "all"
     else 1, check=check_shots))

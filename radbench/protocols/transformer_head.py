@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 from pydantic import Field
 
-from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolInput, ProtocolResult, ProtocolSpec, finish
+from radbench.protocols.base import (
+    PROTOCOLS,
+    ProtocolConfigBase,
+    ProtocolInput,
+    ProtocolResult,
+    ProtocolSpec,
+    finish,
+    one_point_per,
+)
 from radbench.protocols.segmentation import BackboneTraining
 from radbench.schema import PositiveFloat, PositiveInt
 
@@ -176,13 +184,7 @@ def run_transformer_head(cfg: TransformerHeadConfig, inputs: ProtocolInput) -> P
     return outcome
 
 
-def per_depth(cfg: TransformerHeadConfig):
-    if cfg.keep_blocks is None:
-        return [(None, cfg)]
-    return [(f"{k}blocks", cfg.model_copy(update={"keep_blocks": [k]})) for k in cfg.keep_blocks]
-
-
 PROTOCOLS.add("transformer_head", ProtocolSpec(
     "transformer_head", TransformerHeadConfig, run_transformer_head,
     "DeiT-style transformer head on the tokens (frozen and cached, or trained with the backbone; DeiT init; "
-    "after block k)", inputs="images", variants=per_depth))
+    "after block k)", inputs="images", variants=one_point_per("keep_blocks", lambda k: f"{k}blocks")))
