@@ -11,7 +11,7 @@ from pathlib import Path
 
 from radbench.backbones import describe_backbone
 from radbench.config import StudyConfig
-from radbench.data.precache import wants_precache
+from radbench.data.precache import uses_precache
 from radbench.device import effective_precision, resolve_device
 from radbench.errors import RadbenchError
 from radbench.features.provider import feature_key
@@ -51,7 +51,7 @@ def plan_study(study: StudyConfig, reporter: Reporter) -> list[UnitPlan]:
         for cfg in study.datasets:
             dataset = datasets[cfg.name]
             preprocess = preprocess_for(study, backbone, description, cfg)
-            if any(wants_precache(s.images, settings.preprocess_cache) for s in dataset.splits.values()):
+            if uses_precache(dataset, settings.preprocess_cache):
                 preprocess = replace(preprocess, quantize=settings.preprocess_dtype)  # as the run will read them
             key = feature_key(description, preprocess, dataset, settings.cache_dtype, precision)
             jobs = plan_jobs(study, backbone, dataset, key)

@@ -72,6 +72,11 @@ def wants_precache(images: ImageSource, mode: str) -> bool:
     return mode == "on" or isinstance(images, FileImages)
 
 
+def uses_precache(dataset: LabeledDataset, mode: str) -> bool:
+    """Whether the run reads this dataset's images from the preprocessing cache (quantized to its dtype)."""
+    return any(wants_precache(split.images, mode) for split in dataset.splits.values())
+
+
 def build_split(images: ImageSource, preprocess: Preprocess, target: Path, dtype: str, workers: int,
                 reporter: Reporter, description: str) -> list[tuple[int, str]]:
     """Write the split's array to `target` with its list of unreadable images (index, message) in the same
@@ -107,7 +112,7 @@ def precache_dataset(dataset: LabeledDataset, preprocess: Preprocess, root: Path
                      on_bad_file: str, workers: int, reporter: Reporter) -> tuple[LabeledDataset, Preprocess]:
     """The dataset reading its 2D images from the preprocessing cache (built when missing), and the
     preprocessing that matches it. Unreadable files stop the run, or are left out with on_bad_file: skip."""
-    if not any(wants_precache(s.images, mode) for s in dataset.splits.values()):
+    if not uses_precache(dataset, mode):
         return dataset, preprocess
     from radbench.features.cache import ids_digest, stable_hash
 
