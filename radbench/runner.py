@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from radbench.features.cache import FeatureCache
 from radbench.features.extract import default_workers_for_files
 from radbench.features.provider import Extraction, FeatureProvider, feature_key
 from radbench.jobs import SCRATCH_LABEL, plan_jobs, run_job, run_segmentation_job
-from radbench.paths import folder_name
+from radbench.paths import job_folder
 from radbench.progress import Reporter
 from radbench.protocols import PROTOCOLS, ProtocolInput
 from radbench.protocols.base import ImageContext
@@ -218,28 +219,32 @@ class _Unit:
                 job_dataset, job_preprocess, lambda size: self.provider.backbone(self.backbone, size), device,
                 self.precision, 0 if job_dataset.splits["train"].images.in_memory else default_workers_for_files(),
                 job.seed, self.reporter, study.feature_cache_dir / f"{self.key}-seg",
-                settings.output_dir / "segmentation" / folder_name(job.backbone.display_name) / dataset.name
-                / folder_name(job.label) / (f"seed{job.seed}" + (f"-repeat{job.repeat}" if job.repeat else "")), job.repeat,
-                {"backbone": {**job.backbone.model_dump(mode="json"), "label": job.backbone.display_name},
-                 "dataset": dataset.name, "protocol": job.label, "seed": job.seed,
-                 "preprocess": job_preprocess.identity()})
+                _job_folder(settings, "segmentation", job, dataset), job.repeat,
+                _model_description(job, dataset, job_preprocess))
             if job.backbone.label == SCRATCH_LABEL:  # trained from scratch: no backbone weights to name
                 identity = {"model": "monai.networks.nets.BasicUNet", "weights": "none"}
             return run_segmentation_job(study, job, inputs, self.reporter, job_preprocess, identity)
         model = self.provider.backbone(self.backbone, self.preprocess.image_size)
         identity = {**identity, **model.weights_revision}
         in_memory = dataset.splits["train"].images.in_memory
-        repeat = f"-repeat{job.repeat}" if job.repeat else ""
         context = ImageContext(dataset, self.preprocess, model, self.precision,
                                0 if in_memory and settings.num_workers is None else file_workers(settings),
-                               study.feature_cache_dir / f"{self.key}-tokens",
-                               settings.output_dir / "models" / folder_name(job.backbone.display_name) / dataset.name
-                               / folder_name(job.label) / f"seed{job.seed}{repeat}",
-                               {"backbone": {**job.backbone.model_dump(mode="json"), "label": job.backbone.display_name},
-                                "dataset": dataset.name, "protocol": job.label, "seed": job.seed,
-                                "preprocess": self.preprocess.identity(), "weights_identity": identity})
+                               study.feature_cache_dir / f"{self.key}-tokens", _job_folder(settings, "models", job, dataset),
+                               _model_description(job, dataset, self.preprocess, weights_identity=identity))
         inputs = _inputs(job, dataset, None, device, self.reporter, images=context)
         return run_job(study, job, inputs, self.reporter, self.preprocess, identity, None, None)
+
+
+def _job_folder(settings, kind: str, job, dataset) -> Path:
+    return job_folder(settings.output_dir, kind, job.backbone.display_name, dataset.name, job.label, job.seed,
+                      job.repeat)
+
+
+def _model_description(job, dataset, preprocess: Preprocess, **extra) -> dict:
+    """What a saved model records about itself: its backbone entry, the data and protocol, the preprocessing."""
+    return {"backbone": {**job.backbone.model_dump(mode="json"), "label": job.backbone.display_name},
+            "dataset": dataset.name, "protocol": job.label, "seed": job.seed, "preprocess": preprocess.identity(),
+            **extra}
 
 
 def _run_feature_job(job, cached, *, study, reporter, dataset, preprocess, device) -> JobRecord:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from radbench.data.base import Task
-from radbench.paths import folder_name
+from radbench.paths import job_folder
 from radbench.report import figures, plots
 from radbench.report.api import Results, load
 from radbench.report.html import Page, Section, findings
@@ -201,9 +201,8 @@ def _segmentation(page: Page, section: Section, results: Results, dataset: str, 
                     f"Each point one test {unit} (mean over seeds).")
     images = []
     for job in _first_runs(jobs).itertuples():
-        folder = (output_dir / "segmentation" / folder_name(job.backbone) / dataset / folder_name(job.protocol)
-                  / f"seed{job.seed}" / "overlays")  # where the run wrote them
-        found = sorted(folder.glob("*.png"))
+        folder = job_folder(output_dir, "segmentation", job.backbone, dataset, job.protocol, job.seed, job.repeat)
+        found = sorted((folder / "overlays").glob("*.png"))  # where the run wrote them
         images += [{"title": f"{job.backbone} / {job.protocol} / {p.stem}",
                     "png": base64.b64encode(p.read_bytes()).decode()} for p in found[:3]]
     if images:
