@@ -36,8 +36,7 @@ def test_a_saved_model_reloads_to_the_stored_predictions(tmp_path, pneumonia_npz
     backbone = build_backbone(BackboneConfig(name=usage["name"], weights=usage["weights"]), 32)
     head = torch.nn.Linear(backbone.model.num_features, 2)
     head.load_state_dict(torch.load(folder / "head.pt", weights_only=True))
-    settings = description["preprocess"]
-    preprocess = Preprocess(**{**settings, "mean": tuple(settings["mean"]), "std": tuple(settings["std"])})
+    preprocess = Preprocess.from_identity(description["preprocess"])
     config = ADAPTERS.get("medmnist").config.model_validate(dataset)
     test = load_dataset(config).splits["test"]
     assert list(test.sample_ids) == list(sample_ids)

@@ -54,6 +54,11 @@ class Preprocess:
     def identity(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_identity(cls, identity: dict) -> "Preprocess":
+        """The pipeline an `identity()` describes (as stored in JSON: mean and std as lists)."""
+        return cls(**{**identity, "mean": tuple(identity["mean"]), "std": tuple(identity["std"])})
+
     def fit_identity(self) -> dict:
         """What the size-fitting stage depends on (not the normalisation): the preprocessing cache key."""
         return {"image_size": self.image_size, "mode": self.mode, "interpolation": self.interpolation}

@@ -62,8 +62,7 @@ def _patch_tokens(config: dict, images: list[np.ndarray]) -> tuple[np.ndarray, n
     from radbench.features.tokens import frozen_tokens
 
     fields = {k: v for k, v in config["backbone"].items() if k in BackboneConfig.model_fields}
-    settings = config["preprocess"]
-    preprocess = Preprocess(**{**settings, "mean": tuple(settings["mean"]), "std": tuple(settings["std"])})
+    preprocess = Preprocess.from_identity(config["preprocess"])
     backbone = build_backbone(BackboneConfig(**fields), preprocess.image_size)
     batch = torch.stack([preprocess(image) for image in images])
     backbone.model.eval()
