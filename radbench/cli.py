@@ -216,13 +216,12 @@ def status(output_dir: Path = typer.Argument(..., help="a study's output_dir")):
         if row.planned == 0:
             table.add_row(row.backbone, row.dataset, "-", "not reached", "", "", "", "")
             continue
-        pending = row.planned - row.done - row.failed - row.running
         running = f"{row.running} ({row.held_by})" if row.running else "0"
         table.add_row(row.backbone, row.dataset, row.protocol, f"{row.done} of {row.planned}", running,
-                      str(row.failed), str(pending), row.error if isinstance(row.error, str) else "")
+                      str(row.failed), str(row.pending), row.error if isinstance(row.error, str) else "")
     out.print(table)
     out.print(f"jobs: {int(rows.done.sum())} stored, {int(rows.running.sum())} running, {int(rows.failed.sum())} "
-              f"failed, {int((rows.planned - rows.done - rows.failed - rows.running).sum())} pending of "
+              f"failed, {int(rows.pending.sum())} pending of "
               f"{int(rows.planned.sum())} planned; units not reached: {int((rows.planned == 0).sum())}")
 
 

@@ -59,7 +59,7 @@ def test_status_counts_running_jobs_where_a_live_process_holds_them(tmp_path, cl
     store.plan_jobs("vit", "d", [("k1", "knn", 0, 0), ("k2", "knn", 1, 0), ("k3", "knn", 2, 0)])
     assert store.claim("k2")
     row = store.status().iloc[0]
-    assert (row.planned, row.done, row.failed, row.running) == (3, 0, 0, 1)
+    assert (row.planned, row.done, row.failed, row.running, row.pending) == (3, 0, 0, 1, 2)
     assert row.held_by == f"{socket.gethostname()}:{os.getpid()}"
     shown = " ".join(cli("status", tmp_path).stdout.split())
     assert "jobs: 0 stored, 1 running, 0 failed, 2 pending of 3 planned" in shown

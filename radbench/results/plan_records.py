@@ -40,23 +40,25 @@ class PlanRecords:
                          (key, backbone, dataset, protocol, seed, repeat, error, time.time()))
 
     def status(self) -> pd.DataFrame:
-        """Per backbone x dataset x protocol of the plan: jobs planned, stored, failed (with the last error) and
-        running now (claimed by a live process: `held_by` says host:pid); a unit no run has reached yet has protocol
-        "" and planned 0."""
+        """Per backbone x dataset x protocol of the plan: jobs planned, stored, failed (with the last error), running
+        now (claimed by a live process: `held_by` says host:pid) and pending (none of these); a unit no run has
+        reached yet has protocol "" and planned 0."""
         rows = self._frame(
             "SELECT p.key, p.backbone, p.dataset, p.protocol, j.key IS NOT NULL AS done, f.error, c.host, c.pid, "
             "c.heartbeat FROM planned_jobs p LEFT JOIN jobs j ON j.key = p.key LEFT JOIN failures f ON f.key = p.key "
             "AND j.key IS NULL LEFT JOIN claims c ON c.key = p.key AND j.key IS NULL")
         live = [isinstance(h, str) and claim_alive(h, int(pid), float(beat))
                 for h, pid, beat in zip(rows.host, rows.pid, rows.heartbeat)]
-        rows = rows.assign(running=live, held_by=[f"{h}:{int(p)}" if alive else None
-                                                for h, p, alive in zip(rows.host, rows.pid, live)])
+        rows = rows.assign(running=live, pending=[not done and not alive and not isinstance(error, str)
+                                                  for done, alive, error in zip(rows.done, live, rows.error)],
+                           held_by=[f"{h}:{int(p)}" if alive else None for h, p, alive in zip(rows.host, rows.pid, live)])
         jobs = rows.groupby(["backbone", "dataset", "protocol"], as_index=False).agg(
             planned=("key", "size"), done=("done", "sum"), failed=("error", "count"), running=("running", "sum"),
-            error=("error", "max"), held_by=("held_by", lambda w: ", ".join(sorted(set(w.dropna()))) or None))
+            pending=("pending", "sum"), error=("error", "max"), held_by=("held_by", lambda w: ", ".join(sorted(set(w.dropna()))) or None))
         units = self._frame("SELECT DISTINCT u.backbone, u.dataset FROM planned_units u WHERE NOT EXISTS "
                             "(SELECT 1 FROM planned_jobs p WHERE p.backbone = u.backbone AND p.dataset = u.dataset)")
-        units = units.assign(protocol="", planned=0, done=0, failed=0, running=0, error=None, held_by=None)
+        units = units.assign(protocol="", planned=0, done=0, failed=0, running=0, pending=0, error=None,
+                             held_by=None)
         frames = [frame for frame in (jobs, units) if not frame.empty]
         out = pd.concat(frames, ignore_index=True) if frames else jobs
         return out.sort_values(["dataset", "backbone", "protocol"]).reset_index(drop=True)
