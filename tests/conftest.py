@@ -62,15 +62,22 @@ def tiny_study(tmp_path: Path, datasets: list[dict], protocols: list[dict] | Non
     }
 
 
-@pytest.fixture
-def cli():
+def invoke_cli(*args):
+    """The CLI in this process, as a user would call it (arguments as strings; exceptions not swallowed)."""
     from typer.testing import CliRunner
 
     from radbench.cli import app
 
-    runner = CliRunner()
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
 
-    def invoke(*args: str):
-        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
-    return invoke
+def run_cli(*args):
+    """invoke_cli that must succeed: for module-scoped fixtures, which cannot take the `cli` fixture."""
+    result = invoke_cli(*args)
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def cli():
+    return invoke_cli

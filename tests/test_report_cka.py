@@ -8,7 +8,7 @@ import pytest
 
 import radbench
 from radbench.report.cka import backbone_cka, linear_cka
-from tests.conftest import tiny_study, write_study
+from tests.conftest import run_cli, tiny_study, write_study
 
 
 def gram_cka(x, y, unbiased=False):
@@ -64,17 +64,12 @@ def test_streamed_chunks_equal_one_pass(monkeypatch):
 
 @pytest.fixture(scope="module")
 def cached_study(tmp_path_factory, pneumonia_npz):
-    from typer.testing import CliRunner
-
-    from radbench.cli import app
-
     folder = tmp_path_factory.mktemp("cka")
     raw = tiny_study(folder, [{"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 150}],
                      [{"knn": {"k": [5]}}], features=["cls", "last3"])
     raw["backbones"] = [{"name": "timm:test_vit", "weights": "none", "label": "vit_a"},
                         {"name": "timm:test_vit", "weights": "none", "label": "vit_b", "model_kwargs": {"depth": 3}}]
-    result = CliRunner().invoke(app, ["run", str(write_study(folder, raw)), "--quiet"])
-    assert result.exit_code == 0, result.stderr
+    run_cli("run", write_study(folder, raw), "--quiet")
     return folder / "out"
 
 

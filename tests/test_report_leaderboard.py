@@ -10,15 +10,11 @@ import pytest
 import radbench
 from radbench.data.base import Task, labels_to_targets
 from radbench.report.leaderboard import COLUMNS, _rank
-from tests.conftest import tiny_study, write_study
+from tests.conftest import run_cli, tiny_study, write_study
 
 
 @pytest.fixture(scope="module")
 def study_output(tmp_path_factory, pneumonia_npz):
-    from typer.testing import CliRunner
-
-    from radbench.cli import app
-
     folder = tmp_path_factory.mktemp("board")
     breast = pneumonia_npz.parent / "breastmnist_resaved.npz"
     raw = tiny_study(folder, [{"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 80},
@@ -27,8 +23,7 @@ def study_output(tmp_path_factory, pneumonia_npz):
                      seeds=[0, 1])
     raw["backbones"] = [{"name": "timm:test_vit", "weights": "none", "label": "vit_a"},
                         {"name": "timm:test_vit", "weights": "none", "label": "vit_b", "model_kwargs": {"depth": 1}}]
-    result = CliRunner().invoke(app, ["run", str(write_study(folder, raw)), "--quiet"])
-    assert result.exit_code == 0, result.stderr
+    run_cli("run", write_study(folder, raw), "--quiet")
     return folder / "out"
 
 

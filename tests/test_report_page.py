@@ -11,15 +11,11 @@ import pandas as pd
 import pytest
 
 import radbench
-from tests.conftest import tiny_study, write_study
+from tests.conftest import run_cli, tiny_study, write_study
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory, shared_data):
-    from typer.testing import CliRunner
-
-    from radbench.cli import app
-
     folder = tmp_path_factory.mktemp("page")
     medmnist = shared_data / "medmnist" / "pneumoniamnist_kaggle_variant.npz"
     datasets = [{"name": "p", "adapter": "medmnist", "path": str(medmnist), "limit": 150},
@@ -37,11 +33,8 @@ def report(tmp_path_factory, shared_data):
     raw = tiny_study(folder, datasets, protocols, seeds=[0, 1])
     raw["backbones"] = [{"name": "timm:test_vit", "weights": "none", "label": "vit_a"},
                         {"name": "timm:test_vit", "weights": "none", "label": "vit_b", "model_kwargs": {"depth": 1}}]
-    runner = CliRunner()
-    result = runner.invoke(app, ["run", str(write_study(folder, raw)), "--quiet"])
-    assert result.exit_code == 0, result.stderr
-    result = runner.invoke(app, ["report", str(folder / "out"), "--resamples", "200"])
-    assert result.exit_code == 0, result.stderr
+    run_cli("run", write_study(folder, raw), "--quiet")
+    run_cli("report", folder / "out", "--resamples", "200")
     return folder / "out"
 
 

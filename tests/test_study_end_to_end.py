@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from tests.conftest import write_study
+from tests.conftest import run_cli, write_study
 
 
 def write_nih_manifest(labels_csv, folder):
@@ -54,16 +54,10 @@ def contract_study(tmp_path, pneumonia_npz):
 
 @pytest.fixture(scope="module")
 def finished_study(tmp_path_factory, pneumonia_npz, nih_labels):
-    from typer.testing import CliRunner
-
-    from radbench.cli import app
-
     root = tmp_path_factory.mktemp("contract")
     write_nih_manifest(nih_labels, root / "data")
     study = write_study(root, contract_study(root, pneumonia_npz))
-    result = CliRunner().invoke(app, ["run", str(study)], catch_exceptions=False)
-    assert result.exit_code == 0, result.stderr
-    return root, study, result
+    return root, study, run_cli("run", study)
 
 
 def test_contract_yaml_runs_every_job(finished_study, cli):
