@@ -32,3 +32,16 @@ class Reporter:
         with Progress(*columns, console=self.console, transient=False) as progress:
             task_id = progress.add_task(description, total=total)
             yield lambda n=1: progress.advance(task_id, n)
+
+    @contextlib.contextmanager
+    def steps(self, description: str, total: int, done: int = 0) -> Iterator[Callable[[int, str], None]]:
+        """A progress bar for training steps with a status text after it; yields `advance(n, status)`."""
+        if self.quiet:
+            yield lambda n=1, status="": None
+            return
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
+        with Progress(*columns, console=self.console, transient=False) as progress:
+            task_id = progress.add_task(description, total=total, completed=done, status="")
+            yield lambda n=1, status="": progress.update(task_id, advance=n, status=status)
+

@@ -76,3 +76,18 @@ def test_each_shipped_study_runs_shrunk_end_to_end(data_root, cli, tmp_path, nam
     monkeypatch.setenv("RADBENCH_DATA", str(data_root))
     assert set(results.jobs.dataset) == {d.name for d in load_study(STUDIES / f"{name}.yaml").datasets}
     assert results.status.failed.sum() == 0
+
+
+def test_shipped_pretraining_runs_shrunk_and_evaluates_its_checkpoints(data_root, cli, tmp_path):
+    """configs/pretrain/dino-cxr.yaml with its evaluation study, on the stand-ins: a few steps of a random ViT."""
+    import radbench
+
+    config = STUDIES.parent / "pretrain" / "dino-cxr.yaml"
+    result = cli("pretrain", config, "--data-root", data_root, "--output-dir", tmp_path / "out", "--backbone",
+                 "timm:test_vit", "--weights", "none", "--image-size", "32", "--batch-size", "8", "--max-steps", "2",
+                 "--quiet")
+    assert result.exit_code == 0, result.stderr
+    assert "2 steps run" in " ".join(result.stderr.split())
+    jobs = radbench.load(tmp_path / "out").jobs
+    assert set(jobs.backbone) == {"dino-cxr-pretrain@step0", "dino-cxr-pretrain@step2"}
+    assert set(jobs.dataset) == {"pediatric_pneumonia"}

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 WRAPPER_KEYS = ("teacher", "model", "state_dict", "module", "model_state_dict")
 PREFIXES = ("module.", "backbone.", "_orig_mod.", "encoder.")
+PREPROCESS_KEY = "radbench_preprocess"  # safetensors metadata of `radbench pretrain` weights: their preprocessing
 
 
 @functools.lru_cache(maxsize=64)
@@ -83,3 +84,19 @@ def load_checkpoint(model: torch.nn.Module, path: Path, head_prefixes: tuple[str
         if unexpected:
             problem += ("; " if problem else "") + f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})"
         raise BackboneError(f"{path}: checkpoint does not fit the model: {problem}")
+
+
+def checkpoint_preprocessing(path: Path) -> dict | None:
+    """The preprocessing a radbench-trained weights file records (None for other files)."""
+    if path.suffix != ".safetensors":
+        return None
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception:  # not readable as safetensors: loading the weights reports it
+        return None
+    return json.loads(metadata[PREPROCESS_KEY]) if PREPROCESS_KEY in metadata else None

@@ -43,6 +43,7 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
         page.figure(section, figures.ranking_plot(board, metric), f"ranking-{metric}", "mean rank",
                     "Mean rank of each backbone over the datasets (1 = best), per protocol; bars: std over datasets.")
         write_table(figures.mean_rank(board, metric), tables, f"ranking-{metric}")
+    _pretraining_log(page, Path(output_dir))
     costs = _costs(results)
     if not costs.empty:
         write_table(costs, tables, "costs")
@@ -61,6 +62,21 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
                         "Mean over seeds; one point per backbone × protocol.")
         _representations(page, section, results, dataset, tables, patch_images, warn)
     return page.write(), board
+
+
+def _pretraining_log(page: Page, output_dir: Path) -> None:
+    """A `radbench pretrain` output folder: its per-step log (losses, collapse monitors)."""
+    path = output_dir / "log.jsonl"
+    if not path.is_file():
+        return
+    log = pd.read_json(path, lines=True)
+    if log.empty:
+        return
+    section = page.section("Pretraining")
+    section.text(f"{int(log.step.max())} steps; last loss {log.loss.iloc[-1]:.4f}. dino_kl is the DINO loss less "
+                 "the teacher targets' entropy (the part the student closes). Monitors: teacher entropy per image "
+                 "and of the batch's mean (1 = uniform over the prototypes), feature spread (0 = collapsed).")
+    page.figure(section, figures.training_log_plot(log, output_dir.name), "pretraining-log", "pretraining log")
 
 
 def _status(page: Page, status: pd.DataFrame, tables: Path) -> None:
@@ -117,6 +133,12 @@ def _curves(page: Page, section: Section, board: pd.DataFrame, dataset: str, met
     for curve, rows in points.groupby("curve"):
         page.figure(section, figures.curve_plot(rows, dataset, curve, metric), f"curve-{dataset}-{curve}-{metric}",
                     f"{dataset} / {curve}", "Mean over seeds and repeats; band: 95 % bootstrap interval.", half=True)
+    pretrained = figures.pretraining_points(board[board.dataset == dataset], metric)
+    for run, rows in pretrained.groupby("curve"):
+        page.figure(section, figures.curve_plot(rows, dataset, f"{run} pretraining", metric),
+                    f"pretraining-{dataset}-{run}-{metric}", f"{dataset} / {run} pretraining",
+                    "Each saved teacher of `radbench pretrain`, evaluated by its study; one line per protocol. "
+                    "Mean over seeds; band: 95 % bootstrap interval.", half=True)
     sizes = _resolutions(jobs)
     rows = board[(board.dataset == dataset) & (board.metric == metric)].merge(sizes, on="backbone")
     for protocol, group in rows.groupby("protocol"):

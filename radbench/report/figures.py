@@ -90,6 +90,38 @@ def curve_points(board: pd.DataFrame, metric: str) -> pd.DataFrame:
     return rows
 
 
+PRETRAINED = re.compile(r"^(?P<run>.+)@step(?P<step>\d+)$")  # `radbench pretrain` checkpoints (pretrain/evaluate.py)
+
+
+def pretraining_points(board: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Rows of pretraining checkpoints (backbone `<run>@step<N>`) as curve points: one line per protocol, x = step."""
+    rows = board[board.metric == metric]
+    matches = rows.backbone.str.extract(PRETRAINED)
+    rows = rows[matches.step.notna()].assign(curve=matches.run, x=matches.step.astype(float).astype(int),
+                                             axis="pretraining step")
+    return rows.drop(columns="backbone").rename(columns={"protocol": "backbone"})
+
+
+def training_log_plot(log: pd.DataFrame, title: str):
+    """A pretraining run's log: the loss and its KL part (what the student closes), and the teacher's monitors."""
+    plt = _pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for column in ("loss", "dino_kl", "ibot", "koleo"):
+        if column in log:
+            left.plot(log.step, log[column].rolling(10, min_periods=1).mean(), label=column)
+    left.set_xlabel("step")
+    left.set_title("loss (10-step mean)")
+    left.legend(fontsize="small")
+    for column in ("teacher_entropy", "teacher_batch_entropy", "teacher_feature_std"):
+        right.plot(log.step, log[column], label=column)
+    right.set_xlabel("step")
+    right.set_title("collapse monitors")
+    right.legend(fontsize="small")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
 def curve_plot(points: pd.DataFrame, dataset: str, curve: str, metric: str):
     """Metric against shots / blocks per backbone: mean over seeds and repeats, band = 95 % bootstrap interval."""
     plt = _pyplot()
@@ -104,7 +136,8 @@ def curve_plot(points: pd.DataFrame, dataset: str, curve: str, metric: str):
     if points.axis.iloc[0].startswith("patients"):
         axis.set_xscale("log", base=2)
     ticks = sorted(points.x.unique())
-    axis.set_xticks(ticks, [str(t) for t in ticks])
+    if len(ticks) <= 12:
+        axis.set_xticks(ticks, [str(t) for t in ticks])
     axis.minorticks_off()
     axis.legend(fontsize="small")
     figure.tight_layout()
