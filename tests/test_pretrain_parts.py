@@ -216,3 +216,30 @@ def test_a_changed_config_does_not_resume_a_state(tmp_path, shared_data, cli):
     changed = _write(tmp_path, pretrain_raw(shared_data, tmp_path / "out", epochs=1, teacher_temp=0.07), "b.yaml")
     result = cli("pretrain", changed, "-q")
     assert result.exit_code == 2 and "different pretraining config" in result.stderr
+
+
+def test_two_processes_under_torchrun_match_one_with_the_same_global_batch(tmp_path, shared_data):
+    """gloo on CPU: each process takes half of every global batch of 16; gradients averaged, centres all-reduced."""
+    from safetensors.torch import load_file
+
+    common = dict(epochs=1, batch_size=16, checkpoint_every=100, num_workers=0)
+    one = _write(tmp_path, pretrain_raw(shared_data, tmp_path / "one", **common), "one.yaml")
+    two = _write(tmp_path, pretrain_raw(shared_data, tmp_path / "two", **common), "two.yaml")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "radbench", "pretrain", str(one), "-q"], env=env, check=True,
+                   capture_output=True, timeout=300)
+    ran = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "radbench", "pretrain", str(two), "-q"], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    a, b = (torch.load(tmp_path / run / "state.pt", weights_only=True)["student"] for run in ("one", "two"))
+    start = build_networks(parse_pretrain(pretrain_raw(shared_data, tmp_path / "x"), ROOT).config)[0].state_dict()
+    moved = max(float((a[k] - start[k]).abs().max()) for k in a)
+    differ = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert differ < 1e-3 * moved, (moved, differ)  # trained, and the same up to float summation order
+    teacher = "checkpoints/step0000006/backbone.safetensors"  # 105 images // 16 = 6 steps
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(load_file(tmp_path / "one" / teacher).values(),
+                                                                 load_file(tmp_path / "two" / teacher).values()))
+    losses = [[json.loads(line)["loss"] for line in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+              for run in ("one", "two")]
+    assert np.allclose(losses[0], losses[1], rtol=1e-4)

@@ -104,6 +104,14 @@ class Distributed:
         if self.world > 1:
             torch.distributed.barrier()
 
+    def mean(self, value: float) -> float:
+        """A number averaged over the processes (the loss each logs is then the global batch's)."""
+        if self.world == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(tensor)
+        return float(tensor) / self.world
+
     def average_gradients(self, parameters: list[torch.nn.Parameter]) -> None:
         if self.world == 1:
             return
@@ -254,7 +262,7 @@ def train_step(cfg: PretrainConfig, trainee: Trainee, views: list[torch.Tensor],
     mask = _block_mask(cfg, student, views) if cfg.method == "dinov2" else None
     with autocast(place.device, precision):
         out = trainee.objective(student, teacher, views, values.teacher_temp, mask)
-    loss = float(out.loss.detach())
+    loss = place.mean(float(out.loss.detach()))
     if not math.isfinite(loss):
         raise RadbenchError(f"pretraining loss became {loss} at step {step}; lower optimizer.lr or raise "
                             "warmup_epochs (the last checkpoint is kept)")
