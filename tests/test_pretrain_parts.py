@@ -243,3 +243,22 @@ def test_two_processes_under_torchrun_match_one_with_the_same_global_batch(tmp_p
     losses = [[json.loads(line)["loss"] for line in (tmp_path / run / "log.jsonl").read_text().splitlines()]
               for run in ("one", "two")]
     assert np.allclose(losses[0], losses[1], rtol=1e-4)
+
+
+def test_collapse_monitors_see_a_collapsed_and_a_uniform_teacher(tmp_path, shared_data):
+    from radbench.pretrain.objective import collapse_warning
+
+    cfg = config(tmp_path, shared_data)
+    objective = Objective(cfg)
+    g = torch.Generator().manual_seed(0)
+    healthy = objective.monitors(torch.randn(32, 64, generator=g),
+                                 torch.softmax(torch.randn(32, 256, generator=g) * 5, dim=1))
+    assert collapse_warning(healthy) is None and healthy["teacher_feature_std"] > 0.8
+    one_point = torch.randn(1, 64, generator=g).expand(32, 64) + 1e-6 * torch.randn(32, 64, generator=g)
+    assert "features collapsed" in collapse_warning(objective.monitors(one_point, torch.softmax(
+        torch.randn(32, 256, generator=g) * 5, dim=1)))
+    one_prototype = torch.zeros(32, 256)
+    one_prototype[:, 3] = 1.0
+    assert "few prototypes" in collapse_warning(objective.monitors(torch.randn(32, 64, generator=g), one_prototype))
+    uniform = torch.full((32, 256), 1 / 256)
+    assert "uniform" in collapse_warning(objective.monitors(torch.randn(32, 64, generator=g), uniform))
