@@ -105,12 +105,71 @@ def run(
     data_root: Optional[Path] = DATA_ROOT, output_dir: Optional[Path] = OUTPUT_DIR, limit: Optional[int] = LIMIT,
     backbone: Optional[list[str]] = BACKBONE, weights: Optional[str] = WEIGHTS, image_size: Optional[int] = IMAGE_SIZE,
     seeds: Optional[str] = SEEDS, epochs: Optional[int] = EPOCHS,
+    executor: str = typer.Option("local", help="local (this process), ray, slurm (submitit) or submitit-local"),
+    max_parallel: int = typer.Option(4, "--max-parallel", min=1, help="executors: units in flight at once"),
+    retries: int = typer.Option(2, min=0, help="executors: submit a failed unit again up to N times"),
+    gpus_per_job: int = typer.Option(0, "--gpus-per-job", min=0, help="executors: GPUs per unit"),
+    cpus_per_job: int = typer.Option(1, "--cpus-per-job", min=1, help="executors: CPUs per unit"),
+    partition: Optional[str] = typer.Option(None, help="slurm partition"),
+    slurm_arg: Optional[list[str]] = typer.Option(None, "--slurm-arg", help="KEY=VALUE passed to sbatch (repeatable)"),
+    address: Optional[str] = typer.Option(None, help="ray: cluster address (auto, ray://...); default a local one"),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="run only the units with failed jobs"),
 ):
     """Run every backbone x dataset x protocol x seed of a study; finished jobs are skipped."""
+    from radbench.executors.backends import ExecutorOptions
+
     loaded = _load(study, data_root, output_dir, limit, backbone, weights, image_size, seeds, epochs)
     config = _with_overrides(loaded, device, batch_size, num_workers)
-    _run(config, quiet, repair=not no_repair)
+    options = ExecutorOptions(executor, max_parallel, retries, gpus_per_job, cpus_per_job, partition,
+                              slurm_args=_key_values(slurm_arg or []), address=address)
+    units = _failed_units(config) if retry_failed else None
+    if units == []:
+        err.print("no failed jobs to retry")
+    elif executor == "local" and units is None:
+        _run(config, quiet, repair=not no_repair)
+    else:
+        _run_units(config, options, units, quiet)
     _print_summary(config.settings.output_dir)
+
+
+def _key_values(items: list[str]) -> dict[str, str]:
+    pairs = [item.split("=", 1) for item in items]
+    bad = [item for item, pair in zip(items, pairs) if len(pair) != 2 or not pair[0]]
+    if bad:
+        raise RadbenchError(f"--slurm-arg {bad[0]!r}: write KEY=VALUE, e.g. --slurm-arg account=lab")
+    return dict(pairs)
+
+
+def _failed_units(config):
+    from radbench.executors.units import Unit
+    from radbench.results.shards import merge_shards
+
+    path = config.settings.output_dir / "results.sqlite"
+    if not path.is_file():
+        return []
+    merge_shards(config.settings.output_dir)
+    status = _open_store(config.settings.output_dir).status()
+    failed = status[status.failed > 0]
+    return list(dict.fromkeys(Unit(b, d) for b, d in zip(failed.backbone, failed.dataset)))
+
+
+def _run_units(config, options, units, quiet: bool) -> None:
+    from radbench.executors.driver import run_with_executor
+    from radbench.executors.units import unit_study
+    from radbench.progress import Reporter
+
+    reporter = Reporter(err, quiet=quiet)
+    if options.name == "local":  # --retry-failed here: the failed units, one after another
+        for unit in units:
+            _run(unit_study(config, unit), quiet)
+        return
+    done = run_with_executor(config, options, reporter, units)
+    err.print(f"units: {done.units} on {len(done.workers)} worker(s); jobs: {done.jobs_run} run, "
+              f"{done.jobs_skipped} already done; {len(done.retried)} retried attempt(s)")
+    if done.failed:
+        raise RadbenchError(f"{len(done.failed)} unit(s) failed after {options.retries} retries (see `radbench "
+                            f"status {config.settings.output_dir}`): " + "; ".join(f"{u}: {e}" for u, e in
+                                                                                 done.failed.items()))
 
 
 @app.command()
@@ -168,38 +227,6 @@ def extract(
 
 @app.command()
 @user_errors
-def pretrain(
-    config: Path = typer.Argument(..., help="pretraining YAML"),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps"),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="stop after step N (schedules unchanged)"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=2, help="instead of the config's batch_size"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
-    data_root: Optional[Path] = DATA_ROOT, output_dir: Optional[Path] = OUTPUT_DIR,
-    backbone: Optional[str] = typer.Option(None, "--backbone", help="instead of the config's backbone"),
-    weights: Optional[str] = WEIGHTS, image_size: Optional[int] = IMAGE_SIZE,
-):
-    """Self-supervised pretraining (DINO / DINOv2-style) on unlabelled images; a rerun resumes from the last
-    checkpoint. Saved teachers land in OUT/checkpoints/step<N>/ and load in any study as `weights:`."""
-    import os
-
-    from radbench.pretrain.config import load_pretrain
-    from radbench.pretrain.loop import run_pretraining
-    from radbench.progress import Reporter
-
-    if data_root is not None:
-        os.environ["RADBENCH_DATA"] = str(Path(data_root).resolve())
-    updates = {k: v for k, v in (("device", device), ("batch_size", batch_size), ("image_size", image_size),
-                                 ("output_dir", str(output_dir.resolve()) if output_dir else None)) if v is not None}
-    if backbone or weights:
-        updates["backbone"] = {k: v for k, v in (("name", backbone), ("weights", weights)) if v}
-    parsed = load_pretrain(config, updates)
-    done = run_pretraining(parsed, Reporter(err, quiet=quiet), max_steps=max_steps)
-    err.print(f"pretraining: {done.steps_run} steps run (now at step {done.last_step} of {done.total_steps}) "
-              f"in {done.seconds:.0f} s; teachers in {parsed.config.output_dir / 'checkpoints'}")
-
-
-@app.command()
-@user_errors
 def results(
     output_dir: Path = typer.Argument(..., help="a study's output_dir"),
     csv: bool = typer.Option(False, "--csv", help="one CSV row per test metric"),
@@ -245,7 +272,7 @@ def status(output_dir: Path = typer.Argument(..., help="a study's output_dir")):
         table.add_column(column, justify="right" if column in ("stored", "running", "failed", "pending") else "left",
                          overflow="fold")
     for row in rows.itertuples():
-        if row.planned == 0:
+        if row.planned == 0 and not row.failed:
             table.add_row(row.backbone, row.dataset, "-", "not reached", "", "", "", "")
             continue
         running = f"{row.running} ({row.held_by})" if row.running else "0"
@@ -259,10 +286,12 @@ def status(output_dir: Path = typer.Argument(..., help="a study's output_dir")):
 
 def _open_store(output_dir: Path):
     from radbench.results import ResultsStore
+    from radbench.results.shards import merge_shards
 
     path = output_dir / "results.sqlite"
-    if not path.is_file():
+    if not path.is_file() and not (output_dir / "shards").is_dir():
         raise RadbenchError(f"{output_dir}: no results.sqlite here (is this a study's output_dir?)")
+    merge_shards(output_dir)  # results of executor workers not merged yet
     return ResultsStore(path)
 
 
@@ -406,3 +435,6 @@ def quickstart(
 
 if __name__ == "__main__":
     app()
+
+
+from radbench import cli_pretrain  # noqa: E402,F401  (registers `radbench pretrain` on app)

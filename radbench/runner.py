@@ -105,10 +105,11 @@ def preprocess_for(study: StudyConfig, backbone: BackboneConfig, description: Ba
 
 
 def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only: bool = False,
-              repair: bool = True) -> RunSummary:
+              repair: bool = True, store: ResultsStore | None = None) -> RunSummary:
     """Every (backbone, dataset) unit: claim it, prepare its images and features, release it; then claim and run
     its pending jobs one by one. Processes sharing the output_dir split units and jobs through the store's claims;
-    a unit another process is preparing waits until the others are done."""
+    a unit another process is preparing waits until the others are done. An executor's worker passes a
+    ShardWriter as `store` (results/shards.py): it then writes shard files, never the shared SQLite file."""
     reporter = reporter or Reporter()
     settings = study.settings
     arrayfile.set_repair(repair)
@@ -117,7 +118,7 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
         arrayfile.check_writable(folder)
     datasets = {cfg.name: check_files(datasets[cfg.name], cfg.on_bad_file, study.feature_cache_dir / "checked",
                                       file_workers(settings), reporter) for cfg in study.datasets}
-    store = ResultsStore(results_path(study))
+    store = store or ResultsStore(results_path(study))
     device = resolve_device(settings.device)
     precision = effective_precision(device, settings.precision)
     provider = FeatureProvider(FeatureCache(study.feature_cache_dir, reporter.warn), device, precision,

@@ -21,8 +21,11 @@ class Results:
 
     def __init__(self, output_dir: str | Path):
         path = Path(output_dir) / "results.sqlite"
-        if not path.is_file():
+        from radbench.results.shards import merge_shards
+
+        if not path.is_file() and not (Path(output_dir) / "shards").is_dir():
             raise RadbenchError(f"{output_dir}: no results.sqlite here (is this a study's output_dir?)")
+        merge_shards(output_dir)  # results of executor workers not merged yet
         self.store = ResultsStore(path)
 
     @property

@@ -97,8 +97,8 @@ def pretraining_points(board: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Rows of pretraining checkpoints (backbone `<run>@step<N>`) as curve points: one line per protocol, x = step."""
     rows = board[board.metric == metric]
     matches = rows.backbone.str.extract(PRETRAINED)
-    rows = rows[matches.step.notna()].assign(curve=matches.run, x=matches.step.astype(float).astype(int),
-                                             axis="pretraining step")
+    keep = matches.step.notna()
+    rows = rows[keep].assign(curve=matches.run[keep], x=matches.step[keep].astype(int), axis="pretraining step")
     return rows.drop(columns="backbone").rename(columns={"protocol": "backbone"})
 
 

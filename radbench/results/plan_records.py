@@ -39,6 +39,10 @@ class PlanRecords:
             conn.execute("INSERT OR REPLACE INTO failures VALUES (?,?,?,?,?,?,?,?)",
                          (key, backbone, dataset, protocol, seed, repeat, error, time.time()))
 
+    def clear_failure(self, key: str) -> None:
+        with self._guard(), closing(self._connect()) as conn, conn:
+            conn.execute("DELETE FROM failures WHERE key = ?", (key,))
+
     def status(self) -> pd.DataFrame:
         """Per backbone x dataset x protocol of the plan: jobs planned, stored, failed (with the last error), running
         now (claimed by a live process: `held_by` says host:pid) and pending (none of these); a unit no run has
@@ -59,7 +63,12 @@ class PlanRecords:
                             "(SELECT 1 FROM planned_jobs p WHERE p.backbone = u.backbone AND p.dataset = u.dataset)")
         units = units.assign(protocol="", planned=0, done=0, failed=0, running=0, pending=0, error=None,
                              held_by=None)
-        frames = [frame for frame in (jobs, units) if not frame.empty]
+        # a unit whose worker failed before it planned its jobs (killed, data unreadable on that node)
+        broken = self._frame("SELECT backbone, dataset, protocol, error FROM failures WHERE key LIKE 'unit:%'")
+        broken = broken.assign(planned=0, done=0, failed=1, running=0, pending=0, held_by=None)
+        units = units[~units.set_index(["backbone", "dataset"]).index.isin(
+            broken.set_index(["backbone", "dataset"]).index)] if not broken.empty else units
+        frames = [frame for frame in (jobs, units, broken) if not frame.empty]
         out = pd.concat(frames, ignore_index=True) if frames else jobs
         return out.sort_values(["dataset", "backbone", "protocol"]).reset_index(drop=True)
 

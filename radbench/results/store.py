@@ -153,6 +153,8 @@ LOCK_WAIT_SECONDS = 60.0
 
 
 class ResultsStore(PlanRecords):
+    journal_mode = "WAL"  # readers do not block the writer; shards (one writer, maybe over NFS) use DELETE
+
     def __init__(self, path: Path):
         self.path = Path(path)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -198,7 +200,7 @@ class ResultsStore(PlanRecords):
         while True:
             conn = self._connect()
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA journal_mode={self.journal_mode}")
                 return conn
             except sqlite3.OperationalError as error:
                 conn.close()

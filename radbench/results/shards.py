@@ -1,0 +1,117 @@
+"""One results folder, many writers on many machines: workers never write the shared SQLite file (whose locking
+cannot be trusted on NFS). Each finished job, failure or unit plan becomes one small SQLite file of its own under
+OUT/shards/, written under a temporary name and renamed, so a reader sees a whole file or none. `merge_shards`
+copies them into OUT/results.sqlite idempotently (a job already there is never copied again, so a retried unit
+cannot duplicate one) and removes what it merged; `radbench run` (the driver), `results`, `status` and `report`
+merge before they read."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import uuid
+from contextlib import closing, nullcontext
+from pathlib import Path
+
+from radbench.results.store import JobRecord, ResultsStore
+
+SHARDS = "shards"
+# per table: the rows a shard contributes, and how they meet rows already in the main store
+MERGED = (("jobs", "key"), ("metrics", "job_key"), ("sample_metrics", "job_key"), ("predictions", "job_key"))
+
+
+class ShardStore(ResultsStore):
+    """A store in one file written by one process: a rollback journal (no WAL: it needs shared memory, which
+    a file moved between machines or read over NFS cannot offer)."""
+
+    journal_mode = "DELETE"
+
+
+def shard_folder(output_dir: Path) -> Path:
+    return Path(output_dir) / SHARDS
+
+
+def _write_shard(output_dir: Path, kind: str, fill) -> Path:
+    folder = shard_folder(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}.sqlite"
+    temporary = folder / f".{name}.tmp"
+    fill(ShardStore(temporary))
+    for leftover in (Path(f"{temporary}-journal"), Path(f"{temporary}-wal"), Path(f"{temporary}-shm")):
+        leftover.unlink(missing_ok=True)
+    os.replace(temporary, folder / name)
+    return folder / name
+
+
+class ShardWriter:
+    """What the runner needs of a store, for a worker of an executor: reads see the main store plus every shard;
+    each write is a new shard file. The executor gives each unit to one worker, so claims always succeed."""
+
+    def __init__(self, output_dir: Path):
+        self.output_dir = Path(output_dir)
+        self.main = ResultsStore(self.output_dir / "results.sqlite")  # read here; written only by merges
+        self._plans: list[tuple[str, str, list]] = []
+
+    def finished_keys(self) -> set[str]:
+        keys = self.main.finished_keys()
+        for path in sorted(shard_folder(self.output_dir).glob("job-*.sqlite")):
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+                keys |= {row[0] for row in conn.execute("SELECT key FROM jobs")}
+        return keys
+
+    def claim(self, key: str) -> bool:
+        return True
+
+    def release(self, key: str) -> None:
+        pass
+
+    def heartbeat(self):
+        return nullcontext()
+
+    def plan_units(self, study: str, units: list[tuple[str, str]]) -> None:
+        pass  # the driver plans the units (it knows the whole study)
+
+    def plan_jobs(self, backbone: str, dataset: str, jobs: list) -> None:
+        _write_shard(self.output_dir, "plan", lambda store: store.plan_jobs(backbone, dataset, jobs))
+
+    def save(self, record: JobRecord) -> bool:
+        _write_shard(self.output_dir, "job", lambda store: store.save(record))
+        return True
+
+    def record_failure(self, *args) -> None:
+        _write_shard(self.output_dir, "failure", lambda store: store.record_failure(*args))
+
+
+def merge_shards(output_dir: Path) -> int:
+    """Copy every shard into the main store (jobs not yet there; plans; failures of jobs not stored), then remove
+    it. Returns the number of jobs added. Safe to run at any time, by any process, any number of times."""
+    folder = shard_folder(output_dir)
+    paths = sorted(folder.glob("*.sqlite")) if folder.is_dir() else []
+    if not paths:
+        return 0
+    main = ResultsStore(Path(output_dir) / "results.sqlite")
+    added = 0
+    for path in paths:
+        with main._guard(), closing(main._connect()) as conn:
+            conn.execute("ATTACH DATABASE ? AS shard", (str(path),))
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("CREATE TEMP TABLE new_keys AS SELECT key FROM shard.jobs "
+                             "WHERE key NOT IN (SELECT key FROM main.jobs)")
+                for table, key in MERGED:
+                    columns = ", ".join(row[1] for row in conn.execute(f"PRAGMA main.table_info({table})"))
+                    conn.execute(f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM shard.{table} "
+                                 f"WHERE {key} IN (SELECT key FROM temp.new_keys)")
+                added += conn.execute("SELECT COUNT(*) FROM temp.new_keys").fetchone()[0]
+                conn.execute("DROP TABLE temp.new_keys")
+                plans = conn.execute("SELECT DISTINCT backbone, dataset FROM shard.planned_jobs").fetchall()
+                for backbone, dataset in plans:  # a unit's plan replaces its older one (an edited study)
+                    conn.execute("DELETE FROM main.planned_jobs WHERE backbone = ? AND dataset = ?", (backbone, dataset))
+                conn.execute("INSERT OR REPLACE INTO main.planned_jobs SELECT * FROM shard.planned_jobs")
+                conn.execute("INSERT OR REPLACE INTO main.failures SELECT * FROM shard.failures "
+                             "WHERE key NOT IN (SELECT key FROM main.jobs)")
+                conn.execute("DELETE FROM main.failures WHERE key IN (SELECT key FROM main.jobs)")
+            conn.execute("DETACH DATABASE shard")
+        path.unlink(missing_ok=True)  # merged: its rows are in the main store (a rerun of this merge adds none)
+    return added

@@ -1,0 +1,138 @@
+"""Executors: a study's units on Ray's local cluster and on submitit's local executor give the results of a serial
+run, bit for bit, each job once; a worker killed mid-unit is retried; shards merge idempotently."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, write_study
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, shared_data):
+    folder = tmp_path_factory.mktemp("executors")
+    medmnist = shared_data / "medmnist"
+    return write_study(folder, {
+        "name": "fanout", "output_dir": str(folder / "serial"), "seeds": [0, 1], "image_size": 32, "batch_size": 64,
+        "backbones": [{"name": "timm:test_vit", "weights": "none", "label": f"vit{d}", "model_kwargs": {"depth": d}}
+                      for d in (1, 2)],
+        "datasets": [{"name": "pneumonia", "adapter": "medmnist", "limit": 60,
+                      "path": str(medmnist / "pneumoniamnist_kaggle_variant.npz")},
+                     {"name": "breast", "adapter": "medmnist", "limit": 60,
+                      "path": str(medmnist / "breastmnist_resaved.npz")}],
+        "protocols": [{"knn": {"k": [5]}}, {"logreg": {"C": [1.0]}},
+                      {"finetune": {"epochs": 2, "lr": [1e-3], "batch_size": 16}}],
+    })
+
+
+COSTS = ("infer_ms_per_image", "peak_mem_mb", "train_seconds")
+
+
+def run(*args, env_threads: str = "1", timeout: int = 600) -> subprocess.CompletedProcess:
+    """The CLI in a process of its own, torch on one thread (as each executor worker here: --cpus-per-job 1)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": env_threads}
+    return subprocess.run([sys.executable, "-m", "radbench", "run", *map(str, args), "-q"], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def serial(study):
+    done = run(study)
+    assert done.returncode == 0, done.stderr
+    return study.parent / "serial"
+
+
+def stored(output_dir: Path):
+    import radbench
+
+    results = radbench.load(output_dir)
+    jobs = results.jobs
+    metrics = results.store.metrics("test")
+    metrics = metrics[~metrics.metric.isin(COSTS)][["job", "metric", "value"]]  # measured times differ per run
+    return jobs, sorted(map(tuple, metrics.itertuples(index=False)))
+
+
+def assert_same_results(serial: Path, other: Path):
+    serial_jobs, serial_metrics = stored(serial)
+    jobs, metrics = stored(other)
+    assert len(jobs) == len(serial_jobs) == 24 and jobs.key.is_unique
+    assert set(jobs.key) == set(serial_jobs.key)
+    assert metrics == serial_metrics  # bit for bit
+    assert not list((other / "shards").glob("*.sqlite"))  # every shard merged
+
+
+def test_ray_local_cluster_gives_the_serial_results(study, serial, tmp_path):
+    done = run(study, "--executor", "ray", "--max-parallel", "2", "--cpus-per-job", "1", "--output-dir", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "on 2 worker(s)" in " ".join(done.stderr.split()) or "worker(s)" in done.stderr
+    assert_same_results(serial, tmp_path)
+
+
+def test_submitit_worker_killed_mid_unit_is_retried_and_nothing_is_duplicated(study, serial, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    driver = subprocess.Popen([sys.executable, "-m", "radbench", "run", str(study), "--executor", "submitit-local",
+                               "--max-parallel", "2", "--retries", "2", "--output-dir", str(tmp_path), "-q"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim, deadline = None, time.time() + 300
+    while victim is None and time.time() < deadline:  # a worker that stored its first job and is still running
+        for shard in (tmp_path / "shards").glob("job-*.sqlite"):
+            pid = int(shard.stem.split("-")[-2])
+            try:
+                os.kill(pid, signal.SIGKILL)
+                victim = pid
+                break
+            except ProcessLookupError:
+                continue
+        time.sleep(0.02)
+    assert victim is not None, "no worker was caught running"
+    out, err = driver.communicate(timeout=600)
+    assert driver.returncode == 0, err[-3000:]
+    assert "retried attempt" in err and "failed (attempt 1)" in " ".join(err.split())
+    assert_same_results(serial, tmp_path)
+
+
+def test_shards_merge_once_and_failures_show_in_status(study, serial, tmp_path, cli):
+    import shutil
+    import sqlite3
+
+    from radbench.results.shards import ShardWriter, merge_shards
+
+    copy = tmp_path / "copy"
+    shutil.copytree(serial, copy, ignore=shutil.ignore_patterns("features"))
+    main = sqlite3.connect(copy / "results.sqlite")
+    key = main.execute("SELECT key FROM jobs LIMIT 1").fetchone()[0]
+    main.close()
+    writer = ShardWriter(copy)
+    assert key in writer.finished_keys()
+    writer.record_failure("unit:vit9|breast", "vit9", "breast", "(unit)", -1, 0, "WorkerCrashedError: node lost")
+    assert merge_shards(copy) == 0 and merge_shards(copy) == 0  # a failure only; merging again adds nothing
+    result = cli("status", copy)
+    assert "WorkerCrashedError: node lost" in " ".join(result.stdout.split())
+
+
+def test_retry_failed_runs_only_the_units_with_failed_jobs(study, serial, tmp_path, cli):
+    import shutil
+    import sqlite3
+
+    copy = tmp_path / "copy"
+    shutil.copytree(serial, copy)
+    with sqlite3.connect(copy / "results.sqlite") as conn:  # one breast job of vit2 failed; its unit lost two jobs
+        keys = [row[0] for row in conn.execute(
+            "SELECT key FROM jobs WHERE backbone = 'vit2' AND dataset = 'breast' AND protocol = 'knn'")]
+        for table, column in (("metrics", "job_key"), ("sample_metrics", "job_key"), ("predictions", "job_key"),
+                              ("jobs", "key")):
+            conn.executemany(f"DELETE FROM {table} WHERE {column} = ?", [(k,) for k in keys])
+        conn.execute("INSERT INTO failures VALUES (?, 'vit2', 'breast', 'knn', 0, 0, 'MemoryError: boom', 0)",
+                     (keys[0],))
+    result = cli("run", study, "--output-dir", copy, "--retry-failed", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert "jobs: 2 run, 4 already done" in " ".join(result.stderr.split())  # the one unit only
+    status = cli("status", copy)
+    assert "MemoryError" not in status.stdout and "24 stored" in " ".join(status.stdout.split())
