@@ -24,6 +24,28 @@ def test_crop_equals_torchvision_resize_then_centre_crop():
     torch.testing.assert_close(ours, reference, atol=1e-5, rtol=0)
 
 
+def test_crop_through_the_preprocessing_cache_is_cropped_once(tmp_path, shared_data):
+    """The cache stores the cropped image; reading it back must not crop it again (it did: 0.875 of 0.875)."""
+    from radbench.data.base import FileImages
+    from radbench.data.precache import build_split
+    from radbench.progress import Reporter
+
+    paths = tuple(sorted((shared_data / "nih_chestxray14_images").glob("*.png"))[:3])
+    preprocess = Preprocess(64, "crop", (0.5,) * 3, (0.25,) * 3)
+    target = tmp_path / "train.npy"
+    build_split(FileImages(paths), preprocess, target, "uint16", 0, Reporter(quiet=True), "test")
+    cached = np.load(target)
+    from dataclasses import replace
+
+    read_back = replace(preprocess, quantize="uint16")
+    for k, path in enumerate(paths):
+        from radbench.data.readers import read_image
+
+        direct = preprocess(read_image(path))
+        via_cache = read_back(cached[k].astype(np.float32) / 65535.0)
+        torch.testing.assert_close(via_cache, direct, atol=1e-3, rtol=0)
+
+
 def test_segmentation_refuses_crop(tmp_path, shared_data):
     raw = {"name": "s", "output_dir": str(tmp_path / "out"), "resize": "crop",
            "backbones": [{"name": "timm:test_vit", "weights": "none"}],

@@ -18,7 +18,9 @@ from radbench.progress import Reporter
 def feature_key(description: BackboneDescription, preprocess: Preprocess, dataset: LabeledDataset,
                 dtype: str, precision: str) -> str:
     """Content hash of everything that changes the cached numbers (not names: renaming reuses the cache)."""
+    crop_fix = {"crop_once": True} if preprocess.mode == "crop" and preprocess.quantize else {}
     return stable_hash({
+        **crop_fix,  # images cropped once from the preprocessing cache (earlier they were cropped twice)
         "version": EXTRACTION_VERSION,
         "backbone": description.identity,
         "preprocess": preprocess.identity(),
