@@ -25,9 +25,10 @@ MODES = {"fixed": {"views": "fixed", "global_views": 2},
 def measure(args: argparse.Namespace, mode: str) -> dict:
     import torch
 
+    from radbench.distributed import Ranks
     from radbench.pretrain.config import parse_pretrain
     from radbench.pretrain.data import Schedule
-    from radbench.pretrain.loop import Distributed, Trainee, make_optimizer, scheduled, train_step
+    from radbench.pretrain.loop import Trainee, make_optimizer, scheduled, train_step
     from radbench.pretrain.model import build_networks
     from radbench.pretrain.objective import Objective
     from radbench.pretrain.views import ViewMaker
@@ -39,7 +40,7 @@ def measure(args: argparse.Namespace, mode: str) -> dict:
            "local_size": args.local_size, "batch_size": args.batch_size, "epochs": 100,
            "device": args.device, "precision": args.precision, **MODES[mode]}
     cfg = parse_pretrain(raw, ROOT).config
-    place = Distributed(cfg.device)
+    place = Ranks.from_env(cfg.device)
     from radbench.device import effective_precision
 
     precision = effective_precision(place.device, cfg.precision)

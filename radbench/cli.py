@@ -116,12 +116,16 @@ def run(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="run only the units with failed jobs"),
 ):
     """Run every backbone x dataset x protocol x seed of a study; finished jobs are skipped."""
+    import os
+
     from radbench.executors.backends import ExecutorOptions
 
     loaded = _load(study, data_root, output_dir, limit, backbone, weights, image_size, seeds, epochs)
     config = _with_overrides(loaded, device, batch_size, num_workers)
     options = ExecutorOptions(executor, max_parallel, retries, gpus_per_job, cpus_per_job, partition,
                               slurm_args=_key_values(slurm_arg or []), address=address)
+    if int(os.environ.get("RANK", "0")) > 0:  # under torchrun: rank 0 reports for all
+        quiet = True
     units = _failed_units(config) if retry_failed else None
     if units == []:
         err.print("no failed jobs to retry")
@@ -129,7 +133,8 @@ def run(
         _run(config, quiet, repair=not no_repair)
     else:
         _run_units(config, options, units, quiet)
-    _print_summary(config.settings.output_dir)
+    if not quiet or int(os.environ.get("RANK", "0")) == 0:
+        _print_summary(config.settings.output_dir)
 
 
 def _key_values(items: list[str]) -> dict[str, str]:

@@ -19,7 +19,8 @@ from radbench.data.base import DatasetConfigBase
 from radbench.data.check import check_files
 from radbench.data.precache import precache_dataset
 from radbench.data.transforms import Preprocess
-from radbench.device import effective_precision, resolve_device
+from radbench.device import effective_precision
+from radbench.distributed import Ranks
 from radbench.features.cache import FeatureCache
 from radbench.features.extract import default_workers_for_files
 from radbench.features.provider import Extraction, FeatureProvider, feature_key
@@ -30,6 +31,7 @@ from radbench.protocols import PROTOCOLS, ProtocolInput
 from radbench.protocols.base import ImageContext
 from radbench.protocols.segmentation import SegmentationInput
 from radbench.results import JobRecord, ResultsStore
+from radbench.results.shards import ShardWriter, merge_shards
 
 
 @dataclass
@@ -110,19 +112,27 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
     its pending jobs one by one. Processes sharing the output_dir split units and jobs through the store's claims;
     a unit another process is preparing waits until the others are done. An executor's worker passes a
     ShardWriter as `store` (results/shards.py): it then writes shard files, never the shared SQLite file."""
-    reporter = reporter or Reporter()
     settings = study.settings
+    ranks = Ranks.from_env(settings.device)  # under torchrun: extraction shared, jobs dealt out, shards merged
+    reporter = reporter or Reporter()
+    reporter = reporter if ranks.main else Reporter(reporter.console, quiet=True)
     arrayfile.set_repair(repair)
     datasets = load_datasets(study, reporter)  # reads only: a data error leaves no folder behind
     for folder in dict.fromkeys((settings.output_dir, study.feature_cache_dir)):
         arrayfile.check_writable(folder)
-    datasets = {cfg.name: check_files(datasets[cfg.name], cfg.on_bad_file, study.feature_cache_dir / "checked",
-                                      file_workers(settings), reporter) for cfg in study.datasets}
+    with ranks.rank_zero_first():  # rank 0 reads every file once; the others find it recorded
+        datasets = {cfg.name: check_files(datasets[cfg.name], cfg.on_bad_file, study.feature_cache_dir / "checked",
+                                          file_workers(settings), reporter) for cfg in study.datasets}
+    if ranks.world > 1:  # ranks may sit on several nodes: they write shards, rank 0 merges them at the end
+        if ranks.main:
+            ResultsStore(results_path(study)).plan_units(
+                settings.name, [(b.display_name, d.name) for b in study.backbones for d in study.datasets])
+        store = ShardWriter(settings.output_dir)
     store = store or ResultsStore(results_path(study))
-    device = resolve_device(settings.device)
+    device = ranks.device
     precision = effective_precision(device, settings.precision)
     provider = FeatureProvider(FeatureCache(study.feature_cache_dir, reporter.warn), device, precision,
-                               settings.cache_dtype, settings.batch_size, settings.num_workers, reporter)
+                               settings.cache_dtype, settings.batch_size, settings.num_workers, reporter, ranks)
     summary = RunSummary()
     reporter.info(f"study {settings.name}: device {device}, precision {precision}, output {settings.output_dir}")
     units = deque((backbone, dataset_cfg) for backbone in study.backbones for dataset_cfg in study.datasets)
@@ -139,7 +149,7 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                     time.sleep(1.0)
                 continue
             busy_rounds = 0
-            unit = _Unit(study, backbone, datasets[dataset_cfg.name], dataset_cfg, provider, precision, reporter)
+            unit = _Unit(study, backbone, datasets[dataset_cfg.name], dataset_cfg, provider, precision, reporter, ranks)
             try:
                 jobs, cached = unit.prepare(store.finished_keys(), extract_only, summary)
             finally:
@@ -147,7 +157,9 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
             store.plan_jobs(backbone.display_name, dataset_cfg.name,
                             [(job.key, job.label, job.seed, job.repeat) for job in unit.jobs])
             if not extract_only:
-                for job in jobs:
+                for number, job in enumerate(jobs):
+                    if number % ranks.world != ranks.rank:  # under torchrun: job i to rank i mod world
+                        continue
                     if not store.claim(job.key):
                         summary.jobs_elsewhere += 1
                         continue
@@ -162,6 +174,9 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                     summary.jobs_run += store.save(record)
             if not units or units[0][0] is not backbone:
                 provider.release()
+            ranks.barrier()  # the next unit's extraction needs every rank
+    if ranks.world > 1 and ranks.main:
+        merge_shards(settings.output_dir)
     summary.extractions = provider.extractions
     return summary
 
@@ -177,6 +192,7 @@ class _Unit:
     provider: FeatureProvider
     precision: str
     reporter: Reporter
+    ranks: Ranks
 
     def prepared(self, size: int):
         """The dataset reading its images from the preprocessing cache at `size` (built when missing)."""
@@ -190,7 +206,8 @@ class _Unit:
         """Pending jobs (all jobs' features when extracting only) and the cached features they read."""
         self.description = describe_backbone(self.backbone)
         self.base_preprocess = preprocess_for(self.study, self.backbone, self.description, self.dataset_cfg)
-        self.dataset, self.preprocess = self.prepared(self.base_preprocess.image_size)
+        with self.ranks.rank_zero_first():  # every rank prepares the unit: rank 0 builds the cache first
+            self.dataset, self.preprocess = self.prepared(self.base_preprocess.image_size)
         settings = self.study.settings
         self.key = feature_key(self.description, self.preprocess, self.dataset, settings.cache_dtype, self.precision)
         self.jobs = jobs = plan_jobs(self.study, self.backbone, self.dataset, self.key)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 
 from radbench.backbones import BackboneConfig, BackboneDescription, FeatureBackbone, build_backbone
 from radbench.data.base import SPLITS, LabeledDataset
 from radbench.data.transforms import Preprocess
+from radbench.distributed import Ranks
 from radbench.features.cache import EXTRACTION_VERSION, CachedFeatures, FeatureCache, ids_digest, stable_hash
 from radbench.features.extract import extract_bundle, extract_volume_bundle
 from radbench.progress import Reporter
@@ -50,6 +52,7 @@ class FeatureProvider:
     batch_size: int
     num_workers: int | None
     reporter: Reporter
+    ranks: Ranks = field(default_factory=Ranks)  # under torchrun: each rank extracts its share, rank 0 writes
     extractions: list[Extraction] = field(default_factory=list)
     _built: dict[tuple[str, int], FeatureBackbone] = field(default_factory=dict)
 
@@ -69,7 +72,9 @@ class FeatureProvider:
             if self.cache.split_intact(self.cache.folder(key, layout), split, sizes[split]):
                 self.reporter.info(f"  features: {split} already extracted, kept")
                 continue
-            images = dataset.splits[split].images
+            every = dataset.splits[split].images
+            rows = self.ranks.share(len(every), self.batch_size if dataset.volume is None else 1)
+            images = every if len(rows) == len(every) else every.subset(np.arange(rows.start, rows.stop))
             start = time.perf_counter()
             options = dict(device=self.device, precision=self.precision, batch_size=self.batch_size,
                            num_workers=self.num_workers, reporter=self.reporter,
@@ -78,9 +83,12 @@ class FeatureProvider:
                 array = extract_volume_bundle(backbone, layout, images, dataset.volume, preprocess, **options)
             else:
                 array = extract_bundle(backbone, layout, images, preprocess, **options)
+            array = self.ranks.gather_rows(array)
             seconds = time.perf_counter() - start
-            self.cache.write_split(key, layout, split, array, self.dtype, seconds)
-            self.extractions.append(Extraction(cfg.display_name, dataset.name, split, len(images), seconds))
+            if self.ranks.main:
+                self.cache.write_split(key, layout, split, array, self.dtype, seconds)
+                self.extractions.append(Extraction(cfg.display_name, dataset.name, split, len(every), seconds))
+            self.ranks.barrier()
         manifest = {
             "backbone": {"label": cfg.display_name, **description.identity, **backbone.weights_revision},
             "preprocess": preprocess.identity(),
@@ -92,7 +100,10 @@ class FeatureProvider:
             "backbone_params": sum(p.numel() for p in backbone.model.parameters()),
             "torch": torch.__version__,
         }
-        return self.cache.finish(key, layout, manifest)
+        if self.ranks.main:
+            finished = self.cache.finish(key, layout, manifest)
+        self.ranks.barrier()
+        return finished if self.ranks.main else self.cache.find(key, blocks_needed, sizes)
 
     def backbone(self, cfg: BackboneConfig, image_size: int) -> FeatureBackbone:
         slot = (cfg.display_name, image_size)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,8 @@ from torch.utils.data import DataLoader
 from radbench import arrayfile
 from radbench.backbones import describe_backbone
 from radbench.data.transforms import Preprocess
-from radbench.device import autocast, effective_precision, resolve_device
+from radbench.device import autocast, effective_precision
+from radbench.distributed import Ranks
 from radbench.errors import RadbenchError
 from radbench.features.extract import default_workers_for_files
 from radbench.pretrain.config import ParsedPretrain, PretrainConfig
@@ -80,51 +80,6 @@ def make_optimizer(student: torch.nn.Module, device: torch.device) -> torch.opti
     return torch.optim.AdamW(groups, lr=0.0, fused=device.type == "cuda")
 
 
-class Distributed:
-    """This process's place under torchrun (rank 0 of 1 otherwise)."""
-
-    def __init__(self, device_name: str):
-        import torch.distributed as dist
-
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        self.device = resolve_device(device_name)
-        if self.device.type == "cuda" and self.world > 1:
-            self.device = torch.device("cuda", local)
-            torch.cuda.set_device(self.device)
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()
-
-    def mean(self, value: float) -> float:
-        """A number averaged over the processes (the loss each logs is then the global batch's)."""
-        if self.world == 1:
-            return value
-        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
-        torch.distributed.all_reduce(tensor)
-        return float(tensor) / self.world
-
-    def average_gradients(self, parameters: list[torch.nn.Parameter]) -> None:
-        if self.world == 1:
-            return
-        grads = [p.grad for p in parameters if p.grad is not None]
-        flat = torch.cat([g.flatten() for g in grads])
-        torch.distributed.all_reduce(flat)
-        flat /= self.world
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
-            offset += g.numel()
-
-
 def step_seed(seed: int, step: int) -> int:
     return (seed * 7_919 + step * 104_729 + 17) % (2**63 - 1)
 
@@ -134,18 +89,15 @@ def run_pretraining(parsed: ParsedPretrain, reporter: Reporter | None = None,
     reporter = reporter or Reporter()
     cfg = parsed.config
     started = time.perf_counter()
-    place = Distributed(cfg.device)
+    place = Ranks.from_env(cfg.device)
     if place.main:
         arrayfile.check_writable(cfg.output_dir)
     norm = describe_backbone(cfg.backbone).normalisation
     preprocess = Preprocess(cfg.image_size, cfg.resize, tuple(norm.mean), tuple(norm.std), norm.interpolation)
     workers = default_workers_for_files() if cfg.num_workers is None else cfg.num_workers
-    if not place.main:
-        place.barrier()  # process 0 builds the preprocessing cache first
-    sources = gather_images(parsed.datasets, cfg.splits, preprocess, cfg.cache_root, cfg.preprocess_dtype, workers,
-                            reporter if place.main else Reporter(quiet=True))
-    if place.main:
-        place.barrier()
+    with place.rank_zero_first():  # process 0 builds the preprocessing cache
+        sources = gather_images(parsed.datasets, cfg.splits, preprocess, cfg.cache_root, cfg.preprocess_dtype,
+                                workers, reporter if place.main else Reporter(quiet=True))
     schedule = Schedule(sum(len(s) for s in sources), cfg.batch_size, cfg.epochs, cfg.seed)
     if cfg.batch_size % place.world:
         raise RadbenchError(f"batch_size {cfg.batch_size} does not split over {place.world} processes")
@@ -240,7 +192,7 @@ class Trainee:
     teacher: torch.nn.Module
     objective: Objective
     optimizer: torch.optim.Optimizer
-    place: Distributed
+    place: Ranks
 
     @property
     def parameters(self) -> list[torch.nn.Parameter]:

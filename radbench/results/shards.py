@@ -93,17 +93,26 @@ def merge_shards(output_dir: Path) -> int:
     main = ResultsStore(Path(output_dir) / "results.sqlite")
     added = 0
     for path in paths:
-        with main._guard(), closing(main._connect()) as conn:
-            conn.execute("ATTACH DATABASE ? AS shard", (str(path),))
+        if path.is_file():  # another process (a rank, `radbench results`) may have merged and removed it
+            added += _merge_one(main, path)
+    return added
+
+
+def _merge_one(main: ResultsStore, path: Path) -> int:
+    with main._guard(), closing(main._connect()) as conn:
+        conn.execute("ATTACH DATABASE ? AS shard", (str(path),))
+        try:
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
+                if not conn.execute("SELECT 1 FROM shard.sqlite_master WHERE name = 'jobs'").fetchone():
+                    return 0  # removed by a concurrent merge between our look and ATTACH (which made it empty)
                 conn.execute("CREATE TEMP TABLE new_keys AS SELECT key FROM shard.jobs "
                              "WHERE key NOT IN (SELECT key FROM main.jobs)")
                 for table, key in MERGED:
                     columns = ", ".join(row[1] for row in conn.execute(f"PRAGMA main.table_info({table})"))
                     conn.execute(f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM shard.{table} "
                                  f"WHERE {key} IN (SELECT key FROM temp.new_keys)")
-                added += conn.execute("SELECT COUNT(*) FROM temp.new_keys").fetchone()[0]
+                added = conn.execute("SELECT COUNT(*) FROM temp.new_keys").fetchone()[0]
                 conn.execute("DROP TABLE temp.new_keys")
                 plans = conn.execute("SELECT DISTINCT backbone, dataset FROM shard.planned_jobs").fetchall()
                 for backbone, dataset in plans:  # a unit's plan replaces its older one (an edited study)
@@ -112,6 +121,7 @@ def merge_shards(output_dir: Path) -> int:
                 conn.execute("INSERT OR REPLACE INTO main.failures SELECT * FROM shard.failures "
                              "WHERE key NOT IN (SELECT key FROM main.jobs)")
                 conn.execute("DELETE FROM main.failures WHERE key IN (SELECT key FROM main.jobs)")
+        finally:
             conn.execute("DETACH DATABASE shard")
-        path.unlink(missing_ok=True)  # merged: its rows are in the main store (a rerun of this merge adds none)
+    path.unlink(missing_ok=True)  # merged: its rows are in the main store (a rerun of this merge adds none)
     return added
