@@ -5,6 +5,7 @@ each, LOCAL_RANK); CPU ranks and every object collective use gloo."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 from dataclasses import dataclass
 from typing import Iterator
@@ -80,15 +81,39 @@ class Ranks:
         torch.distributed.all_reduce(tensor)
         return float(tensor) / self.world
 
-    def average_gradients(self, parameters: list[torch.nn.Parameter]) -> None:
-        """One all-reduce of all gradients, flattened (what DDP's buckets do, without its forward hooks)."""
+    def total(self, value: float) -> float:
+        """A number summed over the ranks."""
+        return self.mean(value) * self.world
+
+    def average_gradients(self, parameters: list[torch.nn.Parameter], average: bool = True) -> None:
+        """One all-reduce of all gradients, flattened (what DDP's buckets do, without its forward hooks); summed
+        instead of averaged when each rank already weighted its loss by its share of the batch."""
         if self.world == 1:
             return
         grads = [p.grad for p in parameters if p.grad is not None]
         flat = torch.cat([g.flatten() for g in grads])
         torch.distributed.all_reduce(flat)
-        flat /= self.world
+        if average:
+            flat /= self.world
         offset = 0
         for g in grads:
             g.copy_(flat[offset:offset + g.numel()].view_as(g))
             offset += g.numel()
+
+
+_TRAINING: contextvars.ContextVar[Ranks | None] = contextvars.ContextVar("radbench_training_ranks", default=None)
+
+
+@contextlib.contextmanager
+def training_together(ranks: Ranks) -> Iterator[None]:
+    """Within this block the training loop splits every batch over `ranks` (a job every rank runs together)."""
+    token = _TRAINING.set(ranks if ranks.world > 1 else None)
+    try:
+        yield
+    finally:
+        _TRAINING.reset(token)
+
+
+def training_ranks() -> Ranks | None:
+    return _TRAINING.get()
+

@@ -20,7 +20,7 @@ from radbench.data.check import check_files
 from radbench.data.precache import precache_dataset
 from radbench.data.transforms import Preprocess
 from radbench.device import effective_precision
-from radbench.distributed import Ranks
+from radbench.distributed import Ranks, training_together
 from radbench.features.cache import FeatureCache
 from radbench.features.extract import default_workers_for_files
 from radbench.features.provider import Extraction, FeatureProvider, feature_key
@@ -158,19 +158,25 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                             [(job.key, job.label, job.seed, job.repeat) for job in unit.jobs])
             if not extract_only:
                 for number, job in enumerate(jobs):
-                    if number % ranks.world != ranks.rank:  # under torchrun: job i to rank i mod world
+                    # under torchrun: a job training a model runs on every rank together (each a share of every
+                    # batch); a job on cached features goes to one rank (job i to rank i mod world)
+                    together = ranks.world > 1 and not job.uses_features
+                    if not together and number % ranks.world != ranks.rank:
                         continue
                     if not store.claim(job.key):
                         summary.jobs_elsewhere += 1
                         continue
                     try:
-                        record = unit.run(job, cached, device)
+                        with training_together(ranks if together else Ranks()):
+                            record = unit.run(job, cached, device)
                     except Exception as error:  # the report shows it; the run still stops here, as before
                         store.record_failure(job.key, backbone.display_name, dataset_cfg.name, job.label, job.seed,
                                              job.repeat, f"{type(error).__name__}: {error}".splitlines()[0][:500])
                         raise
                     finally:
                         store.release(job.key)
+                    if together and not ranks.main:
+                        continue  # the same model on every rank: rank 0 stores it
                     summary.jobs_run += store.save(record)
             if not units or units[0][0] is not backbone:
                 provider.release()

@@ -167,3 +167,35 @@ def test_torchrun_extraction_shares_splits_and_equals_one_process(study, serial,
     _, metrics_one = stored(tmp_path / "one")
     jobs_two, metrics_two = stored(tmp_path / "two")
     assert jobs_two.key.is_unique and len(jobs_two) == 24 and metrics_two == metrics_one
+
+
+def test_torchrun_finetune_matches_one_process_with_the_same_global_batch(tmp_path, shared_data):
+    """Fine-tuning under torchrun (2 gloo processes, each half of every global batch of 16, gradients summed)
+    against one process: the same chosen model within float tolerance (stated: test AUROC within 1e-4)."""
+    import yaml
+
+    raw = {"name": "ddp", "output_dir": str(tmp_path / "one"), "seeds": [0], "image_size": 32,
+           "backbones": [{"name": "timm:test_vit", "weights": "none"}],
+           "datasets": [{"name": "pneumonia", "adapter": "medmnist", "limit": 80,
+                         "path": str(shared_data / "medmnist" / "pneumoniamnist_kaggle_variant.npz")}],
+           "protocols": [{"finetune": {"epochs": 3, "lr": [1e-3], "batch_size": 16, "augment": None}}]}
+    path = tmp_path / "ddp.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "radbench", "run", str(path), "-q"], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "radbench", "run", str(path), "--output-dir", str(tmp_path / "two"), "-q"], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    import radbench
+
+    a, b = (radbench.load(tmp_path / run).results for run in ("one", "two"))
+    assert len(a) and len(b) == len(a)
+    merged = a.merge(b, on=["backbone", "dataset", "protocol", "seed", "metric"], suffixes=("_one", "_two"))
+    quality = merged[merged.metric.isin(["auroc", "accuracy", "balanced_accuracy"])]
+    assert len(quality) == 3
+    assert (quality.value_one - quality.value_two).abs().max() < 1e-4, quality[["metric", "value_one", "value_two"]]
+    history = [radbench.load(tmp_path / run).jobs.details.iloc[0] for run in ("one", "two")]
+    assert history[0] != "" and history[1] != ""

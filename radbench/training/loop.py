@@ -44,14 +44,20 @@ class TrainingImages(Dataset):
     def __init__(self, images: ImageSource, preprocess: Preprocess, targets: np.ndarray, augment=None):
         self.images, self.preprocess, self.augment = images, preprocess, augment
         self.targets = torch.from_numpy(np.asarray(targets, dtype=np.float32))
+        self.draw = (0, 0)  # (seed, epoch): with the index, what an image's augmentation is drawn from
 
     def __len__(self) -> int:
         return len(self.images)
 
+    def set_epoch(self, seed: int, epoch: int) -> None:
+        self.draw = (seed, epoch)
+
     def __getitem__(self, index: int):
         unit = self.preprocess.fit_unit(self.images.load(index))
-        if self.augment is not None:
-            unit = self.augment(unit.expand(3, -1, -1) if unit.shape[0] == 1 else unit)
+        if self.augment is not None:  # seeded per image: the same draw whichever process or worker loads it
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed((self.draw[0] * 1_000_003 + self.draw[1] * 100_003 + index) % (2**63 - 1))
+                unit = self.augment(unit.expand(3, -1, -1) if unit.shape[0] == 1 else unit)
         return self.preprocess.normalize(unit), self.targets[index]
 
 
@@ -100,11 +106,34 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def _loader(data: Dataset, settings: TrainSettings, shuffle: bool) -> DataLoader:
+def _loader(data: Dataset, settings: TrainSettings, shuffle: bool, ranks=None) -> DataLoader:
     generator = torch.Generator().manual_seed(settings.seed)
+    if ranks is not None:  # this rank's part of each global batch, the batches a single process would draw
+        return DataLoader(data, batch_sampler=RankShare(data, settings.batch_size, generator, ranks),
+                          num_workers=settings.num_workers, pin_memory=settings.device.type == "cuda",
+                          worker_init_fn=_worker_seed(settings.seed), generator=generator)  # drawn as without ranks
     return DataLoader(data, batch_size=settings.batch_size, shuffle=shuffle, num_workers=settings.num_workers,
                       generator=generator, drop_last=False, pin_memory=settings.device.type == "cuda",
                       worker_init_fn=_worker_seed(settings.seed))
+
+
+class RankShare(torch.utils.data.Sampler):
+    """Under torchrun: every rank draws the same shuffled global batches (same seeded generator) and takes every
+    world-th sample of each. A last global batch smaller than the number of ranks is left out."""
+
+    def __init__(self, data: Dataset, batch_size: int, generator: torch.Generator, ranks):
+        from torch.utils.data import BatchSampler, RandomSampler
+
+        self.batches = BatchSampler(RandomSampler(data, generator=generator), batch_size, drop_last=False)
+        self.ranks = ranks
+
+    def __iter__(self):
+        for batch in self.batches:
+            if len(batch) >= self.ranks.world:
+                yield batch[self.ranks.rank::self.ranks.world]
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 def _worker_seed(seed: int):
@@ -141,11 +170,14 @@ def train(model: torch.nn.Module, groups: list[dict], data: Dataset, loss_fn: Ca
     """Train on (input, target) pairs with `loss_fn(output, target)`; with `validate`, score every epoch,
     keep the best weights and stop after `patience` epochs without improvement. `stop_after` ends training
     after that many epochs of the full schedule (the refit on train+val)."""
+    from radbench.distributed import training_ranks
+
     torch.manual_seed(settings.seed)
     device = settings.device
     model.to(device)
     optimizer = torch.optim.AdamW(groups)
-    loader = _loader(data, settings, shuffle=True)
+    ranks = training_ranks()  # a job every torchrun rank runs together: data split, gradients summed
+    loader = _loader(data, settings, shuffle=True, ranks=ranks)
     total = settings.epochs * len(loader)
     warmup = int(settings.warmup_epochs * len(loader))
 
@@ -161,6 +193,8 @@ def train(model: torch.nn.Module, groups: list[dict], data: Dataset, loss_fn: Ca
     epochs = min(settings.epochs, stop_after or settings.epochs)
     with reporter.task(description, epochs) as advance:
         for epoch in range(1, epochs + 1):
+            if hasattr(data, "set_epoch"):
+                data.set_epoch(settings.seed, epoch)
             model.train()
             losses, epoch_start = [], time.perf_counter()
             for batch, targets in loader:
@@ -168,7 +202,13 @@ def train(model: torch.nn.Module, groups: list[dict], data: Dataset, loss_fn: Ca
                     outputs = model(to_device(batch, device))
                 loss = loss_fn(outputs.float(), targets.to(device, non_blocking=True))
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if ranks is None:
+                    loss.backward()
+                else:  # weight by this rank's share of the global batch, then sum: the global batch's gradient
+                    share = len(targets) / ranks.total(len(targets))
+                    (loss * share).backward()
+                    ranks.average_gradients(parameters, average=False)
+                    loss = loss.detach() * share * ranks.world
                 if settings.grad_clip:
                     torch.nn.utils.clip_grad_norm_(parameters, settings.grad_clip)
                 optimizer.step()
