@@ -68,6 +68,7 @@ class StudyConfig:
     datasets: list[DatasetConfigBase]
     protocols: list[ProtocolEntry]
     source: str = "study"
+    focus: Any = None  # an executor's unit (executors/units.py): run only its backbone x dataset and jobs
 
     @property
     def feature_cache_dir(self) -> Path:

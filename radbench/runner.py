@@ -52,6 +52,8 @@ def load_datasets(study: StudyConfig, reporter: Reporter) -> dict[str, LabeledDa
     """Every dataset is read and checked before any model is built or any job runs."""
     datasets = {}
     for cfg in study.datasets:
+        if study.focus is not None and cfg.name != study.focus.dataset:
+            continue  # an executor's unit reads its own dataset only
         dataset = load_dataset(cfg)
         sizes = ", ".join(f"{name} {len(split)}" for name, split in dataset.splits.items())
         task = getattr(dataset, "task", None)
@@ -122,7 +124,8 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
         arrayfile.check_writable(folder)
     with ranks.rank_zero_first():  # rank 0 reads every file once; the others find it recorded
         datasets = {cfg.name: check_files(datasets[cfg.name], cfg.on_bad_file, study.feature_cache_dir / "checked",
-                                          file_workers(settings), reporter) for cfg in study.datasets}
+                                          file_workers(settings), reporter) for cfg in study.datasets
+                    if cfg.name in datasets}
     if ranks.world > 1:  # ranks may sit on several nodes: they write shards, rank 0 merges them at the end
         if ranks.main:
             ResultsStore(results_path(study)).plan_units(
@@ -135,8 +138,10 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                                settings.cache_dtype, settings.batch_size, settings.num_workers, reporter, ranks)
     summary = RunSummary()
     reporter.info(f"study {settings.name}: device {device}, precision {precision}, output {settings.output_dir}")
-    units = deque((backbone, dataset_cfg) for backbone in study.backbones for dataset_cfg in study.datasets)
-    store.plan_units(settings.name, [(backbone.display_name, cfg.name) for backbone, cfg in units])
+    units = deque((backbone, dataset_cfg) for backbone in study.backbones for dataset_cfg in study.datasets
+                  if study.focus is None or study.focus.covers(backbone.display_name, dataset_cfg.name))
+    if study.focus is None:  # an executor's unit is one part of a plan its driver wrote
+        store.plan_units(settings.name, [(backbone.display_name, cfg.name) for backbone, cfg in units])
     busy_rounds = 0
     with store.heartbeat():
         while units:
@@ -216,7 +221,8 @@ class _Unit:
             self.dataset, self.preprocess = self.prepared(self.base_preprocess.image_size)
         settings = self.study.settings
         self.key = feature_key(self.description, self.preprocess, self.dataset, settings.cache_dtype, self.precision)
-        self.jobs = jobs = plan_jobs(self.study, self.backbone, self.dataset, self.key)
+        self.jobs = jobs = [job for job in plan_jobs(self.study, self.backbone, self.dataset, self.key)
+                            if self.study.focus is None or self.study.focus.takes(job)]
         pending = [job for job in jobs if job.key not in finished]
         summary.jobs_total += len(jobs)
         summary.jobs_skipped += len(jobs) - len(pending)

@@ -27,7 +27,8 @@ def study(tmp_path_factory, shared_data):
                       "path": str(medmnist / "pneumoniamnist_kaggle_variant.npz")},
                      {"name": "breast", "adapter": "medmnist", "limit": 60,
                       "path": str(medmnist / "breastmnist_resaved.npz")}],
-        "protocols": [{"knn": {"k": [5]}}, {"logreg": {"C": [1.0]}},
+        # linear (300 epochs, about a second) after the fast kNN: a worker is caught between two stored jobs
+        "protocols": [{"knn": {"k": [5]}}, {"linear": {"epochs": 300, "lr": [0.01]}}, {"logreg": {"C": [1.0]}},
                       {"finetune": {"epochs": 2, "lr": [1e-3], "batch_size": 16}}],
     })
 
@@ -62,10 +63,14 @@ def stored(output_dir: Path):
 def assert_same_results(serial: Path, other: Path):
     serial_jobs, serial_metrics = stored(serial)
     jobs, metrics = stored(other)
-    assert len(jobs) == len(serial_jobs) == 24 and jobs.key.is_unique
+    assert len(jobs) == len(serial_jobs) == 32 and jobs.key.is_unique
     assert set(jobs.key) == set(serial_jobs.key)
     assert metrics == serial_metrics  # bit for bit
     assert not list((other / "shards").glob("*.sqlite"))  # every shard merged
+    import radbench
+
+    status = radbench.load(other).status  # the units' plans add up to the whole study's
+    assert int(status.planned.sum()) == int(status.done.sum()) == 32
 
 
 def test_ray_local_cluster_gives_the_serial_results(study, serial, tmp_path):
@@ -133,9 +138,9 @@ def test_retry_failed_runs_only_the_units_with_failed_jobs(study, serial, tmp_pa
                      (keys[0],))
     result = cli("run", study, "--output-dir", copy, "--retry-failed", "-q")
     assert result.exit_code == 0, result.stderr
-    assert "jobs: 2 run, 4 already done" in " ".join(result.stderr.split())  # the one unit only
+    assert "jobs: 2 run, 6 already done" in " ".join(result.stderr.split())  # the one unit only
     status = cli("status", copy)
-    assert "MemoryError" not in status.stdout and "24 stored" in " ".join(status.stdout.split())
+    assert "MemoryError" not in status.stdout and "32 stored" in " ".join(status.stdout.split())
 
 
 def test_torchrun_extraction_shares_splits_and_equals_one_process(study, serial, tmp_path):
@@ -166,7 +171,7 @@ def test_torchrun_extraction_shares_splits_and_equals_one_process(study, serial,
         assert np.array_equal(array, arrays["two"][name]), name
     _, metrics_one = stored(tmp_path / "one")
     jobs_two, metrics_two = stored(tmp_path / "two")
-    assert jobs_two.key.is_unique and len(jobs_two) == 24 and metrics_two == metrics_one
+    assert jobs_two.key.is_unique and len(jobs_two) == 32 and metrics_two == metrics_one
 
 
 def test_torchrun_finetune_matches_one_process_with_the_same_global_batch(tmp_path, shared_data):

@@ -32,9 +32,9 @@ def run_with_executor(study: StudyConfig, options: ExecutorOptions, reporter: Re
                       units: list[Unit] | None = None) -> DriverSummary:
     output_dir = study.settings.output_dir
     store = ResultsStore(output_dir / "results.sqlite")
-    units = units if units is not None else study_units(study)
-    if units == study_units(study):
-        store.plan_units(study.settings.name, [(u.backbone, u.dataset) for u in units])
+    if units is None:
+        units = study_units(study)
+        store.plan_units(study.settings.name, list(dict.fromkeys((u.backbone, u.dataset) for u in units)))
     summary = DriverSummary(units=len(units), merged=merge_shards(output_dir))
     backend = make_backend(options, study)
     reporter.info(f"study {study.settings.name}: {len(units)} units on executor {options.name} "
@@ -63,7 +63,7 @@ def run_with_executor(study: StudyConfig, options: ExecutorOptions, reporter: Re
                 else:
                     reporter.warn(f"unit {unit} failed {attempts[unit]} times; last error: {error}")
                     summary.failed[str(unit)] = error
-                    store.record_failure(unit.key, unit.backbone, unit.dataset, "(unit)", -1, 0, error)
+                    store.record_failure(unit.key, unit.backbone, unit.dataset, unit.part, -1, 0, error)
                     advance(1)
     finally:
         backend.close()

@@ -14,26 +14,54 @@ from radbench.config import StudyConfig
 
 @dataclass(frozen=True)
 class Unit:
+    """One backbone x dataset and which of its jobs: `all`, `features` (the extraction and every job reading the
+    cached features), or one training protocol's label with one `seed` (a job that trains a model is its own
+    unit: these dominate a study's GPU time)."""
+
     backbone: str  # the backbone's display label
     dataset: str
+    part: str = "all"
+    seed: int | None = None
 
     @property
     def key(self) -> str:
-        return f"unit:{self.backbone}|{self.dataset}"
+        return f"unit:{self.backbone}|{self.dataset}|{self.part}|{self.seed}"
 
     def __str__(self) -> str:
-        return f"{self.backbone} x {self.dataset}"
+        what = "" if self.part == "all" else f" {self.part}" + ("" if self.seed is None else f" seed {self.seed}")
+        return f"{self.backbone} x {self.dataset}{what}"
+
+    def covers(self, backbone: str, dataset: str) -> bool:
+        return (backbone, dataset) == (self.backbone, self.dataset)
+
+    def takes(self, job) -> bool:
+        if self.part == "all":
+            return True
+        if self.part == "features":
+            return job.uses_features
+        return not job.uses_features and job.entry.label == self.part and self.seed in (None, job.seed)
 
 
 def study_units(study: StudyConfig) -> list[Unit]:
-    return [Unit(b.display_name, d.name) for b in study.backbones for d in study.datasets]
+    from radbench.data import ADAPTERS
+    from radbench.protocols import PROTOCOLS
+
+    units = []
+    for backbone in study.backbones:
+        for dataset in study.datasets:
+            segmentation = ADAPTERS.get(dataset.adapter).kind == "segmentation"
+            entries = [e for e in study.protocols if (PROTOCOLS.get(e.type).inputs == "segmentation") == segmentation]
+            if any(PROTOCOLS.get(e.type).inputs == "features" for e in entries):
+                units.append(Unit(backbone.display_name, dataset.name, "features"))
+            units += [Unit(backbone.display_name, dataset.name, e.label, seed) for e in entries
+                      if PROTOCOLS.get(e.type).inputs != "features" for seed in study.settings.seeds]
+    return units
 
 
 def unit_study(study: StudyConfig, unit: Unit) -> StudyConfig:
-    """The study narrowed to one unit (same settings, so the same job keys and caches)."""
-    backbones = [b for b in study.backbones if b.display_name == unit.backbone]
-    datasets = [d for d in study.datasets if d.name == unit.dataset]
-    return dataclasses.replace(study, backbones=backbones, datasets=datasets)
+    """The study focused on one unit: the same settings, backbones and protocols (so the same job keys and
+    caches), running only the unit's backbone x dataset and jobs."""
+    return dataclasses.replace(study, focus=unit)
 
 
 def run_unit(study: StudyConfig, unit: Unit, threads: int | None = None) -> dict:

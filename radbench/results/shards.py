@@ -114,9 +114,7 @@ def _merge_one(main: ResultsStore, path: Path) -> int:
                                  f"WHERE {key} IN (SELECT key FROM temp.new_keys)")
                 added = conn.execute("SELECT COUNT(*) FROM temp.new_keys").fetchone()[0]
                 conn.execute("DROP TABLE temp.new_keys")
-                plans = conn.execute("SELECT DISTINCT backbone, dataset FROM shard.planned_jobs").fetchall()
-                for backbone, dataset in plans:  # a unit's plan replaces its older one (an edited study)
-                    conn.execute("DELETE FROM main.planned_jobs WHERE backbone = ? AND dataset = ?", (backbone, dataset))
+                # several units share a backbone x dataset (features, each training job): plans add up
                 conn.execute("INSERT OR REPLACE INTO main.planned_jobs SELECT * FROM shard.planned_jobs")
                 conn.execute("INSERT OR REPLACE INTO main.failures SELECT * FROM shard.failures "
                              "WHERE key NOT IN (SELECT key FROM main.jobs)")
