@@ -124,8 +124,8 @@ def run(
     config = _with_overrides(loaded, device, batch_size, num_workers)
     options = ExecutorOptions(executor, max_parallel, retries, gpus_per_job, cpus_per_job, partition,
                               slurm_args=_key_values(slurm_arg or []), address=address)
-    if int(os.environ.get("RANK", "0")) > 0:  # under torchrun: rank 0 reports for all
-        quiet = True
+    rank = int(os.environ.get("RANK", "0"))
+    quiet = quiet or rank > 0  # under torchrun: rank 0 reports for all
     units = _failed_units(config) if retry_failed else None
     if units == []:
         err.print("no failed jobs to retry")
@@ -133,7 +133,7 @@ def run(
         _run(config, quiet, repair=not no_repair)
     else:
         _run_units(config, options, units, quiet)
-    if not quiet or int(os.environ.get("RANK", "0")) == 0:
+    if rank == 0:
         _print_summary(config.settings.output_dir)
 
 
@@ -147,12 +147,10 @@ def _key_values(items: list[str]) -> dict[str, str]:
 
 def _failed_units(config):
     from radbench.executors.units import Unit
-    from radbench.results.shards import merge_shards
 
-    path = config.settings.output_dir / "results.sqlite"
-    if not path.is_file():
+    output_dir = config.settings.output_dir
+    if not (output_dir / "results.sqlite").is_file() and not (output_dir / "shards").is_dir():
         return []
-    merge_shards(config.settings.output_dir)
     status = _open_store(config.settings.output_dir).status()
     failed = status[status.failed > 0]
     return list(dict.fromkeys(Unit(b, d) for b, d in zip(failed.backbone, failed.dataset)))

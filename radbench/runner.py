@@ -127,9 +127,6 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                                           file_workers(settings), reporter) for cfg in study.datasets
                     if cfg.name in datasets}
     if ranks.world > 1:  # ranks may sit on several nodes: they write shards, rank 0 merges them at the end
-        if ranks.main:
-            ResultsStore(results_path(study)).plan_units(
-                settings.name, [(b.display_name, d.name) for b in study.backbones for d in study.datasets])
         store = ShardWriter(settings.output_dir)
     store = store or ResultsStore(results_path(study))
     device = ranks.device
@@ -140,8 +137,9 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
     reporter.info(f"study {settings.name}: device {device}, precision {precision}, output {settings.output_dir}")
     units = deque((backbone, dataset_cfg) for backbone in study.backbones for dataset_cfg in study.datasets
                   if study.focus is None or study.focus.covers(backbone.display_name, dataset_cfg.name))
-    if study.focus is None:  # an executor's unit is one part of a plan its driver wrote
-        store.plan_units(settings.name, [(backbone.display_name, cfg.name) for backbone, cfg in units])
+    if study.focus is None and ranks.main:  # an executor's unit is one part of a plan its driver wrote
+        planner = store.main if isinstance(store, ShardWriter) else store  # rank 0 alone writes the plan
+        planner.plan_units(settings.name, [(backbone.display_name, cfg.name) for backbone, cfg in units])
     busy_rounds = 0
     with store.heartbeat():
         while units:

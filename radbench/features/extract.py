@@ -50,7 +50,7 @@ class CachedBatches(Dataset):
 def to_model_input(raw: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
     """(B, S, S) or (B, S, S, 3) quantised images -> normalised (B, 3, S, S) float32, the same numbers the per-image
     path (PrecachedImages.load, then Preprocess) gives."""
-    x = raw.float() / float(torch.iinfo(raw.dtype).max if raw.dtype != torch.uint8 else 255)
+    x = raw.float() / float(torch.iinfo(raw.dtype).max)
     x = x[:, None].expand(-1, 3, -1, -1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
     mean = torch.tensor(preprocess.mean, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(preprocess.std, device=x.device).view(1, 3, 1, 1)

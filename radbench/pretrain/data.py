@@ -16,8 +16,9 @@ from radbench.data.base import FileImages, LabeledDataset, Split, Task, file_fin
 from radbench.data.precache import PrecachedImages, precache_dataset
 from radbench.data.transforms import Preprocess
 from radbench.errors import DataError
-from radbench.pretrain.views import ViewMaker, sample_seed
+from radbench.pretrain.views import ViewMaker
 from radbench.progress import Reporter
+from radbench.training.augment import sample_seed
 
 
 def _plain_folder(cfg) -> LabeledDataset | None:

@@ -72,8 +72,3 @@ class ViewMaker:
             torch.manual_seed(seed)
             views = [t(image) for t in self.transforms]
         return [(to_three_channels(v.clamp(0.0, 1.0)) - mean) / std for v in views]
-
-
-def sample_seed(seed: int, epoch: int, position: int) -> int:
-    """The views of the sample at `position` of `epoch`'s order: a seed of their own."""
-    return (seed * 1_000_003 + epoch * 100_003 + position) % (2**63 - 1)

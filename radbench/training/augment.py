@@ -32,3 +32,9 @@ def build_augment(cfg: AugmentConfig | None, size: int):
         steps.append(v2.RandomRotation(cfg.rotation))
     return v2.Compose(steps) if steps else None
 
+
+def sample_seed(seed: int, epoch: int, position: int) -> int:
+    """The random draws of one sample in one epoch (augmentation, views): a seed of their own, so they do not
+    depend on which process or loader worker handles the sample, nor on where a resumed run started."""
+    return (seed * 1_000_003 + epoch * 100_003 + position) % (2**63 - 1)
+

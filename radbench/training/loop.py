@@ -19,6 +19,7 @@ from radbench.data.base import ImageSource, Task
 from radbench.data.transforms import Preprocess
 from radbench.device import autocast
 from radbench.progress import Reporter
+from radbench.training.augment import sample_seed
 
 
 @dataclass
@@ -56,7 +57,7 @@ class TrainingImages(Dataset):
         unit = self.preprocess.fit_unit(self.images.load(index))
         if self.augment is not None:  # seeded per image: the same draw whichever process or worker loads it
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed((self.draw[0] * 1_000_003 + self.draw[1] * 100_003 + index) % (2**63 - 1))
+                torch.manual_seed(sample_seed(*self.draw, index))
                 unit = self.augment(unit.expand(3, -1, -1) if unit.shape[0] == 1 else unit)
         return self.preprocess.normalize(unit), self.targets[index]
 
