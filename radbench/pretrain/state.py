@@ -19,15 +19,12 @@ from pathlib import Path
 
 import torch
 
+from radbench import arrayfile
 from radbench.backbones.checkpoint import PREPROCESS_KEY
 from radbench.errors import ConfigError
-from radbench.training.saving import trunk_weights
+from radbench.training.saving import atomic_save, trunk_weights
 
 STATE_VERSION = 1
-
-
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}~{os.getpid()}.tmp")
 
 
 def identity_hash(identity: dict) -> str:
@@ -38,9 +35,7 @@ def save_state(path: Path, *, step: int, identity: dict, student, teacher, objec
     state = {"version": STATE_VERSION, "step": step, "identity": identity_hash(identity),
              "student": student.state_dict(), "teacher": teacher.state_dict(), "objective": objective.state_dict(),
              "optimizer": optimizer.state_dict()}
-    temporary = _temporary(path)
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+    atomic_save(state, path)
 
 
 def load_state(path: Path, identity: dict, *, student, teacher, objective, optimizer) -> int:
@@ -69,16 +64,14 @@ def export_teacher(folder: Path, teacher, *, step: int, backbone: dict, preproce
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "backbone.safetensors"
     weights = trunk_weights(teacher.trunk)
-    temporary = _temporary(target)
+    temporary = arrayfile.temporary_path(target)
     save_file(weights, str(temporary), metadata={PREPROCESS_KEY: json.dumps(preprocess), "step": str(step)})
     os.replace(temporary, target)
     usage = {"name": backbone["name"], "weights": str(target.resolve()), "label": f"{backbone['label']}@step{step}"}
     if backbone.get("model_kwargs"):
         usage["model_kwargs"] = backbone["model_kwargs"]
     text = json.dumps({**description, "step": step, "preprocess": preprocess, "use_as_backbone": usage}, indent=2)
-    temporary = _temporary(folder / "model.json")
-    temporary.write_text(text + "\n")
-    os.replace(temporary, folder / "model.json")
+    arrayfile.write_text(folder / "model.json", text + "\n")
     return target
 
 

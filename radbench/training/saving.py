@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 
-def _atomic_save(state: dict, path: Path) -> None:
+def atomic_save(state: dict, path: Path) -> None:
     temporary = path.with_name(f".{path.name}~{os.getpid()}.tmp")
     torch.save(state, temporary)
     os.replace(temporary, path)
@@ -33,8 +33,8 @@ def trunk_weights(trunk: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_trained(folder: Path, trunk: nn.Module, head: nn.Module, description: dict) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_save(trunk_weights(trunk), folder / "backbone.pt")
-    _atomic_save({k: v.detach().cpu() for k, v in head.state_dict().items()}, folder / "head.pt")
+    atomic_save(trunk_weights(trunk), folder / "backbone.pt")
+    atomic_save({k: v.detach().cpu() for k, v in head.state_dict().items()}, folder / "head.pt")
     usage = {"name": description["backbone"]["name"], "weights": str((folder / "backbone.pt").resolve()),
              "label": f"{description['backbone']['label']}+{description['protocol']}"}
     if description["backbone"].get("model_kwargs"):
