@@ -279,12 +279,17 @@ def status(output_dir: Path = typer.Argument(..., help="a study's output_dir")):
             table.add_row(row.backbone, row.dataset, "-", "not reached", "", "", "", "")
             continue
         running = f"{row.running} ({row.held_by})" if row.running else "0"
+        if row.stale:
+            running += f"; {row.stale} stale claim(s): {row.stale_claims}"
         table.add_row(row.backbone, row.dataset, row.protocol, f"{row.done} of {row.planned}", running,
                       str(row.failed), str(row.pending), row.error if isinstance(row.error, str) else "")
     out.print(table)
     out.print(f"jobs: {int(rows.done.sum())} stored, {int(rows.running.sum())} running, {int(rows.failed.sum())} "
               f"failed, {int(rows.pending.sum())} pending of "
               f"{int(rows.planned.sum())} planned; units not reached: {int((rows.planned == 0).sum())}")
+    if rows.stale.sum():
+        out.print(f"{int(rows.stale.sum())} pending job(s) hold a stale claim (no heartbeat, or its process is gone): "
+                  "the next `radbench run` takes them over")
 
 
 def _open_store(output_dir: Path):

@@ -31,6 +31,7 @@ from radbench.protocols import PROTOCOLS, ProtocolInput
 from radbench.protocols.base import ImageContext
 from radbench.protocols.segmentation import SegmentationInput
 from radbench.results import JobRecord, ResultsStore
+from radbench.results.plan_records import STALE_SECONDS
 from radbench.results.shards import ShardWriter, merge_shards
 
 
@@ -140,7 +141,7 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
     if study.focus is None and ranks.main:  # an executor's unit is one part of a plan its driver wrote
         planner = store.main if isinstance(store, ShardWriter) else store  # rank 0 alone writes the plan
         planner.plan_units(settings.name, [(backbone.display_name, cfg.name) for backbone, cfg in units])
-    busy_rounds = 0
+    busy_rounds, waited_on = 0, set()
     with store.heartbeat():
         while units:
             backbone, dataset_cfg = units.popleft()
@@ -149,6 +150,7 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                 units.append((backbone, dataset_cfg))
                 busy_rounds += 1
                 if busy_rounds >= len(units):
+                    _say_waiting(store, unit_key, waited_on, reporter)
                     time.sleep(1.0)
                 continue
             busy_rounds = 0
@@ -168,6 +170,7 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                         continue
                     if not store.claim(job.key):
                         summary.jobs_elsewhere += 1
+                        _say_left_to(store, job.key, waited_on, reporter)
                         continue
                     try:
                         with training_together(ranks if together else Ranks()):
@@ -188,6 +191,27 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
         merge_shards(settings.output_dir)
     summary.extractions = provider.extractions
     return summary
+
+
+def _say_waiting(store, unit_key: str, waited_on: set[str], reporter: Reporter) -> None:
+    """Once per unit: whose claim this run waits on, and when it stops waiting."""
+    holder = store.claim_holder(unit_key)
+    if holder is None or unit_key in waited_on:
+        return
+    waited_on.add(unit_key)
+    reporter.info(f"waiting for {unit_key.removeprefix('unit:').replace('|', ' x ')}: another process prepares it "
+                  f"({holder}); taken over if its heartbeat stops for {STALE_SECONDS:.0f} s")
+
+
+def _say_left_to(store, job_key: str, said: set[str], reporter: Reporter) -> None:
+    """Once per other process: this run leaves the jobs it holds to it."""
+    holder = store.claim_holder(job_key)
+    process = holder.split(",")[0] if holder else None
+    if process is None or process in said:
+        return
+    said.add(process)
+    reporter.info(f"jobs claimed by another process ({holder}) are left to it; the next run takes over any whose "
+                  f"heartbeat stopped for {STALE_SECONDS:.0f} s")
 
 
 @dataclass

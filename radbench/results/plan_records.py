@@ -11,7 +11,7 @@ from contextlib import closing
 
 import pandas as pd
 
-STALE_SECONDS = 300.0  # a claim of another machine with no heartbeat for this long is taken over
+STALE_SECONDS = 300.0  # a claim with no heartbeat for this long is taken over (its process is gone or stuck)
 
 
 class PlanRecords:
@@ -51,21 +51,27 @@ class PlanRecords:
             "SELECT p.key, p.backbone, p.dataset, p.protocol, j.key IS NOT NULL AS done, f.error, c.host, c.pid, "
             "c.heartbeat FROM planned_jobs p LEFT JOIN jobs j ON j.key = p.key LEFT JOIN failures f ON f.key = p.key "
             "AND j.key IS NULL LEFT JOIN claims c ON c.key = p.key AND j.key IS NULL")
-        live = [isinstance(h, str) and claim_alive(h, int(pid), float(beat))
-                for h, pid, beat in zip(rows.host, rows.pid, rows.heartbeat)]
+        claimed = [isinstance(h, str) for h in rows.host]
+        live = [c and claim_alive(h, int(pid), float(beat))
+                for c, h, pid, beat in zip(claimed, rows.host, rows.pid, rows.heartbeat)]
         rows = rows.assign(running=live, pending=[not done and not alive and not isinstance(error, str)
                                                   for done, alive, error in zip(rows.done, live, rows.error)],
-                           held_by=[f"{h}:{int(p)}" if alive else None for h, p, alive in zip(rows.host, rows.pid, live)])
+                           stale=[c and not alive for c, alive in zip(claimed, live)],
+                           held_by=[f"{h}:{int(p)}" if alive else None for h, p, alive in zip(rows.host, rows.pid, live)],
+                           stale_claim=[describe_claim(h, p, b) if c and not alive else None
+                                        for c, alive, h, p, b in zip(claimed, live, rows.host, rows.pid, rows.heartbeat)])
         jobs = rows.groupby(["backbone", "dataset", "protocol"], as_index=False).agg(
             planned=("key", "size"), done=("done", "sum"), failed=("error", "count"), running=("running", "sum"),
-            pending=("pending", "sum"), error=("error", "max"), held_by=("held_by", lambda w: ", ".join(sorted(set(w.dropna()))) or None))
+            pending=("pending", "sum"), stale=("stale", "sum"), error=("error", "max"),
+            held_by=("held_by", _joined), stale_claims=("stale_claim", _joined))
         units = self._frame("SELECT DISTINCT u.backbone, u.dataset FROM planned_units u WHERE NOT EXISTS "
                             "(SELECT 1 FROM planned_jobs p WHERE p.backbone = u.backbone AND p.dataset = u.dataset)")
-        units = units.assign(protocol="", planned=0, done=0, failed=0, running=0, pending=0, error=None,
-                             held_by=None)
+        units = units.assign(protocol="", planned=0, done=0, failed=0, running=0, pending=0, stale=0, error=None,
+                             held_by=None, stale_claims=None)
         # a unit whose worker failed before it planned its jobs (killed, data unreadable on that node)
         broken = self._frame("SELECT backbone, dataset, protocol, error FROM failures WHERE key LIKE 'unit:%'")
-        broken = broken.assign(planned=0, done=0, failed=1, running=0, pending=0, held_by=None)
+        broken = broken.assign(planned=0, done=0, failed=1, running=0, pending=0, stale=0, held_by=None,
+                               stale_claims=None)
         units = units[~units.set_index(["backbone", "dataset"]).index.isin(
             broken.set_index(["backbone", "dataset"]).index)] if not broken.empty else units
         frames = [frame for frame in (jobs, units, broken) if not frame.empty]
@@ -73,8 +79,15 @@ class PlanRecords:
         return out.sort_values(["dataset", "backbone", "protocol"]).reset_index(drop=True)
 
 
+def _joined(values: pd.Series) -> str | None:
+    return ", ".join(sorted(set(values.dropna()))) or None
+
+
 def claim_alive(host: str, pid: int, heartbeat: float) -> bool:
-    """A claim's process is alive: on this host, its pid exists; elsewhere, its heartbeat is recent."""
+    """A claim's process is alive: its heartbeat is recent (any host) and, on this host, its pid exists. A live pid
+    with a stale heartbeat is not enough: pids are reused (after a restart, in containers pid 1 always exists)."""
+    if time.time() - heartbeat >= STALE_SECONDS:
+        return False
     if host == socket.gethostname():
         try:
             os.kill(pid, 0)
@@ -82,5 +95,17 @@ def claim_alive(host: str, pid: int, heartbeat: float) -> bool:
             return False
         except PermissionError:
             pass
-        return True
-    return time.time() - heartbeat < STALE_SECONDS
+    return True
+
+
+def describe_claim(host: str, pid: int, heartbeat: float) -> str:
+    """`host:pid, heartbeat 42 s ago` for messages about a claim."""
+    return f"{host}:{int(pid)}, heartbeat {_age(time.time() - heartbeat)} ago"
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"

@@ -66,6 +66,9 @@ class ShardWriter:
     def release(self, key: str) -> None:
         pass
 
+    def claim_holder(self, key: str) -> str | None:
+        return None
+
     def heartbeat(self):
         return nullcontext()
 

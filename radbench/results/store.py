@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from radbench.errors import RadbenchError
-from radbench.results.plan_records import PlanRecords, claim_alive
+from radbench.results.plan_records import PlanRecords, claim_alive, describe_claim
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -237,8 +237,14 @@ class ResultsStore(PlanRecords):
             conn.execute("DELETE FROM claims WHERE key = ? AND owner = ?", (key, self.owner))
 
     def claimed_elsewhere(self, key: str) -> bool:
+        return self.claim_holder(key) is not None
+
+    def claim_holder(self, key: str) -> str | None:
+        """`host:pid, heartbeat N s ago` of the live process (not this one) holding `key`, else None."""
         row = self._read("SELECT owner, host, pid, heartbeat FROM claims WHERE key = ?", (key,))
-        return bool(row) and row[0][0] != self.owner and claim_alive(*row[0][1:])
+        if not row or row[0][0] == self.owner or not claim_alive(*row[0][1:]):
+            return None
+        return describe_claim(*row[0][1:])
 
     @contextlib.contextmanager
     def heartbeat(self):
