@@ -1,8 +1,8 @@
 """Leak mutants: apply each deliberate test-set leak to the code, run the given tests, and print whether the tests
 catch it (KILLED) or not (SURVIVED). The source is restored after each mutant.
 
-    python benchmarks/leak_mutants.py tests/test_leakage.py
-    python benchmarks/leak_mutants.py tests/test_protocols.py tests/test_adaptation.py   # the older suite"""
+    python benchmarks/leak_mutants.py                      # each mutant against the test files that cover it
+    python benchmarks/leak_mutants.py tests/test_leakage.py   # every mutant against the given test files"""
 
 import subprocess
 import sys
@@ -32,9 +32,18 @@ MUTANTS = {
  "M8 selection picks the worst val": ("radbench/protocols/base.py", [
    ('if value is not None and not math.isnan(value) and value > best_value:', 'if value is not None and not math.isnan(value) and -value > best_value:'),
    ('best, best_value = index, value', 'best, best_value = index, -value')]),
+ "M10 feature-cache key without the sample lists": ("radbench/features/provider.py", [
+   ('"splits": {name: ids_digest(split.sample_ids) for name, split in dataset.splits.items()},', '')]),
+ "M11 linear standardises each split with its own mean": ("radbench/protocols/linear.py", [
+   ('return (x - self.mean) / self.std if self.enabled else x', 'return (x - x.mean(0)) / self.std if self.enabled else x')]),
+ "M12 Dice 0 (not NaN) where the truth lacks the class": ("radbench/metrics/segmentation.py", [
+   ('dice = np.where(true_sum > 0, 2 * overlap / (true_sum + pred_sum), np.nan)',
+    'dice = np.where(true_sum + pred_sum > 0, 2 * overlap / (true_sum + pred_sum), np.nan)')]),
 }
-tests = sys.argv[1:] or ["tests/test_leakage.py"]
+COVERING = {"M9": ["tests/test_segmentation_selection.py"], "M10": ["tests/test_feature_cache.py"], "M11": ["tests/test_protocols.py", "tests/test_leakage.py"],
+            "M12": ["tests/test_segmentation.py"]}
 for name, (path, reps) in MUTANTS.items():
+    tests = sys.argv[1:] or COVERING.get(name.split()[0], ["tests/test_leakage.py"])
     p = ROOT / path
     original = p.read_text()
     s = original

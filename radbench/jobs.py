@@ -13,8 +13,9 @@ from radbench.config import ProtocolEntry, StudyConfig
 from radbench.data import LabeledDataset
 from radbench.data.segmentation import SegmentationDataset
 from radbench.data.transforms import Preprocess
+from radbench.errors import RadbenchError
 from radbench.features.cache import stable_hash
-from radbench.metrics import default_selection_metric
+from radbench.metrics import default_selection_metric, selectable_metrics
 from radbench.progress import Reporter
 from radbench.protocols import PROTOCOLS, ProtocolConfigBase, ProtocolInput
 from radbench.protocols.base import ProtocolSpec
@@ -54,6 +55,10 @@ def plan_jobs(study: StudyConfig, backbone: BackboneConfig, dataset, data_key: s
             continue
         metric = "dice" if segmentation else (
             entry.config.selection_metric or study.settings.selection_metric or default_selection_metric(dataset.task))
+        if not segmentation and metric not in selectable_metrics(dataset.task):
+            raise RadbenchError(f"protocol {entry.label}: selection_metric {metric!r} is not computed for "
+                                f"{dataset.task.value} dataset {dataset.name!r}; use one of "
+                                f"{', '.join(selectable_metrics(dataset.task))}")
         for suffix, variant in spec.variants(entry.config):
             owner = backbone
             if getattr(variant, "decoder", None) == "scratch_unet":  # no backbone: planned once, as its own row

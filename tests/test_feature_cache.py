@@ -64,6 +64,28 @@ def test_key_changes_with_what_changes_the_numbers(tmp_path, pneumonia_npz):
     assert again.extractions == [] and again.jobs_run == 1
 
 
+def _cached_train(tmp_path) -> dict[str, np.ndarray]:
+    root = tmp_path / "out" / "features"
+    return {name: np.load(root / name / "train.npy") for name in cache_folders(tmp_path)}
+
+
+@pytest.mark.parametrize("change", [{"split_seed": 1}, {"balance": True}], ids=["split_seed", "limit_rows"])
+def test_other_rows_at_equal_sizes_are_a_new_cache_entry(tmp_path, pneumonia_npz, change):
+    """Only which images `limit` keeps changes (same file, same split sizes): the cache must not serve the first
+    draw's features for the second (the sample-list digest in the key is what tells them apart)."""
+    def study(**dataset_keys):
+        datasets = [{"name": "pneumonia", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 80,
+                     **dataset_keys}]
+        return parse_study(tiny_study(tmp_path, datasets, protocols=[{"knn": {"k": [3]}}]), base_dir=tmp_path)
+
+    first = run_study(study(), Reporter(quiet=True))
+    second = run_study(study(**change), Reporter(quiet=True))
+    assert [e.images for e in first.extractions] == [e.images for e in second.extractions] == [80, 80, 80]
+    assert second.jobs_run == 1 and len(second.extractions) == 3  # extracted again, not served from the cache
+    features = list(_cached_train(tmp_path).values())
+    assert len(features) == 2 and not np.array_equal(*features)  # other images, other features
+
+
 def test_more_blocks_extend_the_cache_and_fewer_reuse_it(tmp_path, pneumonia_npz):
     run_study(study_for(tmp_path, pneumonia_npz, features=["cls", "last3+mean"]), Reporter(quiet=True))
     assert cache_folders(tmp_path)[0].endswith("-L3")

@@ -146,3 +146,59 @@ def test_image_training_selection_ignores_the_test_split(tmp_path, pneumonia_npz
         val = ResultsStore(folder / "out" / "results.sqlite").metrics("val")
         stored.append((candidates, jobs.selected.iloc[0], val[val.metric.isin(["auroc", "accuracy"])].value.tolist()))
     assert len(stored[0][0]) == 2 and stored[0] == stored[1]
+
+
+def _z_scored(inputs, splits):
+    """Every split z-scored by hand with the statistics of `splits` only (numpy float64, per column, the unbiased
+    std), independent of the protocol's Standardizer."""
+    base = inputs.features
+    reference = np.concatenate([base.bundle(s) for s in splits]).astype(np.float64)
+    mean, std = reference.mean(0), np.maximum(reference.std(0, ddof=1), 1e-6)
+    source = FeatureSource(lambda split: ((base.bundle(split) - mean) / std).astype(np.float32), base.columns)
+    return replace(inputs, features=source)
+
+
+def _shifted_test(inputs, shift):
+    base = inputs.features
+    return replace(inputs, features=FeatureSource(
+        lambda split: base.bundle(split) + np.float32(shift if split == "test" else 0.0), base.columns))
+
+
+LINEAR_STANDARD = {"epochs": 4, "lr": [0.001, 0.1], "batch_size": 32, "normalize": "standard"}
+
+
+def _hand_scaled_refit(inputs, selected):
+    """The linear refit on train+val features z-scored by hand with train+val statistics, no Standardizer."""
+    from radbench.protocols.linear import LinearConfig, predict, train_heads
+
+    scaled = _z_scored(inputs, ["train", "val"])
+    cfg = LinearConfig(**{**LINEAR_STANDARD, "normalize": "none"})
+    heads, unscaled = train_heads(scaled, cfg, [selected["feature"]], [selected["lr"]], ["train", "val"], "reference")
+    return predict(scaled, heads, unscaled, [selected["feature"]], "test")[0, 0]
+
+
+@pytest.mark.parametrize("task", [Task.MULTICLASS, Task.MULTILABEL])
+def test_linear_standardises_with_train_statistics_only(task):
+    """Selection on features z-scored with train statistics, the refit with train+val statistics, test features
+    scaled with those same statistics: equal to a hand-made z-scoring outside radbench's Standardizer."""
+    inputs = make_inputs(task)
+    result = run("linear", LINEAR_STANDARD, inputs)
+    selection = run("linear", {**LINEAR_STANDARD, "normalize": "none"}, _z_scored(inputs, ["train"]))
+    np.testing.assert_allclose([c["val"] for c in result.candidates], [c["val"] for c in selection.candidates],
+                               rtol=1e-5)
+    assert result.selected == selection.selected
+    np.testing.assert_allclose(result.test_scores, _hand_scaled_refit(inputs, result.selected), rtol=1e-4, atol=1e-6)
+
+
+def test_a_constant_shift_of_the_test_features_moves_the_scores_as_train_statistics_imply():
+    """Test features shifted by a constant: the fitted model is unchanged and sees (x + c - mean_trainval) / std;
+    a per-split centring (test statistics at test time) would hide the shift."""
+    inputs = make_inputs(Task.MULTICLASS)
+    plain = run("linear", LINEAR_STANDARD, inputs)
+    shifted_inputs = _shifted_test(inputs, 2.5)
+    shifted = run("linear", LINEAR_STANDARD, shifted_inputs)
+    assert shifted.selected == plain.selected
+    assert np.abs(shifted.test_scores - plain.test_scores).max() > 1e-2
+    # train and val unshifted: the hand-made scaling uses the same train+val statistics as before the shift
+    np.testing.assert_allclose(shifted.test_scores, _hand_scaled_refit(shifted_inputs, plain.selected),
+                               rtol=1e-4, atol=1e-6)

@@ -129,11 +129,14 @@ def test_multilabel_against_brute_force_with_missing_labels():
     targets[rng.random(targets.shape) < 0.25] = np.nan
     scores = rng.random((60, 3))
     metrics, _ = classification_metrics(Task.MULTILABEL, targets, scores, ("a", "b", "c"))
-    aurocs, accuracies = [], []
+    aurocs, accuracies, prevalences = [], [], []
     for c in range(3):
         known = ~np.isnan(targets[:, c])
         y, s = targets[known, c].astype(int), scores[known, c]
         aurocs.append(brute_auroc(y, s))
         accuracies.append(np.mean((s >= 0.5) == y))
+        prevalences.append(y.sum() / len(y))
     assert metrics["auroc"] == pytest.approx(np.mean(aurocs), abs=1e-12)
-    assert metrics["accuracy"] == pytest.approx(np.mean(accuracies))  # per-label accuracy at 0.5, then mean
+    assert metrics["label_accuracy"] == pytest.approx(np.mean(accuracies))  # per-label accuracy at 0.5, then mean
+    assert metrics["label_prevalence"] == pytest.approx(np.mean(prevalences))
+    assert "accuracy" not in metrics  # not a headline accuracy: named for what it is, prevalence beside it

@@ -74,7 +74,7 @@ def test_metrics_equal_monai(shape, spacing):
 
     for seed in range(3):
         target, prediction = masks(shape, seed, 4), masks(shape, seed + 10, 4)
-        prediction[prediction == 3] = 0  # class 3 never predicted: Dice 0, HD95 undefined in MONAI (inf)
+        prediction[prediction == 3] = 0  # class 3 never predicted: Dice 0, HD95 undefined in MONAI (NaN)
         dice, iou = dice_iou(prediction, target, 4)
         np.testing.assert_allclose(dice, compute_dice(onehot(prediction, 4), onehot(target, 4),
                                                       include_background=False)[0].numpy(), rtol=1e-6)
@@ -85,9 +85,40 @@ def test_metrics_equal_monai(shape, spacing):
                                                spacing=list(spacing))[0].numpy()
         np.testing.assert_allclose(ours[:2], reference[:2], rtol=1e-5)
         diagonal = np.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing)))
-        assert ours[2] == pytest.approx(diagonal)  # our documented choice where MONAI gives inf
+        assert np.isnan(reference[2]) and ours[2] == pytest.approx(diagonal)  # our choice where MONAI has NaN
     empty = case_metrics(np.zeros(shape, int), np.zeros(shape, int), ("bg", "a"))
     assert np.isnan(empty["dice"]) and np.isnan(empty["hd95"])  # a class absent from the truth is left out
+
+
+@pytest.mark.parametrize("case", ["truth empty, prediction not", "prediction empty, truth not", "both empty"])
+def test_empty_masks_follow_monai(case):
+    """Class 1 absent from one mask or both: Dice and IoU as MONAI's (ignore_empty: NaN where the truth lacks the
+    class, whatever was predicted; 0 where it was never predicted); HD95 NaN where the truth is empty, the image
+    diagonal (documented) where MONAI gives NaN for a never-predicted class. Class 2 overlaps in every case."""
+    from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou
+
+    shape, spacing = (30, 24), (0.8, 1.5)
+    target, prediction = np.zeros(shape, int), np.zeros(shape, int)
+    target[18:26, 4:14] = prediction[17:25, 5:15] = 2
+    if case != "prediction empty, truth not":
+        prediction[3:9, 3:12] = 1 if case == "truth empty, prediction not" else 0
+    if case == "prediction empty, truth not":
+        target[4:10, 2:9] = 1
+    onehot = [torch.nn.functional.one_hot(torch.from_numpy(m), 3).movedim(-1, 0)[None].float()
+              for m in (prediction, target)]
+    metrics = case_metrics(prediction, target, ("bg", "a", "b"), spacing)
+    for name, reference in (("dice", compute_dice(*onehot, include_background=False)),
+                            ("iou", compute_iou(*onehot, include_background=False))):
+        np.testing.assert_allclose([metrics[f"{name}/a"], metrics[f"{name}/b"]], reference[0].numpy(), rtol=1e-6)
+    assert metrics["dice/b"] > 0.5
+    distance = compute_hausdorff_distance(*onehot, percentile=95, spacing=list(spacing))[0].numpy()
+    assert metrics["hd95/b"] == pytest.approx(distance[1], rel=1e-5)
+    if case == "prediction empty, truth not":
+        assert metrics["dice/a"] == 0.0 and np.isnan(distance[0])
+        assert metrics["hd95/a"] == pytest.approx(np.hypot(30 * 0.8, 24 * 1.5))
+    else:  # the truth lacks class a: every metric of a is left out, and the means are class b's alone
+        assert np.isnan(metrics["dice/a"]) and np.isnan(metrics["iou/a"]) and np.isnan(metrics["hd95/a"])
+        assert metrics["dice"] == metrics["dice/b"] and metrics["hd95"] == metrics["hd95/b"]
 
 
 def volume_layout(tmp_path, cases, labels, name="data"):

@@ -80,7 +80,8 @@ def metrics_under_weights(task: Task, targets: np.ndarray, scores: np.ndarray, w
             with np.errstate(invalid="ignore", divide="ignore"):
                 accuracies.append((w * ((s >= 0.5) == y)).sum(1) / w.sum(1))
         with np.errstate(invalid="ignore"), _quiet():
-            return {"auroc": np.nanmean(np.stack(aurocs), axis=0), "accuracy": np.nanmean(np.stack(accuracies), 0)}
+            return {"auroc": np.nanmean(np.stack(aurocs), axis=0),
+                    "label_accuracy": np.nanmean(np.stack(accuracies), 0)}
     true, predicted = targets.argmax(1), scores.argmax(1)
     classes = targets.shape[1]
     out = _from_confusions(_confusions(true, predicted, classes, weights), task)

@@ -9,7 +9,8 @@ import pandas as pd
 
 from radbench.results.store import ResultsStore
 
-SUMMARY_METRICS = ("auroc", "accuracy", "balanced_accuracy", "f1_macro", "kappa", "dice", "iou", "hd95")
+SUMMARY_METRICS = ("auroc", "accuracy", "balanced_accuracy", "f1_macro", "label_accuracy", "label_prevalence", "kappa",
+                   "dice", "iou", "hd95")
 COST_METRICS = ("trainable_params", "total_params", "train_seconds", "infer_ms_per_image", "peak_mem_mb")
 KEYS = ["backbone", "dataset", "protocol"]
 
