@@ -27,7 +27,6 @@ def pretrain(
     import os
 
     from radbench.pretrain.config import load_pretrain
-    from radbench.pretrain.loop import run_pretraining
     from radbench.progress import Reporter
 
     if data_root is not None:
@@ -36,7 +35,9 @@ def pretrain(
                                  ("output_dir", str(output_dir.resolve()) if output_dir else None)) if v is not None}
     if backbone or weights:
         updates["backbone"] = {k: v for k, v in (("name", backbone), ("weights", weights)) if v}
-    parsed = load_pretrain(config, updates)
+    parsed = load_pretrain(config, updates)  # a config error is one line before torch is imported
+    from radbench.pretrain.loop import run_pretraining
+
     done = run_pretraining(parsed, Reporter(err, quiet=quiet), max_steps=max_steps)
     err.print(f"pretraining: {done.steps_run} steps run (now at step {done.last_step} of {done.total_steps}) "
               f"in {done.seconds:.0f} s; teachers in {parsed.config.output_dir / 'checkpoints'}")

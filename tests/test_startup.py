@@ -37,3 +37,12 @@ def test_config_errors_come_back_before_any_heavy_import(tmp_path):
     probe = _probe("run", str(study))
     assert probe["exit"] == 2 and probe["heavy"] == [], probe
     assert "weigths: unknown key" in probe["stderr"] and "missing.npz" in probe["stderr"]
+
+
+def test_a_pretrain_config_error_comes_back_before_any_heavy_import(tmp_path):
+    config = tmp_path / "pretrain.yaml"
+    config.write_text("name: p\noutput_dir: out\nmethod: dinov3\nbackbone: {name: timm:test_vit, weights: none}\n"
+                      "data: [{adapter: folder, path: missing-folder}]\n")
+    probe = _probe("pretrain", str(config))
+    assert probe["exit"] == 2 and probe["heavy"] == [], probe
+    assert "method" in probe["stderr"], probe

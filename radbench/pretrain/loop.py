@@ -129,8 +129,11 @@ def run_pretraining(parsed: ParsedPretrain, reporter: Reporter | None = None,
                       f"{schedule.steps_per_epoch} steps per epoch, {schedule.total_steps} steps in all; "
                       f"{device.type}, {precision}" + (f"; resuming at step {step}" if step else ""))
         _trim_log(cfg.output_dir / "log.jsonl", step)
+        arrayfile.clean_stale_temporaries(cfg.output_dir)  # a killed run's half-written state or teachers
         if step == 0 and cfg.evaluate is not None and cfg.evaluate.initial:
             save_checkpoint(0)
+        if step > 0 and step not in dict(saved_checkpoints(cfg.output_dir)):
+            save_checkpoint(step)  # killed between the state and its teacher: the state's teacher is that teacher
         if cfg.evaluate is not None:
             evaluate_checkpoints(cfg, saved_checkpoints(cfg.output_dir), reporter)
     if step >= end:
