@@ -35,7 +35,7 @@ class UnitPlan:
 
 def plan_study(study: StudyConfig, reporter: Reporter) -> list[UnitPlan]:
     settings = study.settings
-    datasets = load_datasets(study, reporter)
+    datasets = load_datasets(study, reporter, learn=False)  # plan writes nothing
     precision = effective_precision(resolve_device(settings.device), settings.precision)
     finished = _finished_keys(study)
     throughput = _recorded_ms_per_image(study.feature_cache_dir)

@@ -17,6 +17,7 @@ from radbench.config import StudyConfig
 from radbench.data import LabeledDataset, load_dataset
 from radbench.data.base import DatasetConfigBase
 from radbench.data.check import check_files
+from radbench.data.fingerprint import FINGERPRINT_MEMO, digest_memo
 from radbench.data.precache import precache_dataset
 from radbench.data.transforms import Preprocess
 from radbench.device import effective_precision
@@ -49,8 +50,14 @@ def results_path(study: StudyConfig):
     return study.settings.output_dir / "results.sqlite"
 
 
-def load_datasets(study: StudyConfig, reporter: Reporter) -> dict[str, LabeledDataset]:
-    """Every dataset is read and checked before any model is built or any job runs."""
+def load_datasets(study: StudyConfig, reporter: Reporter, learn: bool = True) -> dict[str, LabeledDataset]:
+    """Every dataset is read and checked before any model is built or any job runs. File fingerprints consult the
+    cache folder's digest memo (a touched, unchanged file re-keys nothing); `learn=False` (plan) only reads it."""
+    with digest_memo(study.feature_cache_dir / FINGERPRINT_MEMO, write=learn):
+        return _load_datasets(study, reporter)
+
+
+def _load_datasets(study: StudyConfig, reporter: Reporter) -> dict[str, LabeledDataset]:
     datasets = {}
     for cfg in study.datasets:
         if study.focus is not None and cfg.name != study.focus.dataset:

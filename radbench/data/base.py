@@ -11,6 +11,7 @@ from typing import Literal, Protocol
 import numpy as np
 from pydantic import field_validator
 
+from radbench.data.fingerprint import file_fingerprint  # noqa: F401  (the adapters import it from here)
 from radbench.data.intensity import IntensityConfig
 from radbench.data.volumes import VolumeConfig
 from radbench.schema import InputPath, StrictModel
@@ -136,16 +137,6 @@ def labels_to_targets(task: Task, labels: np.ndarray, num_classes: int) -> np.nd
     targets = np.zeros((len(labels), num_classes), dtype=np.float32)
     targets[np.arange(len(labels)), labels.astype(np.int64)] = 1.0
     return targets
-
-
-def file_fingerprint(paths: list[Path] | tuple[Path, ...], extra: str = "") -> str:
-    """Identity of a set of files from path, size and mtime: cheap enough for 100k images, and any
-    rewrite of a file changes it (a copy to a new machine only costs a re-extraction)."""
-    digest = hashlib.sha256(extra.encode())
-    for path in paths:
-        stat = path.stat()
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:20]
 
 
 def content_fingerprint(path: Path) -> str:

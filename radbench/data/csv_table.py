@@ -211,7 +211,8 @@ def dataset_from_table(cfg: DatasetConfigBase, table: pd.DataFrame, spec: TableS
     else:
         parts, origin = {"all": whole}, "generated"
     settings = f"{spec.label_columns}{spec.uncertain}{spec.blank}{spec.patient_column}{spec.split_column}{cfg.intensity}"
-    fingerprint = file_fingerprint([spec.source, *extra_files, *paths], extra=settings)
+    fingerprint = file_fingerprint([spec.source, *extra_files, *paths], extra=settings,
+                                   tables=(spec.source, *extra_files))
     dataset = assemble_dataset(cfg, task, class_names, parts, fingerprint, origin)
     return replace(dataset, notes=(*dataset.notes, *notes))
 

@@ -311,22 +311,35 @@ class ResultsStore(PlanRecords):
                 for case in record.sample_metrics or [] for name, value in case.items() if name != "sample_id"])
         return True
 
+    def superseded(self) -> set[str]:
+        """Jobs that a later job of the same backbone, dataset, protocol, seed, repeat and stored config replaces:
+        the same job re-keyed because its data's identity changed (an edited label file). They stay in the file;
+        the tables, results and report show the newer one only, never the two side by side."""
+        rows = self._read("SELECT key, backbone, dataset, protocol, seed, repeat, config FROM jobs ORDER BY rowid")
+        latest = {tuple(row[1:]): row[0] for row in rows}
+        return {row[0] for row in rows} - set(latest.values())
+
     def jobs(self) -> pd.DataFrame:
-        return self._frame("SELECT * FROM jobs ORDER BY backbone, dataset, protocol, seed, repeat")
+        frame = self._frame("SELECT * FROM jobs ORDER BY backbone, dataset, protocol, seed, repeat")
+        return self._current(frame, "key")
 
     def metrics(self, split: str = "test") -> pd.DataFrame:
         query = """SELECT j.key AS job, j.study, j.backbone, j.dataset, j.protocol, j.seed, j.repeat,
                           m.name AS metric, m.value, j.config
                    FROM metrics m JOIN jobs j ON j.key = m.job_key WHERE m.split = ?
                    ORDER BY j.backbone, j.dataset, j.protocol, j.seed, j.repeat, m.name"""
-        return self._frame(query, (split,))
+        return self._current(self._frame(query, (split,)), "job")
 
     def sample_metrics(self) -> pd.DataFrame:
         query = """SELECT j.backbone, j.dataset, j.protocol, j.seed, j.repeat, s.sample_id, s.name AS metric, s.value,
                           j.key AS job
                    FROM sample_metrics s JOIN jobs j ON j.key = s.job_key
                    ORDER BY j.backbone, j.dataset, j.protocol, j.seed, j.repeat, s.sample_id, s.name"""
-        return self._frame(query)
+        return self._current(self._frame(query), "job")
+
+    def _current(self, frame: pd.DataFrame, column: str) -> pd.DataFrame:
+        old = self.superseded()
+        return frame[~frame[column].isin(old)].reset_index(drop=True) if old else frame
 
     def has_predictions(self, key: str) -> bool:
         return bool(self._read("SELECT 1 FROM predictions WHERE job_key = ?", (key,)))
