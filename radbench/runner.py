@@ -191,6 +191,9 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                     if together and not ranks.main:
                         continue  # the same model on every rank: rank 0 stores it
                     summary.jobs_run += store.save(record)
+            if not extract_only:  # every job of the unit stored: an earlier run's failure of it is over
+                store.clear_unit_failures(backbone.display_name, dataset_cfg.name,
+                                          None if study.focus is None else study.focus.key)
             if not units or units[0][0] is not backbone:
                 provider.release()
             ranks.barrier()  # the next unit's extraction needs every rank

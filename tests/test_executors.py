@@ -122,6 +122,23 @@ def test_shards_merge_once_and_failures_show_in_status(study, serial, tmp_path, 
     assert "WorkerCrashedError: node lost" in " ".join(result.stdout.split())
 
 
+def test_a_unit_failure_is_cleared_once_its_jobs_are_all_stored(study, serial, tmp_path, cli):
+    import shutil
+
+    from radbench.results import ResultsStore
+
+    copy = tmp_path / "copy"
+    shutil.copytree(serial, copy)
+    # as an executor records a unit that kept failing; later a plain run (or another driver) finishes it
+    ResultsStore(copy / "results.sqlite").record_failure("unit:vit2|breast|features|None", "vit2", "breast",
+                                                         "features", -1, 0, "WorkerCrashedError: node lost")
+    assert "1 failed" in " ".join(cli("status", copy).stdout.split())
+    result = cli("run", study, "--output-dir", copy, "-q")
+    assert result.exit_code == 0, result.stderr
+    shown = " ".join(cli("status", copy).stdout.split())
+    assert "WorkerCrashedError" not in shown and "32 stored, 0 running, 0 failed" in shown, shown
+
+
 def test_retry_failed_runs_only_the_units_with_failed_jobs(study, serial, tmp_path, cli):
     import shutil
     import sqlite3

@@ -43,6 +43,16 @@ class PlanRecords:
         with self._guard(), closing(self._connect()) as conn, conn:
             conn.execute("DELETE FROM failures WHERE key = ?", (key,))
 
+    def clear_unit_failures(self, backbone: str, dataset: str, unit_key: str | None = None) -> None:
+        """A unit ran to the end: drop its recorded failure (`unit_key`), or every unit failure of the backbone x
+        dataset when the whole of it ran."""
+        with self._guard(), closing(self._connect()) as conn, conn:
+            if unit_key is not None:
+                conn.execute("DELETE FROM failures WHERE key = ?", (unit_key,))
+            else:
+                conn.execute("DELETE FROM failures WHERE key LIKE 'unit:%' AND backbone = ? AND dataset = ?",
+                             (backbone, dataset))
+
     def status(self) -> pd.DataFrame:
         """Per backbone x dataset x protocol of the plan: jobs planned, stored, failed (with the last error), running
         now (claimed by a live process: `held_by` says host:pid) and pending (none of these); a unit no run has
