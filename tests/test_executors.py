@@ -103,6 +103,38 @@ def test_submitit_worker_killed_mid_unit_is_retried_and_nothing_is_duplicated(st
     assert_same_results(serial, tmp_path)
 
 
+def test_two_drivers_on_one_folder_store_every_job_once_and_leave_it_usable(study, serial, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "radbench", "run", str(study), "--executor", "submitit-local",
+               "--max-parallel", "2", "--output-dir", str(tmp_path), "-q"]
+    drivers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    outcomes = [(driver.wait(timeout=600), driver.communicate()[1]) for driver in drivers]
+    assert sorted(code for code, _ in outcomes) in ([0, 0], [0, 2]), outcomes
+    for code, err in outcomes:  # the one that found the other running says so in one line
+        assert code == 0 or "another executor driver is running" in err and "Traceback" not in err, err
+    assert_same_results(serial, tmp_path)  # every job once, every shard merged
+    again = run(study, "--executor", "submitit-local", "--output-dir", tmp_path)
+    assert again.returncode == 0 and "0 run" in " ".join(again.stderr.split()), again.stderr[-2000:]
+
+
+def test_a_merge_never_recreates_a_merged_shard_and_sets_a_damaged_one_aside(tmp_path, recwarn):
+    from radbench.results import ResultsStore
+    from radbench.results.shards import ShardWriter, _merge_one, merge_shards, shard_folder
+
+    ShardWriter(tmp_path).record_failure("k", "b", "d", "knn", 0, 0, "boom")
+    (shard,) = shard_folder(tmp_path).glob("*.sqlite")
+    main = ResultsStore(tmp_path / "results.sqlite")
+    shard.unlink()  # merged and removed by another process between our listing and our merge
+    assert _merge_one(main, shard) == 0 and not shard.exists()
+    torn = shard_folder(tmp_path) / "job-torn.sqlite"
+    torn.write_bytes(b"\0" * 4096)
+    assert merge_shards(tmp_path) == 0
+    assert not torn.exists() and (shard_folder(tmp_path) / "job-torn.sqlite.damaged").exists()
+    assert any("job-torn.sqlite" in str(w.message) for w in recwarn)
+    assert ShardWriter(tmp_path).finished_keys() == set()  # readers are not stopped by it either
+
+
 def test_shards_merge_once_and_failures_show_in_status(study, serial, tmp_path, cli):
     import shutil
     import sqlite3

@@ -10,11 +10,14 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from radbench.config import StudyConfig
+from radbench.errors import RadbenchError
 from radbench.executors.backends import ExecutorOptions, make_backend
 from radbench.executors.units import Unit, study_units
 from radbench.progress import Reporter
 from radbench.results import ResultsStore
 from radbench.results.shards import merge_shards
+
+DRIVER_CLAIM = "driver"  # one executor driver per output_dir
 
 
 @dataclass
@@ -32,6 +35,17 @@ def run_with_executor(study: StudyConfig, options: ExecutorOptions, reporter: Re
                       units: list[Unit] | None = None) -> DriverSummary:
     output_dir = study.settings.output_dir
     store = ResultsStore(output_dir / "results.sqlite")
+    if not store.claim(DRIVER_CLAIM):  # two drivers would each run every unit
+        raise RadbenchError(f"{output_dir}: another executor driver is running on this output_dir "
+                            f"({store.claim_holder(DRIVER_CLAIM)}); wait for it (`radbench status {output_dir}`) or "
+                            "choose another --output-dir")
+    with store.heartbeat():  # keeps the driver's claim alive; dropped when the driver ends
+        return _drive(study, options, reporter, units, store)
+
+
+def _drive(study: StudyConfig, options: ExecutorOptions, reporter: Reporter, units: list[Unit] | None,
+           store: ResultsStore) -> DriverSummary:
+    output_dir = study.settings.output_dir
     if units is None:
         units = study_units(study)
         store.plan_units(study.settings.name, list(dict.fromkeys((u.backbone, u.dataset) for u in units)))

@@ -7,6 +7,7 @@ merge before they read."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sqlite3
@@ -56,8 +57,11 @@ class ShardWriter:
     def finished_keys(self) -> set[str]:
         keys = self.main.finished_keys()
         for path in sorted(shard_folder(self.output_dir).glob("job-*.sqlite")):
-            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
-                keys |= {row[0] for row in conn.execute("SELECT key FROM jobs")}
+            try:
+                with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+                    keys |= {row[0] for row in conn.execute("SELECT key FROM jobs")}
+            except sqlite3.Error:
+                continue  # merged and removed meanwhile, or damaged (the next merge sets it aside): not finished
         return keys
 
     def claim(self, key: str) -> bool:
@@ -104,14 +108,30 @@ def merge_shards(output_dir: Path) -> int:
     return added
 
 
+def _shard_intact(path: Path) -> bool | None:
+    """True: a whole shard; False: damaged or empty; None: gone (another merge removed it)."""
+    try:  # read-only: a shard another merge removed meanwhile is not recreated as an empty file
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            return conn.execute("PRAGMA quick_check").fetchone()[0] == "ok" and conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'jobs'").fetchone() is not None
+    except sqlite3.Error:
+        return False if path.exists() else None
+
+
 def _merge_one(main: ResultsStore, path: Path) -> int:
+    intact = _shard_intact(path)
+    if not intact:
+        return 0 if intact is None else _set_aside(path, "is damaged or empty")
     with main._guard(), closing(main._connect()) as conn:
-        conn.execute("ATTACH DATABASE ? AS shard", (str(path),))
+        try:
+            conn.execute("ATTACH DATABASE ? AS shard", (f"file:{path}?mode=ro",))
+        except sqlite3.OperationalError:
+            return 0  # removed by another merge since our look
         try:
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
-                if not conn.execute("SELECT 1 FROM shard.sqlite_master WHERE name = 'jobs'").fetchone():
-                    return 0  # removed by a concurrent merge between our look and ATTACH (which made it empty)
+                if not path.exists():
+                    return 0  # merged and removed by another process since: its rows are in the store
                 conn.execute("CREATE TEMP TABLE new_keys AS SELECT key FROM shard.jobs "
                              "WHERE key NOT IN (SELECT key FROM main.jobs)")
                 for table, key in MERGED:
@@ -129,3 +149,15 @@ def _merge_one(main: ResultsStore, path: Path) -> int:
             conn.execute("DETACH DATABASE shard")
     path.unlink(missing_ok=True)  # merged: its rows are in the main store (a rerun of this merge adds none)
     return added
+
+
+def _set_aside(path: Path, why: str) -> int:
+    """A shard that cannot be merged (a torn copy, a file of zeros) is renamed, never blamed on the store: its unit
+    reruns the job it held, since the job is not stored."""
+    import warnings
+
+    aside = path.with_name(path.name + ".damaged")
+    with contextlib.suppress(OSError):
+        os.replace(path, aside)
+    warnings.warn(f"{path} {why}: set aside as {aside.name}; the job it held runs again on the next run", stacklevel=3)
+    return 0

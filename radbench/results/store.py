@@ -162,16 +162,29 @@ class ResultsStore(PlanRecords):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise StoreError(f"{self.path.parent}: cannot create the output folder ({error.strerror})") from None
+        if self.path.is_file() and self.path.stat().st_size > 0:
+            self._check_existing()  # read-only: a damaged or foreign file is refused before anything is written
         with self._guard(), closing(self._connect_first()) as conn:
-            check = [row[0] for row in conn.execute("PRAGMA quick_check")]
-            if check != ["ok"]:
-                raise sqlite3.DatabaseError(check[0] if check else "integrity check failed")
             conn.executescript(SCHEMA)
             columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
             if "repeat" not in columns:  # stores written before repeats existed
                 conn.execute("ALTER TABLE jobs ADD COLUMN repeat INTEGER NOT NULL DEFAULT 0")
             if "patient_ids" not in {row[1] for row in conn.execute("PRAGMA table_info(predictions)")}:
                 conn.execute("ALTER TABLE predictions ADD COLUMN patient_ids TEXT")  # stores from before
+
+    def _check_existing(self) -> None:
+        """The file is an intact radbench store (or an empty SQLite file): else one error line, file untouched."""
+        with self._guard(), closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                                    timeout=LOCK_WAIT_SECONDS)) as conn:
+            check = [row[0] for row in conn.execute("PRAGMA quick_check")]
+            if check != ["ok"]:
+                raise sqlite3.DatabaseError(check[0] if check else "integrity check failed")
+            tables = sorted(row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+        if tables and not {"key", "config", "radbench_version"} <= columns:
+            shown = ", ".join(tables[:6]) + (" ..." if len(tables) > 6 else "")
+            raise StoreError(f"{self.path}: not a radbench results store (its tables: {shown}); it is left as it "
+                             "is — point radbench at a study's output_dir, or choose another output_dir")
 
     @contextlib.contextmanager
     def _guard(self):
@@ -189,7 +202,7 @@ class ResultsStore(PlanRecords):
                              f"{self.path.name}.damaged) and rerun: finished jobs are then computed again") from None
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=LOCK_WAIT_SECONDS)
+        conn = sqlite3.connect(self.path, timeout=LOCK_WAIT_SECONDS, uri=True)  # uri: read-only ATTACH of shards
         conn.execute("PRAGMA synchronous=FULL")
         return conn
 
