@@ -34,6 +34,7 @@ from radbench.protocols.segmentation import SegmentationInput
 from radbench.results import JobRecord, ResultsStore
 from radbench.results.plan_records import STALE_SECONDS
 from radbench.results.shards import ShardWriter, merge_shards
+from radbench.results.store import check_store_file
 
 
 @dataclass
@@ -127,9 +128,12 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
     reporter = reporter or Reporter()
     reporter = reporter if ranks.main else Reporter(reporter.console, quiet=True)
     arrayfile.set_repair(repair)
+    if store is None:
+        check_store_file(results_path(study))  # a foreign or damaged store: refused before anything is written
     datasets = load_datasets(study, reporter)  # reads only: a data error leaves no folder behind
-    for folder in dict.fromkeys((settings.output_dir, study.feature_cache_dir)):
-        arrayfile.check_writable(folder)
+    arrayfile.check_writable(settings.output_dir)
+    if study.feature_cache_dir != settings.output_dir:
+        _check_cache_dir(study.feature_cache_dir, reporter)
     with ranks.rank_zero_first():  # rank 0 reads every file once; the others find it recorded
         datasets = {cfg.name: check_files(datasets[cfg.name], cfg.on_bad_file, study.feature_cache_dir / "checked",
                                           file_workers(settings), reporter) for cfg in study.datasets
@@ -201,6 +205,18 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
         merge_shards(settings.output_dir)
     summary.extractions = provider.extractions
     return summary
+
+
+def _check_cache_dir(folder: Path, reporter: Reporter) -> None:
+    """A cache folder that cannot be written is used as it is when it holds something (a shared, populated cache
+    on a read-only mount): what is cached serves the run, and a unit that would write stops with one line."""
+    try:
+        arrayfile.check_writable(folder)
+    except arrayfile.CacheWriteError:
+        if not folder.is_dir() or not any(folder.iterdir()):
+            raise
+        reporter.warn(f"cache_dir {folder} cannot be written: its cached features and images are used as they are; "
+                      "a unit needing anything not cached there stops with one line")
 
 
 def _say_waiting(store, unit_key: str, waited_on: set[str], reporter: Reporter) -> None:

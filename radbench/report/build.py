@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from radbench.data.base import Task
+from radbench.errors import RadbenchError
 from radbench.paths import job_folder
 from radbench.report import figures, plots
 from radbench.report.api import Results, load
@@ -23,8 +24,8 @@ HEADLINE = ("auroc", "dice", "accuracy", "kappa")
 def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int = 0, patch_images: int = 3,
                  warn=print) -> tuple[Path, pd.DataFrame]:
     results = load(output_dir)
+    jobs = _usable_jobs(results, output_dir, warn)
     board = results.leaderboard(resamples, seed)
-    jobs = results.jobs
     page = Page(out, ", ".join(sorted(jobs.study.unique())) or Path(output_dir).resolve().name)
     tables = out / "tables"
     write_table(board, tables, "leaderboard")
@@ -62,6 +63,24 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
                         "Mean over seeds; one point per backbone × protocol.")
         _representations(page, section, results, dataset, tables, patch_images, warn)
     return page.write(), board
+
+
+def _usable_jobs(results: Results, output_dir: Path, warn) -> pd.DataFrame:
+    """The stored jobs whose test predictions can be read; the others are named in one warning and left out. A
+    store whose every job is unusable is an error (an empty page would say nothing)."""
+    jobs = results.jobs
+    unusable = results.store.unusable_predictions()
+    if unusable and len(unusable) == len(jobs):
+        raise RadbenchError(f"{output_dir}: none of the {len(jobs)} stored jobs has usable test predictions "
+                            f"({next(iter(unusable.values()))}); rerun `radbench run` after moving results.sqlite "
+                            "aside, or report another output_dir")
+    if unusable:
+        listed = "; ".join(f"{key}: {why}" for key, why in list(unusable.items())[:5])
+        warn(f"{len(unusable)} of {len(jobs)} jobs left out of the report ({listed}"
+             f"{' ...' if len(unusable) > 5 else ''})")
+    elif jobs.empty:
+        warn(f"{output_dir}: no job stored yet; the page shows the study's status only")
+    return jobs[~jobs.key.isin(unusable)].reset_index(drop=True)
 
 
 def _pretraining_log(page: Page, output_dir: Path) -> None:

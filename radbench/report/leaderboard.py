@@ -25,7 +25,8 @@ def leaderboard(store: ResultsStore, resamples: int = 1000, seed: int = 0, alpha
     cases = store.sample_metrics()
     cases = cases[cases.metric.isin(CASE_METRICS)]
     with_cases = set(cases.job)
-    jobs = jobs[[key in with_cases or store.has_predictions(key) for key in jobs.key]].reset_index(drop=True)
+    unusable = store.unusable_predictions()  # the report names them once; they are left out here
+    jobs = jobs[~jobs.key.isin(unusable)].reset_index(drop=True)
     if jobs.empty:
         return pd.DataFrame(columns=COLUMNS)
     jobs["job"] = jobs["key"]

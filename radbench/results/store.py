@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from radbench.errors import RadbenchError
 from radbench.results.plan_records import PlanRecords, claim_alive, describe_claim
+from radbench.results.store_file import LOCK_WAIT_SECONDS, StoreError, check_store_file, guarded
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -104,10 +104,6 @@ CREATE TABLE IF NOT EXISTS failures (
 """
 
 
-class StoreError(RadbenchError):
-    """The results store cannot be read or written."""
-
-
 @dataclass
 class JobRecord:
     key: str
@@ -149,7 +145,6 @@ def _json_default(value):
 
 
 HEARTBEAT_SECONDS = 15.0
-LOCK_WAIT_SECONDS = 60.0
 
 
 class ResultsStore(PlanRecords):
@@ -162,8 +157,7 @@ class ResultsStore(PlanRecords):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise StoreError(f"{self.path.parent}: cannot create the output folder ({error.strerror})") from None
-        if self.path.is_file() and self.path.stat().st_size > 0:
-            self._check_existing()  # read-only: a damaged or foreign file is refused before anything is written
+        self.check_file()  # read-only: a damaged or foreign file is refused before anything is written
         with self._guard(), closing(self._connect_first()) as conn:
             conn.executescript(SCHEMA)
             columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
@@ -172,34 +166,11 @@ class ResultsStore(PlanRecords):
             if "patient_ids" not in {row[1] for row in conn.execute("PRAGMA table_info(predictions)")}:
                 conn.execute("ALTER TABLE predictions ADD COLUMN patient_ids TEXT")  # stores from before
 
-    def _check_existing(self) -> None:
-        """The file is an intact radbench store (or an empty SQLite file): else one error line, file untouched."""
-        with self._guard(), closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
-                                                    timeout=LOCK_WAIT_SECONDS)) as conn:
-            check = [row[0] for row in conn.execute("PRAGMA quick_check")]
-            if check != ["ok"]:
-                raise sqlite3.DatabaseError(check[0] if check else "integrity check failed")
-            tables = sorted(row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
-        if tables and not {"key", "config", "radbench_version"} <= columns:
-            shown = ", ".join(tables[:6]) + (" ..." if len(tables) > 6 else "")
-            raise StoreError(f"{self.path}: not a radbench results store (its tables: {shown}); it is left as it "
-                             "is — point radbench at a study's output_dir, or choose another output_dir")
+    def check_file(self) -> None:
+        check_store_file(self.path)
 
-    @contextlib.contextmanager
     def _guard(self):
-        """SQLite's errors as one line naming the file and what to do."""
-        try:
-            yield
-        except sqlite3.OperationalError as error:
-            text = str(error)
-            if "locked" in text or "busy" in text:
-                raise
-            raise StoreError(f"{self.path}: cannot use the results store ({text}); check the disk and the "
-                             "folder's permissions") from None
-        except sqlite3.DatabaseError as error:
-            raise StoreError(f"{self.path}: damaged results store ({error}); move it aside (e.g. to "
-                             f"{self.path.name}.damaged) and rerun: finished jobs are then computed again") from None
+        return guarded(self.path)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=LOCK_WAIT_SECONDS, uri=True)  # uri: read-only ATTACH of shards
@@ -353,6 +324,29 @@ class ResultsStore(PlanRecords):
     def _current(self, frame: pd.DataFrame, column: str) -> pd.DataFrame:
         old = self.superseded()
         return frame[~frame[column].isin(old)].reset_index(drop=True) if old else frame
+
+    def unusable_predictions(self) -> dict[str, str]:
+        """Jobs whose test predictions a report cannot use, with why: none stored (and no per-case metrics), or a
+        blob whose size does not match its recorded shape (a torn or edited row). Read without loading blobs."""
+        rows = self._read(
+            "SELECT j.key, p.shape, length(p.targets), length(p.scores), p.job_key IS NOT NULL, "
+            "EXISTS (SELECT 1 FROM sample_metrics s WHERE s.job_key = j.key) FROM jobs j "
+            "LEFT JOIN predictions p ON p.job_key = j.key")
+        problems = {}
+        for key, shape, target_bytes, score_bytes, stored, cases in rows:
+            if not stored:
+                if not cases:
+                    problems[key] = "no stored test predictions"
+                continue
+            try:
+                size = int(np.prod(json.loads(shape)))
+            except (ValueError, TypeError):
+                problems[key] = "predictions damaged (unreadable shape)"
+                continue
+            if target_bytes != 4 * size or score_bytes != 8 * size:
+                problems[key] = (f"predictions damaged ({score_bytes} score bytes for shape {shape}, "
+                                 f"{8 * size} expected)")
+        return problems
 
     def has_predictions(self, key: str) -> bool:
         return bool(self._read("SELECT 1 FROM predictions WHERE job_key = ?", (key,)))
