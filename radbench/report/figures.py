@@ -21,6 +21,61 @@ def _pyplot():
     return plt
 
 
+MARKERS = "osD^v<>phP*XdH8"
+
+
+def palette(names) -> dict:
+    """A distinct colour per name, however many: matplotlib's ten, then tab20, then evenly spaced hues."""
+    plt = _pyplot()
+    names = list(dict.fromkeys(names))
+    if len(names) <= 10:
+        return {name: f"C{i}" for i, name in enumerate(names)}
+    cmap = plt.get_cmap("tab20") if len(names) <= 20 else plt.get_cmap("turbo")
+    steps = np.arange(len(names)) if len(names) <= 20 else np.linspace(0.05, 0.95, len(names))
+    return {name: cmap(step) for name, step in zip(names, steps)}
+
+
+def markers(names) -> dict:
+    """A marker per name, cycling when there are more names than shapes (colour then tells them apart)."""
+    return {name: MARKERS[i % len(MARKERS)] for i, name in enumerate(dict.fromkeys(names))}
+
+
+LEGEND_ROW_INCHES = 0.17
+
+
+CHAR_INCHES = 0.055  # one character of an x-small legend label, with room to spare
+
+
+def legend_rows(labels: list[str], width: float, rows_of: int = 6) -> tuple[int, int]:
+    """(columns, rows) of a legend under a figure `width` inches wide: as many columns as fit whole labels (at
+    most 4), so that no label is cut at the figure's edge."""
+    longest = max((len(label) for label in labels), default=1) * CHAR_INCHES + 0.45
+    fit = max(1, int(width // longest))
+    columns = max(1, min(4, fit, int(np.ceil(len(labels) / rows_of))))
+    return columns, int(np.ceil(len(labels) / columns))
+
+
+def legend_below(figure, handles) -> None:
+    """A legend under the axes (the figure is made taller by `legend_rows`' rows times LEGEND_ROW_INCHES)."""
+    columns, rows = legend_rows([h.get_label() for h in handles], figure.get_figwidth())
+    figure.legend(handles=handles, fontsize="x-small", loc="lower center", ncol=columns, frameon=False)
+    reserved = (rows * LEGEND_ROW_INCHES + 0.2) / figure.get_figheight()
+    figure.tight_layout(rect=(0, min(0.7, reserved), 1, 1))
+
+
+def legend(figure, axis, inside: int = 6, **where) -> None:
+    """The axis's legend inside it for a few entries; for more, below the axes with the figure grown to hold it
+    (20 backbones' names would cover the data)."""
+    handles, labels = axis.get_legend_handles_labels()
+    if len(handles) <= inside:
+        axis.legend(fontsize="small", **where)
+        figure.tight_layout()
+        return
+    _, rows = legend_rows(labels, figure.get_figwidth())
+    figure.set_figheight(figure.get_figheight() + rows * LEGEND_ROW_INCHES)
+    legend_below(figure, handles)
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-").lower()
 
@@ -41,11 +96,25 @@ def leaderboard_bars(board: pd.DataFrame, dataset: str, protocol: str, metric: s
             bar.set_facecolor("#a6bddb")
     axis.set_ylabel(f"test {metric}")
     axis.set_title(f"{dataset} / {protocol}")
-    lowest = float(np.nanmin(rows.ci_low)) if len(rows) else 0.0
-    axis.set_ylim(max(0.0, lowest - 0.05), min(1.0, float(np.nanmax(rows.ci_high)) + 0.05) if len(rows) else 1.0)
+    value_axis(axis, rows, metric)
     axis.tick_params(axis="x", rotation=30)
+    for label in axis.get_xticklabels():
+        label.set_horizontalalignment("right")
     figure.tight_layout()
     return figure
+
+
+def value_axis(axis, rows: pd.DataFrame, metric: str) -> None:
+    """AUROC from 0 to 1 with the chance line at 0.5 (a bar axis cut at 0.4 exaggerates differences); other
+    metrics from 0 to just above the highest interval."""
+    if metric == "auroc":
+        axis.set_ylim(0.0, 1.0)
+        axis.axhline(0.5, color="#888", linestyle="--", linewidth=1)
+        axis.annotate("chance", (0.995, 0.5), xycoords=("axes fraction", "data"), ha="right", va="bottom",
+                      fontsize="x-small", color="#666")
+        return
+    highest = float(np.nanmax(rows.ci_high)) if len(rows) and np.isfinite(rows.ci_high).any() else 1.0
+    axis.set_ylim(0.0, max(1e-9, highest * 1.05) if highest > 1 else 1.0)
 
 
 def mean_rank(board: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -61,15 +130,16 @@ def ranking_plot(board: pd.DataFrame, metric: str):
     figure, axis = plt.subplots(figsize=(7.5, 0.45 * ranks.backbone.nunique() + 1.5))
     protocols = sorted(ranks.protocol.unique())
     backbones = sorted(ranks.backbone.unique())
+    colours, shapes = palette(protocols), markers(protocols)
     for offset, protocol in enumerate(protocols):
         part = ranks[ranks.protocol == protocol].set_index("backbone").reindex(backbones)
         positions = np.arange(len(backbones)) + 0.5 * (offset - (len(protocols) - 1) / 2) / max(1, len(protocols))
-        axis.errorbar(part["mean"], positions, xerr=part["std"].fillna(0), fmt="o", capsize=3, label=protocol)
+        axis.errorbar(part["mean"], positions, xerr=part["std"].fillna(0), fmt=shapes[protocol], capsize=3,
+                      color=colours[protocol], label=protocol)
     axis.set_yticks(np.arange(len(backbones)), backbones)
     axis.set_xlabel(f"mean rank over datasets ({metric}; 1 = best)")
-    axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     axis.set_ylim(len(backbones) - 0.5, -0.5)
-    figure.tight_layout()
+    legend(figure, axis, inside=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     return figure
 
 
@@ -126,10 +196,11 @@ def curve_plot(points: pd.DataFrame, dataset: str, curve: str, metric: str):
     """Metric against shots / blocks per backbone: mean over seeds and repeats, band = 95 % bootstrap interval."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5.5, 3.4))
+    colours, shapes = palette(sorted(points.backbone.unique())), markers(sorted(points.backbone.unique()))
     for backbone, rows in points.groupby("backbone"):
         rows = rows.sort_values("x")
-        line = axis.plot(rows.x, rows["mean"], marker="o", label=backbone)[0]
-        axis.fill_between(rows.x, rows.ci_low, rows.ci_high, alpha=0.2, color=line.get_color())
+        axis.plot(rows.x, rows["mean"], marker=shapes[backbone], color=colours[backbone], label=backbone)
+        axis.fill_between(rows.x, rows.ci_low, rows.ci_high, alpha=0.2, color=colours[backbone])
     axis.set_xlabel(points.axis.iloc[0])
     axis.set_ylabel(f"test {metric}")
     axis.set_title(f"{dataset} / {curve}")
@@ -139,8 +210,7 @@ def curve_plot(points: pd.DataFrame, dataset: str, curve: str, metric: str):
     if len(ticks) <= 12:
         axis.set_xticks(ticks, [str(t) for t in ticks])
     axis.minorticks_off()
-    axis.legend(fontsize="small")
-    figure.tight_layout()
+    legend(figure, axis)
     return figure
 
 

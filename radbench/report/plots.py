@@ -6,7 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from radbench.report.figures import _pyplot
+from radbench.report.figures import (
+    LEGEND_ROW_INCHES,
+    _pyplot,
+    legend,
+    legend_below,
+    legend_rows,
+    markers,
+    palette,
+    value_axis,
+)
 
 FROZEN = ("knn", "linear", "logreg", "transformer_head")
 TUNED = ("finetune", "lora", "bitfit")
@@ -20,15 +29,16 @@ def roc_curves(runs: list[tuple[str, np.ndarray, np.ndarray]], title: str):
 
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(4.2, 4.0))
+    colours = palette([backbone for backbone, _, _ in runs])
     for backbone, y, scores in runs:
         false_positive, true_positive, _ = roc_curve(y, scores)
-        axis.plot(false_positive, true_positive, label=f"{backbone} ({roc_auc_score(y, scores):.3f})")
+        axis.plot(false_positive, true_positive, color=colours[backbone],
+                  label=f"{backbone} ({roc_auc_score(y, scores):.3f})")
     axis.plot([0, 1], [0, 1], color="#999", linestyle=":", linewidth=1)
     axis.set_xlabel("false positive rate")
     axis.set_ylabel("true positive rate")
     axis.set_title(title, fontsize="medium")
-    axis.legend(fontsize="small", loc="lower right")
-    figure.tight_layout()
+    legend(figure, axis, loc="lower right")
     return figure
 
 
@@ -101,14 +111,17 @@ def cost_scatter(points: pd.DataFrame, metric: str, title: str):
     """Test metric against each cost (log scale): one point per backbone x protocol, marker per protocol."""
     plt = _pyplot()
     costs = [c for c in COSTS if c in points.columns and points[c].notna().any()]
-    figure, axes = plt.subplots(1, len(costs), figsize=(3.3 * len(costs), 3.3), squeeze=False, sharey=True)
-    markers = dict(zip(sorted(points.protocol.unique()), "osD^v<>ph*"))
-    colours = {b: f"C{i}" for i, b in enumerate(sorted(points.backbone.unique()))}
+    width = 3.3 * len(costs)
+    _, legend_height = legend_rows([*map(str, points.protocol.unique()), *map(str, points.backbone.unique())], width)
+    figure, axes = plt.subplots(1, len(costs), figsize=(width, 3.5 + LEGEND_ROW_INCHES * legend_height),
+                                squeeze=False, sharey=True)
+    shapes = markers(sorted(points.protocol.unique()))
+    colours = palette(sorted(points.backbone.unique()))
     for axis, cost in zip(axes[0], costs):
         for row in points.itertuples():
             value = getattr(row, cost)
             if value is not None and np.isfinite(value) and value > 0:
-                axis.scatter(value, row.mean, marker=markers[row.protocol], color=colours[row.backbone])
+                axis.scatter(value, row.mean, marker=shapes[row.protocol], color=colours[row.backbone])
         values = points[cost][points[cost] > 0]
         if len(values) and values.max() / values.min() > 20:  # orders of magnitude apart (e.g. params of
             axis.set_xscale("log")  # a linear head vs full fine-tuning)
@@ -116,10 +129,9 @@ def cost_scatter(points: pd.DataFrame, metric: str, title: str):
         axis.tick_params(axis="x", labelsize="small")
     axes[0][0].set_ylabel(f"test {metric}")
     handles = [plt.Line2D([], [], color=c, marker="o", linestyle="", label=b) for b, c in colours.items()]
-    handles += [plt.Line2D([], [], color="#555", marker=m, linestyle="", label=p) for p, m in markers.items()]
-    figure.legend(handles=handles, fontsize="x-small", loc="center right")
+    handles += [plt.Line2D([], [], color="#555", marker=m, linestyle="", label=p) for p, m in shapes.items()]
     figure.suptitle(title, fontsize="medium")
-    figure.tight_layout(rect=(0, 0, 0.85, 1))
+    legend_below(figure, handles)
     return figure
 
 
@@ -128,7 +140,8 @@ def adaptation_bars(rows: pd.DataFrame, metric: str, title: str):
     plt = _pyplot()
     protocols = [p for p in (*FROZEN, *TUNED) if p in set(rows.protocol)]
     backbones = sorted(rows.backbone.unique())
-    figure, axis = plt.subplots(figsize=(max(4.5, 1.2 * len(backbones) * max(1, len(protocols)) / 3 + 2), 3.4))
+    # wide enough to read, never wider than a page: many backbones get thinner bars
+    figure, axis = plt.subplots(figsize=(min(16.0, max(4.5, 1.2 * len(backbones) * max(1, len(protocols)) / 3 + 2)), 3.8))
     width = 0.8 / len(protocols)
     for offset, protocol in enumerate(protocols):
         part = rows[rows.protocol == protocol].set_index("backbone").reindex(backbones)
@@ -137,13 +150,11 @@ def adaptation_bars(rows: pd.DataFrame, metric: str, title: str):
                  .fillna(0)]
         axis.bar(positions, part["mean"], width, yerr=error, capsize=2, label=protocol,
                  hatch="" if protocol in FROZEN else "..", alpha=0.9)
-    axis.set_xticks(range(len(backbones)), backbones)
+    axis.set_xticks(range(len(backbones)), backbones, rotation=30, ha="right", fontsize="small")
     axis.set_ylabel(f"test {metric}")
-    low = float(np.nanmin(rows.ci_low)) if len(rows) else 0.0
-    axis.set_ylim(max(0.0, low - 0.05), min(1.0, float(np.nanmax(rows.ci_high)) + 0.05))
-    axis.legend(fontsize="small", ncol=2)
+    value_axis(axis, rows, metric)
     axis.set_title(title, fontsize="medium")
-    figure.tight_layout()
+    legend(figure, axis, inside=4, ncol=2)
     return figure
 
 
