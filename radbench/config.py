@@ -5,6 +5,7 @@ config model their adapter / protocol registers, so every capability owns its ow
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
@@ -31,6 +32,10 @@ class ProtocolEntry:
     type: str
     label: str
     config: ProtocolConfigBase
+    backbones: tuple[str, ...] | None = None  # `backbones: [...]` in the entry: only these (label or name)
+
+    def runs_on(self, backbone: BackboneConfig) -> bool:
+        return self.backbones is None or backbone.display_name in self.backbones or backbone.name in self.backbones
 
 
 class StudySettings(StrictModel):
@@ -69,6 +74,7 @@ class StudyConfig:
     protocols: list[ProtocolEntry]
     source: str = "study"
     focus: Any = None  # an executor's unit (executors/units.py): run only its backbone x dataset and jobs
+    shrunk: bool = False  # shrunk on the command line (--limit, --backbone): variants that cannot run are dropped
 
     @property
     def feature_cache_dir(self) -> Path:
@@ -94,7 +100,8 @@ def load_study(path: str | Path, overrides: Overrides | None = None) -> StudyCon
         raw = overrides.apply(raw)
     if errors:
         raise ConfigError("\n".join(f"{path}: {e}" for e in errors))
-    return parse_study(raw, base_dir=path.resolve().parent, source=str(path))
+    study = parse_study(raw, base_dir=path.resolve().parent, source=str(path))
+    return dataclasses.replace(study, shrunk=True) if overrides is not None and overrides.shrinks else study
 
 
 VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
@@ -159,6 +166,7 @@ def parse_study(raw: Any, base_dir: Path, source: str = "study") -> StudyConfig:
     if datasets and protocols and all(d is not None for d in datasets) and all(p is not None for p in protocols):
         _check_kinds(errors, datasets, protocols)  # a misspelled entry would only add a second, false error
     _check_crop(errors, settings, datasets)
+    _check_restrictions(errors, backbones, protocols)
     _unique(errors, "backbones", [b.display_name for b in backbones if b], "give each a distinct `label`")
     _unique(errors, "datasets", [d.name for d in datasets if d], "names must be distinct")
     _unique(errors, "protocols", [p.label for p in protocols if p], "give each a distinct `name`")
@@ -216,8 +224,31 @@ def _protocol(item: Any, where: str, context: dict, errors: list[str]) -> Protoc
     except ValueError as error:
         errors.append(f"{where}.{kind}.preset: {error}")
         return None
+    only = None
+    if isinstance(body, dict) and "backbones" in body:
+        body = dict(body)
+        only = body.pop("backbones")
+        if not isinstance(only, list) or not only or not all(isinstance(b, str) for b in only):
+            errors.append(f"{where}.{kind}.backbones: a list of the study's backbone labels or names")
+            only = None
     config = _validate(PROTOCOLS.get(kind).config, body or {}, f"{where}.{kind}", context, errors)
-    return None if config is None else ProtocolEntry(type=kind, label=config.name or kind, config=config)
+    if config is None:
+        return None
+    return ProtocolEntry(type=kind, label=config.name or kind, config=config,
+                         backbones=tuple(only) if only is not None else None)
+
+
+def _check_restrictions(errors: list[str], backbones: list, protocols: list) -> None:
+    """A protocol's `backbones:` names backbones of the study (labels or names), each one at least."""
+    import difflib
+
+    known = {name for b in backbones if b for name in (b.display_name, b.name)}
+    for i, entry in enumerate(protocols):
+        for name in (entry.backbones or ()) if entry else ():
+            if name not in known:
+                near = difflib.get_close_matches(name, sorted(known), n=1)
+                errors.append(f"protocols[{i}].{entry.type}.backbones: {name!r} is not a backbone of this study"
+                              + (f" (did you mean {near[0]!r}?)" if near else ""))
 
 
 def _check_crop(errors: list[str], settings, datasets: list) -> None:

@@ -14,6 +14,7 @@ from radbench.data import LabeledDataset
 from radbench.data.segmentation import SegmentationDataset
 from radbench.data.transforms import Preprocess
 from radbench.errors import RadbenchError
+from radbench.feasibility import usable_variants
 from radbench.features.cache import stable_hash
 from radbench.metrics import default_selection_metric, selectable_metrics
 from radbench.progress import Reporter
@@ -51,7 +52,7 @@ def plan_jobs(study: StudyConfig, backbone: BackboneConfig, dataset, data_key: s
     segmentation = isinstance(dataset, SegmentationDataset)
     for entry in study.protocols:
         spec = PROTOCOLS.get(entry.type)
-        if (spec.inputs == "segmentation") != segmentation:
+        if (spec.inputs == "segmentation") != segmentation or not entry.runs_on(backbone):
             continue
         metric = "dice" if segmentation else (
             entry.config.selection_metric or study.settings.selection_metric or default_selection_metric(dataset.task))
@@ -59,7 +60,7 @@ def plan_jobs(study: StudyConfig, backbone: BackboneConfig, dataset, data_key: s
             raise RadbenchError(f"protocol {entry.label}: selection_metric {metric!r} is not computed for "
                                 f"{dataset.task.value} dataset {dataset.name!r}; use one of "
                                 f"{', '.join(selectable_metrics(dataset.task))}")
-        for suffix, variant in spec.variants(entry.config):
+        for suffix, variant in usable_variants(study, backbone, dataset, entry)[0]:
             owner = backbone
             if getattr(variant, "decoder", None) == "scratch_unet":  # no backbone: planned once, as its own row
                 if backbone is not study.backbones[0]:

@@ -19,6 +19,11 @@ class Overrides:
     seeds: tuple[int, ...] = ()
     epochs: int | None = None  # an upper bound for every protocol that trains for epochs
 
+    @property
+    def shrinks(self) -> bool:
+        """Fewer images or smaller backbones than the study names: what they cannot serve is dropped, not an error."""
+        return self.limit is not None or bool(self.backbones)
+
     def apply(self, raw: Any) -> Any:
         if not isinstance(raw, dict):
             return raw
@@ -56,6 +61,8 @@ class Overrides:
             body = apply_preset(kind, dict(body or {}))
         except ValueError:
             return item
+        if self.backbones:  # the study's backbones are replaced: a protocol's restriction to them goes too
+            body.pop("backbones", None)
         fields = PROTOCOLS.get(kind).config.model_fields
         if self.epochs is not None and "epochs" in fields:
             default = fields["epochs"].default

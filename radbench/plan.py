@@ -15,6 +15,7 @@ from radbench.data.precache import uses_precache
 from radbench.device import effective_precision, resolve_device
 from radbench.errors import RadbenchError
 from radbench.features.provider import feature_key
+from radbench.feasibility import check_blocks, shrink_notes
 from radbench.jobs import plan_jobs
 from radbench.progress import Reporter
 from radbench.runner import load_datasets, preprocess_for, results_path
@@ -36,6 +37,7 @@ class UnitPlan:
 def plan_study(study: StudyConfig, reporter: Reporter) -> list[UnitPlan]:
     settings = study.settings
     datasets = load_datasets(study, reporter, learn=False)  # plan writes nothing
+    check_blocks(study)
     precision = effective_precision(resolve_device(settings.device), settings.precision)
     finished = _finished_keys(study)
     throughput = _recorded_ms_per_image(study.feature_cache_dir)
@@ -55,6 +57,8 @@ def plan_study(study: StudyConfig, reporter: Reporter) -> list[UnitPlan]:
                 preprocess = replace(preprocess, quantize=settings.preprocess_dtype)  # as the run will read them
             key = feature_key(description, preprocess, dataset, settings.cache_dtype, precision)
             jobs = plan_jobs(study, backbone, dataset, key)
+            for note in shrink_notes(study, backbone, dataset):
+                reporter.info(f"note: {note}")
             feature_jobs = [job for job in jobs if job.uses_features]
             images = sum(len(split) for split in dataset.splits.values())
             cached = any((folder / "manifest.json").is_file() for folder in study.feature_cache_dir.glob(f"{key}-*"))

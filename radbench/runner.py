@@ -22,6 +22,7 @@ from radbench.data.precache import precache_dataset
 from radbench.data.transforms import Preprocess
 from radbench.device import effective_precision
 from radbench.distributed import Ranks, training_together
+from radbench.feasibility import check_blocks, shrink_notes
 from radbench.features.cache import FeatureCache
 from radbench.features.extract import default_workers_for_files
 from radbench.features.provider import Extraction, FeatureProvider, feature_key
@@ -79,7 +80,8 @@ def _load_datasets(study: StudyConfig, reporter: Reporter) -> dict[str, LabeledD
         datasets[cfg.name] = dataset
         for entry in study.protocols:
             spec = PROTOCOLS.get(entry.type)
-            if spec.check is not None and (spec.inputs == "segmentation") == (kind == "segmentation"):
+            if spec.check is not None and (spec.inputs == "segmentation") == (kind == "segmentation") \
+                    and not study.shrunk:  # a shrunk study drops what its data cannot serve (feasibility.py)
                 spec.check(entry.config, dataset, study.settings.seeds)
     return datasets
 
@@ -131,6 +133,7 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
     if store is None:
         check_store_file(results_path(study))  # a foreign or damaged store: refused before anything is written
     datasets = load_datasets(study, reporter)  # reads only: a data error leaves no folder behind
+    check_blocks(study)  # kept / frozen blocks within every backbone's depth, before any model is built
     arrayfile.check_writable(settings.output_dir)
     if study.feature_cache_dir != settings.output_dir:
         _check_cache_dir(study.feature_cache_dir, reporter)
@@ -271,6 +274,8 @@ class _Unit:
         self.key = feature_key(self.description, self.preprocess, self.dataset, settings.cache_dtype, self.precision)
         self.jobs = jobs = [job for job in plan_jobs(self.study, self.backbone, self.dataset, self.key)
                             if self.study.focus is None or self.study.focus.takes(job)]
+        for note in shrink_notes(self.study, self.backbone, self.dataset) if self.ranks.main else ():
+            self.reporter.info(f"  note: {note}")
         pending = [job for job in jobs if job.key not in finished]
         summary.jobs_total += len(jobs)
         summary.jobs_skipped += len(jobs) - len(pending)

@@ -38,9 +38,9 @@ def test_every_shipped_study_is_planned_and_its_jobs_counted(data_root, cli, tmp
         # msn (a hub model) is not checked offline; per segmentation unit: 2 decoders, few-shot 4 x 5 draws + all
         # and a U-Net from scratch once per segmentation set (planned with the first backbone)
         "dinov2-radiology": (9 * (2 * (5 + 5) + 3 * (2 + 4 * 5 + 1)) + 3) * seeds,
-        # blip not checked offline; knn, linear, finetune, 2 transformer heads, 3 decapitated ones, 4 frozen counts,
-        # 4 kept depths
-        "foundation-medical": 8 * 4 * (1 + 1 + 1 + 2 + 3 + 4 + 4) * seeds,
+        # blip not checked offline; knn, linear, finetune, 2 transformer heads, and on the 7 ViTs 3 decapitated
+        # ones, 4 frozen counts, 4 kept depths (ResNet-152 has no blocks)
+        "foundation-medical": (8 * 4 * (1 + 1 + 1 + 2) + 7 * 4 * (3 + 4 + 4)) * seeds,
         "dino-cxr": 3 * 2 * 2 * seeds,
         "medmnist-plus": 7 * 48 * 2 * seeds,
     }

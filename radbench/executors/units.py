@@ -50,7 +50,8 @@ def study_units(study: StudyConfig) -> list[Unit]:
     for backbone in study.backbones:
         for dataset in study.datasets:
             segmentation = ADAPTERS.get(dataset.adapter).kind == "segmentation"
-            entries = [e for e in study.protocols if (PROTOCOLS.get(e.type).inputs == "segmentation") == segmentation]
+            entries = [e for e in study.protocols if (PROTOCOLS.get(e.type).inputs == "segmentation") == segmentation
+                       and e.runs_on(backbone)]
             if any(PROTOCOLS.get(e.type).inputs == "features" for e in entries):
                 units.append(Unit(backbone.display_name, dataset.name, "features"))
             units += [Unit(backbone.display_name, dataset.name, e.label, seed) for e in entries

@@ -1,0 +1,47 @@
+"""A backbone's architecture without its weights: built with random initialisation on PyTorch's meta device (no
+memory, no download for timm models), so that `plan` and the start of `run` can check what a protocol asks of it
+(blocks to keep or freeze) before any model is built for real."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+
+from radbench.backbones.base import BackboneConfig
+
+
+@dataclass(frozen=True)
+class Architecture:
+    depth: int | None  # transformer blocks (None: no blocks, e.g. a CNN)
+    module_names: frozenset[str]  # the trunk's module names (last name part), e.g. {"qkv", "fc1", "conv1"}
+
+
+def architecture(cfg: BackboneConfig, image_size: int = 224) -> Architecture | None:
+    """None where the architecture cannot be known here (a hub config that must be downloaded, say): its checks
+    are then left to the run."""
+    return _probe(cfg.name, json.dumps(cfg.model_kwargs, sort_keys=True, default=str), image_size)
+
+
+@lru_cache(maxsize=64)
+def _probe(name: str, model_kwargs: str, image_size: int) -> Architecture | None:
+    import torch
+
+    from radbench.backbones import build_backbone
+
+    from pathlib import Path
+
+    from radbench.backbones import resolve_entry
+
+    cfg = BackboneConfig(name=name, weights="none", model_kwargs=json.loads(model_kwargs))
+    entry = resolve_entry(name)
+    if entry.family == "hf" and not Path(entry.model_id).is_dir():
+        return None  # its architecture is a config on the hub: known once the run downloads it
+    try:
+        with torch.device("meta"):
+            backbone = build_backbone(cfg, image_size)
+    except Exception:  # noqa: BLE001 - any failure here only means "not known before the run"
+        return None
+    names = frozenset(module_name.rsplit(".", 1)[-1] for module_name, _ in backbone.model.named_modules())
+    depth = backbone.depth if getattr(backbone.model, "blocks", None) is not None else None
+    return Architecture(depth=depth, module_names=names)
