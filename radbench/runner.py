@@ -19,6 +19,7 @@ from radbench.data.base import DatasetConfigBase
 from radbench.data.check import check_files
 from radbench.data.fingerprint import FINGERPRINT_MEMO, digest_memo
 from radbench.data.precache import precache_dataset
+from radbench.data.slices import slice_view
 from radbench.data.transforms import Preprocess
 from radbench.device import effective_precision
 from radbench.distributed import Ranks, training_together
@@ -310,10 +311,11 @@ class _Unit:
         model = self.provider.backbone(self.backbone, self.preprocess.image_size)
         identity = {**identity, **model.weights_revision}
         in_memory = dataset.splits["train"].images.in_memory
-        context = ImageContext(dataset, self.preprocess, model, self.precision,
+        slices = slice_view(dataset) if dataset.volume is not None else None  # 3D: trained on slices
+        context = ImageContext(slices.dataset if slices else dataset, self.preprocess, model, self.precision,
                                0 if in_memory and settings.num_workers is None else file_workers(settings),
                                study.feature_cache_dir / f"{self.key}-tokens", _job_folder(settings, "models", job, dataset),
-                               _model_description(job, dataset, self.preprocess, weights_identity=identity))
+                               _model_description(job, dataset, self.preprocess, weights_identity=identity), slices)
         inputs = _inputs(job, dataset, None, device, self.reporter, images=context)
         return run_job(study, job, inputs, self.reporter, self.preprocess, identity, None, None)
 

@@ -115,3 +115,42 @@ def test_bad_files_stop_the_run_or_are_skipped(tmp_path, nih_labels, cli):
     skip = tiny_study(tmp_path / "skip", [{**dataset, "on_bad_file": "skip"}], [{"knn": {"k": [3]}}])
     summary = run_study(parse_study(skip, tmp_path), Reporter(quiet=True))
     assert summary.jobs_run == 1 and sum(e.images for e in summary.extractions) == 87 - 3
+
+
+def test_image_training_protocols_train_on_slices_and_score_per_volume(tmp_path, shared_data):
+    """AdrenalMNIST3D read slice-wise: fine-tuning, LoRA, BitFit, progressive freezing and a transformer head train
+    on every 4th slice and store one score row per test volume, the aggregate of its slices' scores."""
+    import radbench
+
+    volume = {"axis": "axial", "slices": "every", "every": 4, "aggregate": "mean+max"}
+    datasets = [{"name": "adrenal", "adapter": "medmnist", "path": str(shared_data / "medmnist" / "adrenalmnist3d.npz"),
+                 "limit": 24, "volume": volume}]
+    training = {"epochs": 1, "lr": [1e-3], "batch_size": 16, "augment": None}
+    protocols = [{"finetune": training}, {"lora": training}, {"bitfit": training},
+                 {"progressive_freezing": {**training, "frozen_blocks": [2]}},
+                 {"transformer_head": {"epochs": 1, "lr": [1e-3], "width": 32, "depth": 1, "num_heads": 2}}]
+    study = parse_study(tiny_study(tmp_path, datasets, protocols), tmp_path)
+    summary = run_study(study, Reporter(quiet=True))
+    assert summary.jobs_run == 5
+    results = radbench.load(tmp_path / "out")
+    for key in results.jobs.key:
+        _, sample_ids, targets, scores = results.store.predictions(key)
+        assert scores.shape == (24, 2) and len(set(sample_ids)) == 24 and "#" not in sample_ids[0]
+        assert np.isfinite(scores).all()
+
+
+def test_slice_scores_aggregate_per_volume_as_configured():
+    from radbench.data.slices import SliceView
+
+    owner = np.array([0, 0, 0, 1, 1, 2])
+    scores = np.random.default_rng(0).random((6, 3))
+    for aggregate in ("mean", "max", "mean+max"):
+        view = SliceView(None, {"test": owner}, aggregate)
+        got = view.per_volume(scores, "test")
+        for v in range(3):
+            mine = scores[owner == v]
+            expected = {"mean": mine.mean(0), "max": mine.max(0), "mean+max": (mine.mean(0) + mine.max(0)) / 2}
+            np.testing.assert_allclose(got[v], expected[aggregate])
+    targets = np.eye(3)
+    np.testing.assert_array_equal(SliceView(None, {"train": owner}, "mean").item_targets(targets, "train"),
+                                  targets[owner])

@@ -45,6 +45,15 @@ class ImageContext:
     cache_folder: Path  # for this backbone x dataset's derived arrays (e.g. frozen tokens)
     model_folder: Path | None = None  # where `save_model` writes this job's trained model
     description: dict = field(default_factory=dict)  # backbone, dataset, protocol, seed: recorded with a saved model
+    slices: object = None  # a 3D dataset read slice-wise (data/slices.py: SliceView): `dataset` is its slices
+
+    def item_targets(self, targets: np.ndarray, split: str) -> np.ndarray:
+        """The targets of each training item of `split` (a slice carries its volume's)."""
+        return targets if self.slices is None else self.slices.item_targets(targets, split)
+
+    def per_sample(self, scores: np.ndarray, split: str) -> np.ndarray:
+        """Scores of the dataset's samples from the items' scores (a volume's: the aggregate of its slices')."""
+        return scores if self.slices is None else self.slices.per_volume(scores, split)
 
 
 @dataclass

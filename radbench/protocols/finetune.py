@@ -99,7 +99,7 @@ def run_trainable(cfg: TrainingConfig, inputs: ProtocolInput, adapt: Callable[[C
         return model
 
     def plain(split: str):
-        return TrainingImages(splits[split].images, preprocess, inputs.targets[split])
+        return TrainingImages(splits[split].images, preprocess, context.item_targets(inputs.targets[split], split))
 
     def loss(logits, targets):
         return classification_loss(inputs.task, logits, targets)
@@ -107,7 +107,7 @@ def run_trainable(cfg: TrainingConfig, inputs: ProtocolInput, adapt: Callable[[C
     evaluation = settings_for(cfg, inputs, cfg.lr[0])  # predicting reads the batch size and device, not the lr
 
     def val_scores(model: Classifier):
-        return predict(model, inputs.task, plain("val"), evaluation)[0]
+        return context.per_sample(predict(model, inputs.task, plain("val"), evaluation)[0], "val")
 
     def val_metric(model: Classifier) -> float:
         return inputs.metrics(inputs.targets["val"], val_scores(model))[0][inputs.selection_metric]
@@ -117,7 +117,7 @@ def run_trainable(cfg: TrainingConfig, inputs: ProtocolInput, adapt: Callable[[C
         groups = optimizer_groups(model.trunk, model.head, lr, cfg.head_lr, cfg.weight_decay, cfg.layer_decay)
         parts = ["train"] if validate else ["train", "val"]
         images = ConcatImages(*(splits[p].images for p in parts))
-        targets = np.concatenate([inputs.targets[p] for p in parts])
+        targets = np.concatenate([context.item_targets(inputs.targets[p], p) for p in parts])
         return train(model, groups, TrainingImages(images, preprocess, targets, augment), loss, settings,
                      inputs.reporter, f"  {name} lr={lr:g} on {'+'.join(parts)}: epochs",
                      validate=val_metric if validate else None, stop_after=stop_after)
@@ -125,6 +125,7 @@ def run_trainable(cfg: TrainingConfig, inputs: ProtocolInput, adapt: Callable[[C
     selection = select_lr(cfg.lr, build, fit, cfg.refit, val_scores)
     model, lr, best_epoch = selection.model, selection.lr, selection.best_epoch
     test_scores, infer_ms = predict(model, inputs.task, plain("test"), evaluation)
+    test_scores = context.per_sample(test_scores, "test")
     candidates, chosen, seconds = selection.candidates, selection.chosen, selection.seconds
     outcome = finish(inputs, candidates, chosen, selection.payloads[chosen], test_scores,
                      {"best_epoch": best_epoch, "refit": cfg.refit})

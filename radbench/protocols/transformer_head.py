@@ -115,7 +115,7 @@ def run_transformer_head(cfg: TransformerHeadConfig, inputs: ProtocolInput) -> P
     deit = _init_deit(cfg) if cfg.init != "random" else None
 
     def data(splits: list[str]):
-        targets = np.concatenate([inputs.targets[s] for s in splits])
+        targets = np.concatenate([context.item_targets(inputs.targets[s], s) for s in splits])
         if cached:
             return store.dataset(splits, targets)
         return TrainingImages(ConcatImages(*(dataset.splits[s].images for s in splits)), preprocess, targets)
@@ -147,7 +147,7 @@ def run_transformer_head(cfg: TransformerHeadConfig, inputs: ProtocolInput) -> P
     evaluation = settings(cfg.lr[0])  # predicting reads the batch size and device, not the lr
 
     def val_scores(model):
-        return predict(model, inputs.task, data(["val"]), evaluation)[0]
+        return context.per_sample(predict(model, inputs.task, data(["val"]), evaluation)[0], "val")
 
     def val_metric(model) -> float:
         return inputs.metrics(inputs.targets["val"], val_scores(model))[0][inputs.selection_metric]
@@ -161,6 +161,7 @@ def run_transformer_head(cfg: TransformerHeadConfig, inputs: ProtocolInput) -> P
     selection = select_lr(cfg.lr, build, fit, cfg.refit, val_scores)
     model, lr, best_epoch, chosen = selection.model, selection.lr, selection.best_epoch, selection.chosen
     test_scores, infer_ms = predict(model, inputs.task, data(["test"]), evaluation)
+    test_scores = context.per_sample(test_scores, "test")
     outcome = finish(inputs, selection.candidates, chosen, selection.payloads[chosen], test_scores,
                      {"best_epoch": best_epoch, "tokens": [tokens, dim], "tokens_cached": cached,
                       "backbone_trained": tuned, "init": cfg.init,
