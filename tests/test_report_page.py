@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import radbench
+from tests.browser import FLAGS, chromium, open_page
 from tests.conftest import run_cli, tiny_study, write_study
 
 
@@ -116,31 +117,15 @@ def test_pca_map_separates_an_object_from_its_background():
     assert (flipped == expected).all()
 
 
-def _chromium():
-    import shutil
-
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it")
+@pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it")
 def test_the_page_loads_every_figure_in_a_real_browser(report, tmp_path):
     """Headless Chromium opens index.html from file://: every image decoded, no console error; the screenshot is
     kept next to the test's files."""
     import subprocess
 
-    page = (report / "report" / "index.html").read_text()
-    probe = tmp_path / "index.html"  # the page plus a probe counting the images that decoded
-    probe.write_text(page.replace("</body>", '<script>window.addEventListener("load", () => { '
-                                  "document.body.dataset.loaded = [...document.images].filter("
-                                  "i => i.complete && i.naturalWidth > 0).length + '/' + document.images.length; });"
-                                  "</script></body>"))
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"]
-    dom = subprocess.run([_chromium(), *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True,
-                         timeout=120)
-    images = page.count("<img ")
-    assert f'data-loaded="{images}/{images}"' in dom.stdout, dom.stderr[-2000:]
-    assert "CONSOLE" not in dom.stderr and "Uncaught" not in dom.stderr, dom.stderr[-2000:]
+    loaded, images, console = open_page(report / "report" / "index.html", tmp_path)
+    assert loaded == images > 0 and not console, (loaded, images, console)
     screenshot = tmp_path / "report.png"
-    subprocess.run([_chromium(), *flags, f"--screenshot={screenshot}", "--window-size=1200,1600",
+    subprocess.run([chromium(), *FLAGS, f"--screenshot={screenshot}", "--window-size=1200,1600",
                     (report / "report" / "index.html").as_uri()], capture_output=True, timeout=120)
     assert screenshot.stat().st_size > 20_000  # a rendered page, not a blank one

@@ -45,14 +45,18 @@ def roc_curves(runs: list[tuple[str, np.ndarray, np.ndarray]], title: str):
 def per_class_heatmap(table: pd.DataFrame, title: str):
     """Backbones (rows) x classes (columns) of mean test AUROC over seeds."""
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(1.0 + 0.75 * table.shape[1], 1.2 + 0.4 * table.shape[0]))
+    labels = 0.065 * max((len(str(c)) for c in table.columns), default=4)  # rotated class names below the cells
+    figure, axis = plt.subplots(figsize=(2.0 + 0.75 * table.shape[1], 1.6 + labels + 0.4 * table.shape[0]))
     image = axis.imshow(table.values, cmap="viridis", vmin=np.nanmin(table.values), vmax=np.nanmax(table.values),
                         aspect="auto")
     axis.set_xticks(range(table.shape[1]), table.columns, rotation=40, ha="right")
     axis.set_yticks(range(table.shape[0]), table.index)
     for (i, j), value in np.ndenumerate(table.values):
-        if np.isfinite(value):
-            axis.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize="x-small", color="white")
+        if np.isfinite(value):  # dark text on the light (yellow) end of viridis, white on the dark end
+            red, green, blue, _ = image.cmap(image.norm(value))
+            dark = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
+            axis.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize="x-small",
+                      color="black" if dark else "white")
     figure.colorbar(image, ax=axis, label="test AUROC")
     axis.set_title(title, fontsize="medium")
     figure.tight_layout()
