@@ -344,9 +344,13 @@ def report(
     and significance, ranking, curves, ROC / confusion / per-class AUROC, segmentation cases and overlays, cost,
     CKA and PCA patch maps), every figure as PNG + SVG and every table as CSV / Markdown / LaTeX."""
     from radbench.report.build import build_report
+    from radbench.report.publish import check_resamples, publish
 
     target = out or output_dir / "report"
-    page, board = build_report(output_dir, target, resamples, seed, patch_images, warn=lambda m: err.print(f"warning: {m}"))
+    check_resamples(resamples, _open_store(output_dir).largest_test_split())
+    _, board = publish(target, lambda folder: build_report(output_dir, folder, resamples, seed, patch_images,
+                                                            warn=lambda m: err.print(f"warning: {m}")))
+    page = target / "index.html"
     err.print(f"report: {page} ({len(board)} leaderboard rows, {resamples} patient resamples; tables in "
               f"{target / 'tables'}, figures in {target / 'figures'})")
 

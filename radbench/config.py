@@ -167,6 +167,8 @@ def parse_study(raw: Any, base_dir: Path, source: str = "study") -> StudyConfig:
         _check_kinds(errors, datasets, protocols)  # a misspelled entry would only add a second, false error
     _check_crop(errors, settings, datasets)
     _check_restrictions(errors, backbones, protocols)
+    _check_names(errors, [("backbones", b.display_name) for b in backbones if b] +
+                 [("datasets", d.name) for d in datasets if d] + [("protocols", p.label) for p in protocols if p])
     _unique(errors, "backbones", [b.display_name for b in backbones if b], "give each a distinct `label`")
     _unique(errors, "datasets", [d.name for d in datasets if d], "names must be distinct")
     _unique(errors, "protocols", [p.label for p in protocols if p], "give each a distinct `name`")
@@ -236,6 +238,16 @@ def _protocol(item: Any, where: str, context: dict, errors: list[str]) -> Protoc
         return None
     return ProtocolEntry(type=kind, label=config.name or kind, config=config,
                          backbones=tuple(only) if only is not None else None)
+
+
+def _check_names(errors: list[str], names: list[tuple[str, str]]) -> None:
+    """Names become parts of file names (paths.folder_name): each must leave something readable."""
+    from radbench.paths import name_problem
+
+    for where, name in names:
+        problem = name_problem(name)
+        if problem:
+            errors.append(f"{where}: the name {problem}; use letters, digits and -_.@")
 
 
 def _check_restrictions(errors: list[str], backbones: list, protocols: list) -> None:

@@ -13,9 +13,9 @@ from radbench.backbones import describe_backbone
 from radbench.config import StudyConfig
 from radbench.data.precache import uses_precache
 from radbench.device import effective_precision, resolve_device
-from radbench.errors import RadbenchError
-from radbench.features.provider import feature_key
+from radbench.errors import DownloadError
 from radbench.feasibility import check_blocks, shrink_notes
+from radbench.features.provider import feature_key
 from radbench.jobs import plan_jobs
 from radbench.progress import Reporter
 from radbench.runner import load_datasets, preprocess_for, results_path
@@ -45,7 +45,7 @@ def plan_study(study: StudyConfig, reporter: Reporter) -> list[UnitPlan]:
     for backbone in study.backbones:
         try:
             description = describe_backbone(backbone)
-        except RadbenchError as error:  # e.g. a hub model's processor config, offline: the run will need it
+        except DownloadError as error:  # e.g. a hub model's processor config, offline: the run will need it
             reporter.warn(f"backbone {backbone.display_name}: not checked ({str(error).splitlines()[0][:300]})")
             plans += [UnitPlan(backbone.display_name, cfg.name, sum(len(s) for s in datasets[cfg.name].splits.values()),
                                0, 0, 0, False, None, unchecked=True) for cfg in study.datasets]

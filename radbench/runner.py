@@ -135,6 +135,9 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
         check_store_file(results_path(study))  # a foreign or damaged store: refused before anything is written
     datasets = load_datasets(study, reporter)  # reads only: a data error leaves no folder behind
     check_blocks(study)  # kept / frozen blocks within every backbone's depth, before any model is built
+    for backbone in study.backbones:  # a damaged local checkpoint folder: one line now, not after other units
+        if study.focus is None or study.focus.backbone == backbone.display_name:
+            describe_backbone(backbone)
     arrayfile.check_writable(settings.output_dir)
     if study.feature_cache_dir != settings.output_dir:
         _check_cache_dir(study.feature_cache_dir, reporter)

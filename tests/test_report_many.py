@@ -44,8 +44,8 @@ def test_every_legend_lies_whole_inside_its_figure(many):
     import numpy as np
 
     from radbench.report import figures, plots
-    from radbench.report.build import _costs
     from radbench.report.api import load
+    from radbench.report.build import _costs
 
     out, _, board, _ = many
     auroc = board[board.metric == "auroc"]

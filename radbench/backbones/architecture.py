@@ -25,13 +25,11 @@ def architecture(cfg: BackboneConfig, image_size: int = 224) -> Architecture | N
 
 @lru_cache(maxsize=64)
 def _probe(name: str, model_kwargs: str, image_size: int) -> Architecture | None:
-    import torch
-
-    from radbench.backbones import build_backbone
-
     from pathlib import Path
 
-    from radbench.backbones import resolve_entry
+    import torch
+
+    from radbench.backbones import build_backbone, resolve_entry
 
     cfg = BackboneConfig(name=name, weights="none", model_kwargs=json.loads(model_kwargs))
     entry = resolve_entry(name)

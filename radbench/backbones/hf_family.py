@@ -46,7 +46,16 @@ def _load(kind: str, source: str, name: str):
     transformers.utils.logging.set_verbosity_error()
     try:
         return getattr(transformers, kind).from_pretrained(source)
-    except OSError as error:
+    except Exception as error:  # noqa: BLE001 - a local folder's every failure is one line naming it
+        if not isinstance(error, OSError):
+            if Path(source).exists():
+                text = " ".join(str(error).split())
+                if "weights_only" in text or "Unpickl" in type(error).__name__:
+                    raise BackboneError(f"{source}: its pytorch_model.bin holds code, not only tensors, and is "
+                                        "refused (weights_only loading); use a trusted file or convert it to "
+                                        "model.safetensors") from None
+                raise BackboneError(f"{source}: cannot load it ({type(error).__name__}: {text[:300]})") from None
+            raise
         text = " ".join(str(error).split())
         if "401" in text or "gated" in text.lower():
             raise DownloadError(f"backbone {name!r}: {source} is a gated model; accept its terms on the hub and log "
@@ -57,8 +66,59 @@ def _load(kind: str, source: str, name: str):
                             "folder written by save_pretrained as `weights:`") from None
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+def check_folder(folder: Path, name: str) -> None:
+    """A save_pretrained folder has what a run loads — config.json (JSON), a whole weights file, the image
+    processor's config — or one line says which file is missing or damaged and how to write it."""
+    import json
+
+    config = folder / "config.json"
+    if not config.is_file():
+        raise BackboneError(f"backbone {name!r}: {config} is missing: not a save_pretrained folder; write it with "
+                            "model.save_pretrained(folder)")
+    try:
+        json.loads(config.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BackboneError(f"backbone {name!r}: {config} is not JSON ({error}); write it again with "
+                            "model.save_pretrained(folder)") from None
+    found = [folder / f for f in WEIGHT_FILES if (folder / f).is_file()]
+    if not found:
+        raise BackboneError(f"backbone {name!r}: {folder} holds no weights ({' or '.join(WEIGHT_FILES[::2])}); "
+                            "write them with model.save_pretrained(folder)")
+    if found[0].name == "model.safetensors":
+        _check_safetensors(found[0], name)
+    if not (folder / "preprocessor_config.json").is_file():
+        raise BackboneError(
+            f"backbone {name!r}: {folder} has no preprocessor_config.json (the image processor was not saved: its "
+            "mean, std and size are unknown); save it with AutoImageProcessor.from_pretrained(<hub id>)"
+            ".save_pretrained(folder), or write one with image_mean, image_std and size")
+
+
+def _check_safetensors(path: Path, name: str) -> None:
+    """The header reads and the file holds every byte it declares (a copy cut short fails here, not mid-run)."""
+    import json
+    import struct
+
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length)) if 8 + length <= size else None
+    except (struct.error, ValueError, UnicodeDecodeError):
+        header = None
+    ends = [v["data_offsets"][1] for k, v in (header or {}).items() if k != "__metadata__" and isinstance(v, dict)]
+    if header is None or 8 + length + max(ends, default=0) > size:
+        raise BackboneError(f"backbone {name!r}: {path} is incomplete or damaged ({size} bytes); copy or save it "
+                            "again")
+
+
 def describe_hf(entry: BackboneEntry, cfg: BackboneConfig) -> BackboneDescription:
     source = _source(entry, cfg)
+    if checkpoint_path(cfg) is not None:
+        check_folder(Path(source), cfg.name)
     processor = _load("AutoImageProcessor", source, cfg.name)
     identity: dict = {"family": "hf", "model_id": entry.model_id, "weights": cfg.weights_kind}
     if checkpoint_path(cfg) is not None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -22,7 +21,7 @@ import torch
 from radbench import arrayfile
 from radbench.backbones.checkpoint import PREPROCESS_KEY
 from radbench.errors import ConfigError
-from radbench.training.saving import atomic_save, trunk_weights
+from radbench.training.saving import atomic_save, trunk_weights, written_whole
 
 STATE_VERSION = 1
 
@@ -64,9 +63,8 @@ def export_teacher(folder: Path, teacher, *, step: int, backbone: dict, preproce
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "backbone.safetensors"
     weights = trunk_weights(teacher.trunk)
-    temporary = arrayfile.temporary_path(target)
-    save_file(weights, str(temporary), metadata={PREPROCESS_KEY: json.dumps(preprocess), "step": str(step)})
-    os.replace(temporary, target)
+    with written_whole(target) as temporary:
+        save_file(weights, str(temporary), metadata={PREPROCESS_KEY: json.dumps(preprocess), "step": str(step)})
     usage = {"name": backbone["name"], "weights": str(target.resolve()), "label": f"{backbone['label']}@step{step}"}
     if backbone.get("model_kwargs"):
         usage["model_kwargs"] = backbone["model_kwargs"]

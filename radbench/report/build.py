@@ -44,7 +44,7 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
         page.figure(section, figures.ranking_plot(board, metric), f"ranking-{metric}", "mean rank",
                     "Mean rank of each backbone over the datasets (1 = best), per protocol; bars: std over datasets.")
         write_table(figures.mean_rank(board, metric), tables, f"ranking-{metric}")
-    _pretraining_log(page, Path(output_dir))
+    _pretraining_log(page, Path(output_dir), warn)
     costs = _costs(results)
     if not costs.empty:
         write_table(costs, tables, "costs")
@@ -83,12 +83,26 @@ def _usable_jobs(results: Results, output_dir: Path, warn) -> pd.DataFrame:
     return jobs[~jobs.key.isin(unusable)].reset_index(drop=True)
 
 
-def _pretraining_log(page: Page, output_dir: Path) -> None:
-    """A `radbench pretrain` output folder: its per-step log (losses, collapse monitors)."""
+def _pretraining_log(page: Page, output_dir: Path, warn) -> None:
+    """A `radbench pretrain` output folder: its per-step log (losses, collapse monitors). A line torn by a kill
+    during a write is skipped, with one warning."""
     path = output_dir / "log.jsonl"
     if not path.is_file():
         return
-    log = pd.read_json(path, lines=True)
+    rows, torn = [], 0
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            torn += int(bool(line.strip()))
+            continue
+        if isinstance(row, dict) and "step" in row and "loss" in row:
+            rows.append(row)
+        else:
+            torn += 1
+    if torn:
+        warn(f"{path}: {torn} unreadable line(s) skipped (a run killed while writing its log)")
+    log = pd.DataFrame(rows)
     if log.empty:
         return
     section = page.section("Pretraining")

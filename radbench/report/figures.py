@@ -77,7 +77,8 @@ def legend(figure, axis, inside: int = 6, **where) -> None:
 
 
 def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-").lower()
+    """A figure's file name: lowercase, safe characters only, never starting with a dot."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.").lower() or "figure"
 
 
 def leaderboard_bars(board: pd.DataFrame, dataset: str, protocol: str, metric: str):

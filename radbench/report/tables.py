@@ -8,7 +8,10 @@ import pandas as pd
 
 
 def write_table(frame: pd.DataFrame, folder: Path, name: str) -> list[Path]:
+    from radbench.paths import folder_name
+
     folder.mkdir(parents=True, exist_ok=True)
+    name = folder_name(name)  # dataset names are part of it: never a path
     csv, markdown, latex = (folder / f"{name}.{suffix}" for suffix in ("csv", "md", "tex"))
     frame.to_csv(csv, index=False)
     markdown.write_text(to_markdown(frame))

@@ -348,6 +348,14 @@ class ResultsStore(PlanRecords):
                                  f"{8 * size} expected)")
         return problems
 
+    def largest_test_split(self) -> int:
+        """Samples (or segmentation cases) of the largest stored test split: what a bootstrap's memory scales with."""
+        shapes = [json.loads(row[0])[0] for row in self._read("SELECT DISTINCT shape FROM predictions")
+                  if row[0] and row[0].startswith("[")]
+        cases = self._read("SELECT MAX(n) FROM (SELECT COUNT(DISTINCT sample_id) AS n FROM sample_metrics "
+                           "GROUP BY job_key)")
+        return max([*shapes, cases[0][0] or 0, 0])
+
     def has_predictions(self, key: str) -> bool:
         return bool(self._read("SELECT 1 FROM predictions WHERE job_key = ?", (key,)))
 

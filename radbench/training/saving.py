@@ -9,7 +9,9 @@ before and after fine-tuning).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import errno
 import json
 import os
 from pathlib import Path
@@ -19,9 +21,33 @@ from torch import nn
 
 
 def atomic_save(state: dict, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}~{os.getpid()}.tmp")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
+    """Written under a temporary name and renamed: the previous file stays whole (and loadable) if the write
+    fails; a full disk or a read-only place is one line naming the file."""
+    with written_whole(path) as temporary:
+        torch.save(state, temporary)
+
+
+@contextlib.contextmanager
+def written_whole(path: Path):
+    """Yield a temporary path beside `path`; rename it into place when the block ends, else remove it and raise
+    the failure as one line (torch's zip writer reports a full disk as a RuntimeError, not an OSError)."""
+    from radbench.arrayfile import temporary_path, write_error
+
+    temporary = temporary_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield temporary
+        os.replace(temporary, path)
+    except Exception as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        if isinstance(error, OSError):
+            raise write_error(path, error) from None
+        if not isinstance(error, RuntimeError) and "Safetensor" not in type(error).__name__:
+            raise
+        cause = OSError(errno.ENOSPC, "disk full") if "unexpected pos" in str(error) or "write" in str(error).lower() \
+            else OSError(errno.EIO, " ".join(str(error).split())[:200])
+        raise write_error(path, cause) from None
 
 
 def trunk_weights(trunk: nn.Module) -> dict[str, torch.Tensor]:
