@@ -52,7 +52,12 @@ def test_report_command_writes_the_page_figures_and_tables(study_output, cli):
     assert result.exit_code == 0, result.stderr
     page = (study_output / "report" / "index.html").read_text()
     assert "What this study found" in page
-    assert re.search(r"p / knn: vit_[ab] auroc 0\.\d{4} \(95 % CI 0\.\d{4}–0\.\d{4}\), (not )?significantly", page)
+    # kNN gives the same predictions for every seed: its interval says it covers the test patients only
+    assert re.search(r"p / knn: vit_[ab] auroc 0\.\d{4} \(95 % CI 0\.\d{4}–0\.\d{4} over test patients \(runs "
+                     r"identical\); 2 run\(s\), 80 test patients\), (not )?significantly", page)
+    # a linear probe's seeds differ: two runs cannot settle a comparison, and the page says so
+    assert re.search(r"p / linear: vit_[ab] auroc [01]\.\d{4} \(95 % CI [01]\.\d{4}–[01]\.\d{4} over runs × test "
+                     r"patients; 2 run\(s\), 80 test patients\); too few runs to tell", page)
     images = re.findall(r'<img alt="[^"]*" src="([^"]+)"', page)
     pngs = sorted((study_output / "report" / "figures").glob("*.png"))
     assert len(images) == len(pngs) >= 5 and all(src.startswith("data:image/png;base64,") for src in images)
@@ -83,6 +88,7 @@ def test_api_frames_and_comparisons(study_output):
 
 def test_a_clearly_worse_backbone_is_marked_and_holm_corrected():
     from radbench.report.stats import metrics_under_weights, patient_weights
+    from radbench.report.verdicts import Runs
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400)
@@ -94,16 +100,19 @@ def test_a_clearly_worse_backbone_is_marked_and_holm_corrected():
     entries = []
     for name, scores in (("good", good), ("near", near), ("bad", bad)):
         estimate = metrics_under_weights(Task.BINARY, targets, scores, np.ones((1, 400)))["auroc"]
-        entries.append((name, estimate, metrics_under_weights(Task.BINARY, targets, scores, weights)["auroc"],
-                        [(tuple(range(400)), y, scores[:, 1])]))
+        draws = metrics_under_weights(Task.BINARY, targets, scores, weights)["auroc"][None]
+        entries.append(Runs(name, [(0, 0)], estimate, draws, [(tuple(range(400)), y, scores[:, 1])]))
     for runs, test in (("kept", "delong"), ("dropped", "paired bootstrap")):
-        given = entries if runs == "kept" else [(*entry[:3], [None]) for entry in entries]
-        rows = {row[0]: row for row in _rank("d", "knn", "auroc", given, 0.05)}
-        assert rows["good"][9] == 1 and rows["bad"][9] == 3
-        assert rows["bad"][10] and not rows["good"][10] and rows["bad"][11] < 0.01
-        assert not rows["near"][10] and rows["near"][11] > 0.05  # a 0.02-noise difference on 400 samples is not real
-        assert rows["good"][7] <= rows["good"][4] <= rows["good"][8]
-        assert rows["bad"][12] == test and rows["good"][12] == ""
+        given = entries if runs == "kept" else [Runs(e.backbone, e.keys, e.estimates, e.draws, None) for e in entries]
+        rows = {row[0]: dict(zip(COLUMNS, row)) for row in _rank("d", "knn", "auroc", given, 0.05)}
+        assert rows["good"]["rank"] == 1 and rows["bad"]["rank"] == 3
+        assert rows["bad"]["significantly_worse_than_best"] and rows["bad"]["p_vs_best"] < 0.01
+        assert not rows["good"]["significantly_worse_than_best"]
+        assert not rows["near"]["significantly_worse_than_best"] and rows["near"]["p_vs_best"] > 0.05
+        assert rows["good"]["ci_low"] <= rows["good"]["mean"] <= rows["good"]["ci_high"]
+        assert rows["bad"]["test"] == test and rows["good"]["test"] == ""
+        assert rows["good"]["interval"] == "test patients (one run)" and rows["near"]["verdict"] == \
+            "not significantly different"
 
 
 def test_points_of_a_protocol_become_curves(tmp_path, pneumonia_npz, cli):

@@ -16,6 +16,7 @@ from radbench.paths import job_folder
 from radbench.report import figures, plots
 from radbench.report.api import Results, load
 from radbench.report.html import Page, Section, findings
+from radbench.report.verdicts import MIN_RUNS
 from radbench.report.tables import write_table
 
 HEADLINE = ("auroc", "dice", "accuracy", "kappa")
@@ -34,9 +35,15 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
 
     summary = page.section("What this study found")
     summary.lines(findings(board, headline) or ["no stored test predictions yet"])
-    summary.text(f"Means over seeds; 95 % intervals from {resamples} patient-level bootstrap resamples of the test "
-                 "split (cases for segmentation); 'significantly worse' is DeLong's test (binary AUROC) or a paired "
-                 "bootstrap against the best backbone, Holm-corrected within each dataset × protocol × metric.")
+    summary.text(f"Means over runs (seeds × repeated draws). 95 % intervals cover both sources of variance where "
+                 f"runs differ: {resamples} resamples of the test patients (cases for segmentation), and within each "
+                 "the runs resampled (scaled to the between-run variance, Student's t for few runs); where every run "
+                 "gave the same predictions, or there is one run, the interval covers the test patients only and "
+                 "says so. Comparisons with the best backbone pair runs of the same seed and draw and use the same "
+                 "patient resamples (a run-aware paired bootstrap); with runs that differ but fewer than "
+                 f"{MIN_RUNS} per backbone the verdict is 'too few runs to tell'; DeLong's test (binary AUROC) or a "
+                 "patient-paired bootstrap where runs are identical. Holm-corrected within each dataset × protocol × "
+                 "metric.")
     _status(page, results.status, tables)
     metric = "auroc"
     if board[board.metric == metric].dataset.nunique() > 1:
@@ -143,12 +150,25 @@ def _leaderboards(page: Page, section: Section, board: pd.DataFrame, dataset: st
                     f"leaderboard-{dataset}-{protocol}-{metric}", f"{dataset} {protocol} {metric}", half=True)
     if rows.empty:
         return
-    section.text("Bars: mean over seeds with its 95 % interval; hatched: significantly worse than the best "
-                 "(Holm-corrected).")
+    section.text("Bars: mean over runs (seeds × repeated draws) with its 95 % interval over runs and test patients "
+                 "(test patients only where the runs are identical or single, as the table says); hatched: "
+                 "significantly worse than the best (Holm-corrected). Where runs differ, a verdict needs at least "
+                 f"{MIN_RUNS} runs per backbone. P(best > this): share of paired runs (same seed and draw) in which the "
+                 "best scored higher.")
+    for protocol, group in rows.groupby("protocol"):
+        share = group.run_variance_share.mean()
+        first = group.iloc[0]
+        section.text(f"{protocol}: test split of {int(first.test_size)} patients; at 80 % power it detects a "
+                     f"{metric} difference of {first.detectable_difference:.3f} or more (two-sided 5 %)"
+                     + ("" if np.isnan(share) else f"; training randomness is {100 * share:.0f} % of a run's "
+                        "variance (the rest: which test patients were sampled)") + ".")
     rows = rows.sort_values(["protocol", "rank"])
-    section.table(["protocol", "backbone", "rank", metric, "95 % CI", "± std", "seeds", "p vs best"],
-                  [[r.protocol, r.backbone, r.rank, f"{r.mean:.4f}", f"{r.ci_low:.4f} – {r.ci_high:.4f}",
-                    "" if np.isnan(r.std) else f"{r.std:.4f}", r.n_seeds, _p_text(r.p_vs_best, r.test, resamples)]
+    section.table(["protocol", "backbone", "rank", metric, "95 % CI", "covers", "test-patients-only CI", "± std",
+                   "runs", "verdict", "p vs best", "P(best > this)"],
+                  [[r.protocol, r.backbone, r.rank, f"{r.mean:.4f}", f"{r.ci_low:.4f} – {r.ci_high:.4f}", r.interval,
+                    f"{r.test_ci_low:.4f} – {r.test_ci_high:.4f}", "" if np.isnan(r.std) else f"{r.std:.4f}",
+                    r.n_seeds, r.verdict, _p_text(r.p_vs_best, r.test, resamples),
+                    "" if np.isnan(r.p_best_better) else f"{r.p_best_better:.2f}"]
                    for r in rows.itertuples()],
                   ["worse" if r.significantly_worse_than_best else "" for r in rows.itertuples()])
 
@@ -156,7 +176,7 @@ def _leaderboards(page: Page, section: Section, board: pd.DataFrame, dataset: st
 def _p_text(p_value: float, test: str, resamples: int) -> str:
     if np.isnan(p_value):
         return ""
-    if p_value == 0 and test == "paired bootstrap":  # no resample on the other side: below the resolution
+    if p_value == 0 and test.endswith("paired bootstrap"):  # no resample on the other side: below the resolution
         return f"< {1 / resamples:.2g} ({test})"
     return f"{p_value:.3g} ({test})"
 

@@ -102,11 +102,19 @@ def findings(board: pd.DataFrame, metrics: dict[str, str]) -> list[str]:
             continue
         best = rows.iloc[0]
         line = (f"{dataset} / {protocol}: {best.backbone} {metric} {best['mean']:.4f} "
-                f"(95 % CI {best.ci_low:.4f}–{best.ci_high:.4f})")
+                f"(95 % CI {best.ci_low:.4f}–{best.ci_high:.4f} over {best.interval}; {best.n_seeds} run(s), "
+                f"{int(best.test_size)} test patients)")
         if len(rows) > 1:
             runner = rows.iloc[1]
-            verdict = "significantly better than" if runner.significantly_worse_than_best else "not significantly " \
-                "better than"
-            line += f", {verdict} {runner.backbone} ({runner['mean']:.4f})"
+            if runner.verdict == "too few runs to tell":
+                line += (f"; too few runs to tell it from {runner.backbone} ({runner['mean']:.4f}): their runs differ, "
+                         "and a verdict needs 3 or more per backbone")
+            else:
+                verdict = "significantly better than" if runner.significantly_worse_than_best else \
+                    "not significantly better than"
+                line += f", {verdict} {runner.backbone} ({runner['mean']:.4f}; {runner.test}"
+                line += "" if pd.isna(runner.p_best_better) else f", better in {100 * runner.p_best_better:.0f} % " \
+                    "of paired runs"
+                line += ")"
         lines.append(line)
     return lines

@@ -1,7 +1,10 @@
-"""The leaderboard: per backbone x dataset x protocol x metric, the mean and std over seeds (and repeats), a 95 %
-patient-level bootstrap interval of that mean, the rank among backbones, and whether it is significantly worse
-than the best (DeLong's test for a binary AUROC, else a paired bootstrap on the same resamples; Holm-corrected
-within the dataset x protocol x metric).
+"""The leaderboard: per backbone x dataset x protocol x metric, the mean over runs (seeds x repeated draws), its
+95 % interval over runs and test patients (or test patients alone, labelled so, where runs are identical or
+single), the rank among backbones, and a verdict against the best built on the same sources of variance
+(report/verdicts.py): a run-aware paired bootstrap where runs differ, "too few runs to tell" under 3 of them,
+DeLong's test (binary AUROC) or a patient-paired bootstrap where every run gave the same predictions; Holm-corrected
+within the dataset x protocol x metric. Beside it: P(best > this) over paired runs, the share of a run's variance
+that training randomness causes, the test split's size and the smallest difference it can detect at 80 % power.
 
 Every job of a dataset is scored on the same patient resamples, so differences between backbones are paired."""
 
@@ -12,12 +15,24 @@ import pandas as pd
 
 from radbench.data.base import Task
 from radbench.report.stats import bootstrap_p_value, delong, holm, metrics_under_weights, patient_weights
+from radbench.report.verdicts import (
+    MIN_RUNS,
+    Runs,
+    detectable_difference,
+    hanley_mcneil_se,
+    interval,
+    p_better,
+    paired_difference,
+    run_variance_share,
+    two_level_draws,
+)
 from radbench.results.store import ResultsStore
 from radbench.results.tables import KEYS, settings
 
 CASE_METRICS = ("dice", "iou")  # higher is better, as ranking assumes (HD95 stays in the per-case tables)
-COLUMNS = ["backbone", "dataset", "protocol", "metric", "mean", "std", "n_seeds", "ci_low", "ci_high", "rank",
-           "significantly_worse_than_best", "p_vs_best", "test"]
+COLUMNS = ["backbone", "dataset", "protocol", "metric", "mean", "std", "n_seeds", "ci_low", "ci_high", "interval",
+           "test_ci_low", "test_ci_high", "rank", "significantly_worse_than_best", "p_vs_best", "test", "verdict",
+           "p_best_better", "run_variance_share", "test_size", "detectable_difference"]
 
 
 def leaderboard(store: ResultsStore, resamples: int = 1000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
@@ -34,7 +49,7 @@ def leaderboard(store: ResultsStore, resamples: int = 1000, seed: int = 0, alpha
     jobs["protocol"] = [f"{p} ({s})" if s else p for p, s in zip(jobs.protocol, setting)]
     rows = []
     for dataset, dataset_jobs in jobs.groupby("dataset"):
-        scored = {}  # job key -> (estimates, resampled metrics)
+        scored = {}  # job key -> (estimates, resampled metrics, binary data, what identifies its predictions)
         weights_by_samples: dict[tuple, np.ndarray] = {}
         for job in dataset_jobs.itertuples():
             if job.key in with_cases:  # segmentation: the mean over test cases of per-case Dice / IoU
@@ -42,7 +57,8 @@ def leaderboard(store: ResultsStore, resamples: int = 1000, seed: int = 0, alpha
                 samples = tuple(per_case.index)
                 if samples not in weights_by_samples:
                     weights_by_samples[samples] = patient_weights(np.array(samples), resamples, seed)
-                scored[job.key] = (*_case_means(per_case, weights_by_samples[samples]), None)
+                estimates, draws = _case_means(per_case, weights_by_samples[samples])
+                scored[job.key] = (estimates, draws, None, per_case.to_numpy().tobytes(), len(samples), None)
                 continue
             _, sample_ids, targets, scores = store.predictions(job.key)
             patients = np.array(store.patient_ids(job.key))
@@ -53,17 +69,32 @@ def leaderboard(store: ResultsStore, resamples: int = 1000, seed: int = 0, alpha
             estimate = metrics_under_weights(task, targets, scores, np.ones((1, len(targets))))
             binary = (samples, targets.argmax(1), scores[:, 1]) if task is Task.BINARY else None
             scored[job.key] = ({k: float(v[0]) for k, v in estimate.items()},
-                               metrics_under_weights(task, targets, scores, weights_by_samples[samples]), binary)
+                               metrics_under_weights(task, targets, scores, weights_by_samples[samples]), binary,
+                               scores.tobytes(), len(set(patients)), _positives(task, targets))
         for protocol, protocol_jobs in dataset_jobs.groupby("protocol"):
             metrics = sorted({m for key in protocol_jobs.key for m in scored[key][0]})
             for metric in metrics:
-                entries = []
-                for backbone, group in protocol_jobs.groupby("backbone"):
-                    values = np.array([scored[key][0][metric] for key in group.key])
-                    draws = np.nanmean(np.stack([scored[key][1][metric] for key in group.key]), axis=0)
-                    entries.append((backbone, values, draws, [scored[key][2] for key in group.key]))
-                rows += _rank(dataset, protocol, metric, entries, alpha)
+                entries = [_runs(backbone, group, scored, metric) for backbone, group in protocol_jobs.groupby("backbone")]
+                size = scored[protocol_jobs.key.iloc[0]][4]
+                rows += _rank(dataset, protocol, metric, entries, alpha, seed, size,
+                              scored[protocol_jobs.key.iloc[0]][5])
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _positives(task: Task, targets: np.ndarray) -> tuple[int, int] | None:
+    """(positives, negatives) of a binary test split (for the AUROC's detectable difference), else None."""
+    if task is not Task.BINARY:
+        return None
+    positives = int(targets[:, 1].sum())
+    return positives, len(targets) - positives
+
+
+def _runs(backbone: str, group: pd.DataFrame, scored: dict, metric: str) -> Runs:
+    keys = group.key.tolist()
+    return Runs(backbone, list(zip(group.seed.astype(int), group.repeat.astype(int))),
+                np.array([scored[k][0][metric] for k in keys], dtype=float),
+                np.stack([np.asarray(scored[k][1][metric], dtype=float) for k in keys]),
+                [scored[k][2] for k in keys], identical=len({scored[k][3] for k in keys}) == 1)
 
 
 def _case_means(per_case: pd.DataFrame, weights: np.ndarray) -> tuple[dict, dict]:
@@ -79,35 +110,69 @@ def _case_means(per_case: pd.DataFrame, weights: np.ndarray) -> tuple[dict, dict
     return estimates, draws
 
 
-def _rank(dataset: str, protocol: str, metric: str, entries: list, alpha: float) -> list[list]:
-    means = [float(np.nanmean(values)) if not np.isnan(values).all() else np.nan for _, values, _, _ in entries]
+def _rank(dataset: str, protocol: str, metric: str, entries: list[Runs], alpha: float, seed: int = 0,
+          test_size: int = 0, balance: tuple[int, int] | None = None) -> list[list]:
+    means = [float(np.nanmean(e.estimates)) if np.isfinite(e.estimates).any() else np.nan for e in entries]
     order = np.argsort([-m if not np.isnan(m) else np.inf for m in means], kind="mergesort")
     ranks = np.empty(len(entries), dtype=int)
     ranks[order] = np.arange(1, len(entries) + 1)
     best = int(order[0])
-    test = "delong" if metric == "auroc" and _same_binary_samples(entries) else "paired bootstrap"
-    p_values = [np.nan if index == best else _p_value(entries[best], entry, test) for index, entry in enumerate(entries)]
+    tests = ["" if i == best else _test(entries[best], entry, metric) for i, entry in enumerate(entries)]
+    p_values = [np.nan if i == best else _p_value(entries[best], entry, tests[i], seed)
+                for i, entry in enumerate(entries)]
     adjusted = holm(p_values)
+    detectable = _detectable(entries[best], means[best], metric, balance)
     rows = []
-    for index, (backbone, values, draws, _) in enumerate(entries):
-        finite = draws[~np.isnan(draws)]
-        low, high = np.quantile(finite, [0.025, 0.975]) if len(finite) else (np.nan, np.nan)
+    low_bound, high_bound = (-1.0, 1.0) if metric == "kappa" else (0.0, 1.0)  # every ranked metric is bounded
+    for index, entry in enumerate(entries):
+        low, high = interval(np.clip(two_level_draws(entry, seed), low_bound, high_bound))
+        test_low, test_high = interval(entry.test_draws)
         worse = bool(index != best and not np.isnan(adjusted[index]) and adjusted[index] < alpha)
-        std = float(np.nanstd(values, ddof=1)) if np.isfinite(values).sum() > 1 else np.nan
-        rows.append([backbone, dataset, protocol, metric, means[index], std, len(values), float(low), float(high),
-                     int(ranks[index]), worse, adjusted[index], "" if index == best else test])
+        std = float(np.nanstd(entry.estimates, ddof=1)) if np.isfinite(entry.estimates).sum() > 1 else np.nan
+        verdict = "best" if index == best else "too few runs to tell" if tests[index] == TOO_FEW else \
+            "significantly worse" if worse else "not significantly different"
+        rows.append([entry.backbone, dataset, protocol, metric, means[index], std, len(entry.keys), low, high,
+                     entry.interval_kind, test_low, test_high, int(ranks[index]), worse, adjusted[index],
+                     tests[index], verdict, np.nan if index == best else p_better(entries[best], entry),
+                     run_variance_share(entry), test_size, detectable])
     return rows
 
 
-def _same_binary_samples(entries: list) -> bool:
-    runs = [run for entry in entries for run in entry[3]]
+TOO_FEW = "too few runs"
+
+
+def _test(best: Runs, other: Runs, metric: str) -> str:
+    if best.varies or other.varies:
+        if min(len(best.keys), len(other.keys)) < MIN_RUNS:
+            return TOO_FEW
+        return "run-aware paired bootstrap"
+    if metric == "auroc" and _same_binary_samples([best, other]):
+        return "delong"
+    return "paired bootstrap"
+
+
+def _same_binary_samples(entries: list[Runs]) -> bool:
+    runs = [run for entry in entries for run in entry.binary or [None]]
     return all(run is not None for run in runs) and len({run[0] for run in runs}) == 1
 
 
-def _p_value(best: tuple, other: tuple, test: str) -> float:
-    """Two-sided p-value of best - other: DeLong on the seed-averaged structural components of a binary AUROC,
-    else the share of paired bootstrap resamples on the other side of zero."""
+def _p_value(best: Runs, other: Runs, test: str, seed: int) -> float:
+    """Two-sided p-value of best - other, by the test chosen for the pair (none where runs are too few)."""
+    if test == TOO_FEW:
+        return np.nan
     if test == "delong":
-        y = best[3][0][1]
-        return delong(y, np.stack([run[2] for run in best[3]]), np.stack([run[2] for run in other[3]]))[2]
-    return bootstrap_p_value(best[2] - other[2])
+        y = best.binary[0][1]
+        return delong(y, np.stack([run[2] for run in best.binary]), np.stack([run[2] for run in other.binary]))[2]
+    if test == "run-aware paired bootstrap":
+        return bootstrap_p_value(paired_difference(best, other, seed))
+    return bootstrap_p_value(best.test_draws - other.test_draws)
+
+
+def _detectable(best: Runs, mean: float, metric: str, balance: tuple[int, int] | None) -> float:
+    """The smallest difference from the best that this test split detects at 80 % power (Hanley-McNeil for a
+    binary AUROC, else the best's test-sampling standard error from the bootstrap)."""
+    if metric == "auroc" and balance is not None:
+        return detectable_difference(hanley_mcneil_se(mean, *balance))
+    draws = best.test_draws
+    draws = draws[np.isfinite(draws)]
+    return detectable_difference(float(np.std(draws, ddof=1))) if len(draws) > 1 else np.nan

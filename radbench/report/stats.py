@@ -168,6 +168,19 @@ def delong(y: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) -> tuple[f
     return difference, variance, float(math.erfc(z / math.sqrt(2)))
 
 
+def delong_interval(y: np.ndarray, scores: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """(low, AUROC, high): DeLong's variance of one AUROC, normal interval (as pROC's ci.auc, method delong)."""
+    from scipy import stats
+
+    y = np.asarray(y).astype(bool)
+    m, n = int(y.sum()), int((~y).sum())
+    v10, v01 = _structural_components(y, np.asarray(scores, dtype=float), m, n)
+    auroc = float(v10.mean())
+    se = math.sqrt(np.var(v10, ddof=1) / m + np.var(v01, ddof=1) / n)
+    z = stats.norm.ppf(1 - (1 - level) / 2)
+    return auroc - z * se, auroc, auroc + z * se
+
+
 def _structural_components(y: np.ndarray, scores: np.ndarray, m: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per positive: share of negatives scored below it (ties half); per negative: share of positives above it."""
     all_ranks, pos_ranks, neg_ranks = _midrank(scores), _midrank(scores[y]), _midrank(scores[~y])
