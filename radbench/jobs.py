@@ -17,6 +17,7 @@ from radbench.errors import RadbenchError
 from radbench.feasibility import usable_variants
 from radbench.features.cache import stable_hash
 from radbench.metrics import default_selection_metric, selectable_metrics
+from radbench.metrics.clinical import clinical_metrics
 from radbench.progress import Reporter
 from radbench.protocols import PROTOCOLS, ProtocolConfigBase, ProtocolInput
 from radbench.protocols.base import ProtocolSpec
@@ -98,6 +99,10 @@ def run_job(study: StudyConfig, job: Job, inputs: ProtocolInput, reporter: Repor
     start = time.perf_counter()
     result = job.spec.run(job.config, inputs)
     seconds = time.perf_counter() - start
+    clinical, notes = clinical_metrics(inputs.task, inputs.targets.get("val"), result.val_scores, inputs.targets["test"],
+                                       np.asarray(result.test_scores, dtype=np.float64), inputs.class_names)
+    if notes:
+        result.details["clinical"] = notes
     main = result.test_metrics.get(job.selection_metric, float("nan"))
     reporter.info(f"    chosen {result.selected}; test {job.selection_metric} {main:.4f}")
     costs = dict(result.costs)
@@ -127,7 +132,7 @@ def run_job(study: StudyConfig, job: Job, inputs: ProtocolInput, reporter: Repor
         test_metrics=result.test_metrics, class_names=dataset.class_names,
         sample_ids=[str(s) for s in test.sample_ids], patient_ids=[str(p) for p in test.patient_ids],
         test_targets=dataset.targets("test"),
-        test_scores=np.asarray(result.test_scores, dtype=np.float64), extra_metrics=costs,
+        test_scores=np.asarray(result.test_scores, dtype=np.float64), extra_metrics={**clinical, **costs},
     )
 
 

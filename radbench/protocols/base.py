@@ -93,6 +93,7 @@ class ProtocolResult:
     test_scores: np.ndarray  # (N_test, C) probabilities
     details: dict = field(default_factory=dict)
     costs: dict[str, float] = field(default_factory=dict)  # trainable_params, train_seconds, ...
+    val_scores: np.ndarray | None = None  # the chosen model's val probabilities (thresholds are chosen on them)
 
 
 def pick_best(values: list[float]) -> int:
@@ -112,7 +113,8 @@ def finish(inputs: ProtocolInput, candidates: list[dict], chosen: int, val_score
     details = {**details, **({"val": val_notes} if val_notes else {}), **({"test": test_notes} if test_notes else {})}
     if all(math.isnan(c["val"]) for c in candidates):
         details["selection"] = "val metric undefined for every candidate; the first was used"
-    return ProtocolResult(candidates[chosen]["params"], candidates, val_metrics, test_metrics, test_scores, details)
+    return ProtocolResult(candidates[chosen]["params"], candidates, val_metrics, test_metrics, test_scores, details,
+                          val_scores=np.asarray(val_scores, dtype=np.float64))
 
 
 def single_variant(cfg: ProtocolConfigBase) -> list[tuple[str | None, ProtocolConfigBase]]:
