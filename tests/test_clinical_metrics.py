@@ -101,3 +101,27 @@ def test_a_run_stores_them_with_the_threshold_chosen_on_val(tmp_path, pneumonia_
         assert 0.0 <= stored[key] <= 1.0, key
     details = json.loads(results.jobs.details.iloc[0])
     assert 0.0 < details["clinical"]["youden_threshold"]["pneumonia"] <= 1.0
+
+
+def test_the_report_shows_them_with_intervals_and_reliability_diagrams(tmp_path, pneumonia_npz, cli):
+    import pandas as pd
+
+    import radbench
+    from tests.conftest import tiny_study, write_study
+
+    datasets = [{"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 60}]
+    protocols = [{"logreg": {"C": [1.0]}}, {"linear": {"epochs": 3, "lr": [0.1], "normalize": "standard"}}]
+    study = write_study(tmp_path, tiny_study(tmp_path, datasets, protocols, seeds=[0, 1, 2]))
+    assert cli("run", study).exit_code == 0
+    assert cli("report", tmp_path / "out", "--resamples", "100", "--patch-images", "0").exit_code == 0
+    table = pd.read_csv(tmp_path / "out" / "report" / "tables" / "clinical-p.csv")
+    stored = radbench.load(tmp_path / "out").results
+    for row in table.itertuples():
+        values = stored[(stored.protocol == row.protocol) & (stored.metric == row.metric)].value
+        assert row.mean == pytest.approx(values.mean(), abs=1e-9) and row.runs == 3
+        assert row.ci_low <= row.mean <= row.ci_high
+    kinds = dict(zip(table.protocol, table.interval))
+    assert kinds["logreg"] == "test patients (runs identical)" and kinds["linear"] == "runs × test patients"
+    figures = {p.name for p in (tmp_path / "out" / "report" / "figures").glob("reliability-*.png")}
+    assert figures == {"reliability-p-logreg.png", "reliability-p-linear.png"}
+    assert "Youden" in (tmp_path / "out" / "report" / "index.html").read_text()

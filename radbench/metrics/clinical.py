@@ -10,8 +10,6 @@ A class with one label value in a split has none of these (NaN, and the note say
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from radbench.data.base import Task
@@ -21,9 +19,10 @@ ECE_BINS = 10
 
 
 def clinical_metrics(task: Task, val_targets: np.ndarray | None, val_scores: np.ndarray | None,
-                     test_targets: np.ndarray, test_scores: np.ndarray,
-                     class_names: tuple[str, ...]) -> tuple[dict[str, float], dict]:
-    """(metrics, notes): see the module's text. Without val scores the Youden-threshold numbers are left out."""
+                     test_targets: np.ndarray, test_scores: np.ndarray, class_names: tuple[str, ...],
+                     thresholds: dict[str, float] | None = None) -> tuple[dict[str, float], dict]:
+    """(metrics, notes): see the module's text. Without val scores the Youden-threshold numbers are left out, unless
+    `thresholds` (per class, chosen on val earlier) are given: the report's resamples reuse the job's own."""
     metrics: dict[str, list[float]] = {}
     notes: dict = {}
     for c, name in _classes(task, class_names):
@@ -32,7 +31,9 @@ def clinical_metrics(task: Task, val_targets: np.ndarray | None, val_scores: np.
             notes.setdefault("clinical_undefined", []).append(f"{name}: the test split has one label value")
             continue
         values = {**_operating_points(y, s), "brier": float(np.mean((s - y) ** 2)), "ece": expected_calibration_error(y, s)}
-        if val_scores is not None and val_targets is not None:
+        if thresholds is not None and name in thresholds:
+            values.update(at_threshold(y, s, thresholds[name]))
+        elif val_scores is not None and val_targets is not None:
             vy, vs = _column(val_targets, val_scores, c)
             if len(np.unique(vy)) < 2:
                 notes.setdefault("youden_undefined", []).append(f"{name}: the val split has one label value")
@@ -44,10 +45,9 @@ def clinical_metrics(task: Task, val_targets: np.ndarray | None, val_scores: np.
             metrics.setdefault(key, []).append(value)
             metrics[f"{key}/{name}"] = [value]
     out = {}
-    for key, values in metrics.items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            out[key] = float(np.nanmean(values)) if "/" in key or len(values) else float("nan")
+    for key, values in metrics.items():  # plain Python: the report calls this for every patient resample
+        finite = [v for v in values if v == v]
+        out[key] = sum(finite) / len(finite) if finite else float("nan")
     return out, notes
 
 
@@ -62,10 +62,19 @@ def _column(targets: np.ndarray, scores: np.ndarray, c: int) -> tuple[np.ndarray
     return targets[known, c].astype(int), scores[known, c].astype(float)
 
 
-def _operating_points(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import roc_curve
+def _roc(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate) at every distinct threshold, from (0, 0): scikit-learn's
+    roc_curve without dropping collinear points (the report calls this for every patient resample)."""
+    order = np.argsort(-s, kind="mergesort")
+    ordered, positive = s[order], y[order].astype(bool)
+    last_of_tie = np.r_[ordered[1:] != ordered[:-1], True]
+    true_positive = np.cumsum(positive)[last_of_tie]
+    false_positive = np.cumsum(~positive)[last_of_tie]
+    return (np.r_[0, false_positive] / max(1, (~positive).sum()), np.r_[0, true_positive] / max(1, positive.sum()))
 
-    false_positive, true_positive, _ = roc_curve(y, s)
+
+def _operating_points(y: np.ndarray, s: np.ndarray) -> dict[str, float]:
+    false_positive, true_positive = _roc(y, s)
     out = {}
     for target in TARGETS:
         percent = int(round(target * 100))

@@ -16,8 +16,8 @@ from radbench.paths import job_folder
 from radbench.report import figures, plots
 from radbench.report.api import Results, load
 from radbench.report.html import Page, Section, findings
-from radbench.report.verdicts import MIN_RUNS
 from radbench.report.tables import write_table
+from radbench.report.verdicts import MIN_RUNS
 
 HEADLINE = ("auroc", "dice", "accuracy", "kappa")
 
@@ -61,6 +61,7 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
         _leaderboards(page, section, board, dataset, headline[dataset], resamples)
         _curves(page, section, board, dataset, headline[dataset], dataset_jobs)
         _per_sample(page, section, results, dataset_jobs, tables)
+        _clinical(page, section, results, dataset, dataset_jobs, tables, seed)
         _segmentation(page, section, results, dataset, dataset_jobs, Path(output_dir))
         points = board[(board.dataset == dataset) & (board.metric == headline[dataset])]
         points = points.merge(costs, on=["backbone", "dataset", "protocol"], how="left") if not costs.empty else None
@@ -258,6 +259,38 @@ def _per_sample(page: Page, section: Section, results: Results, jobs: pd.DataFra
         index="row", columns="cls", values="value")
     page.figure(section, plots.per_class_heatmap(table, f"{dataset}: AUROC per class"),
                 f"per-class-auroc-{dataset}", f"{dataset} per-class AUROC", "Mean over seeds, per backbone / protocol.")
+
+
+def _clinical(page: Page, section: Section, results: Results, dataset: str, jobs: pd.DataFrame, tables: Path,
+              seed: int) -> None:
+    """Operating points (threshold chosen on val) and calibration, with intervals; reliability diagrams."""
+    from radbench.report.clinical import RESAMPLES, clinical_rows, reliability_points
+
+    rows = clinical_rows(results.store, jobs, seed)
+    if rows.empty:
+        return
+    write_table(rows, tables, f"clinical-{dataset}")
+    section.text("Operating points and calibration (macro mean over classes; the positive class of a binary task): "
+                 "sensitivity at 90 % specificity and the converse on the test ROC; sensitivity, specificity, PPV "
+                 "and NPV at the threshold with the best Youden's J on val, applied once to test; Brier score and "
+                 f"expected calibration error (10 equal-mass bins). Mean over runs; 95 % interval from {RESAMPLES} "
+                 "patient resamples, runs resampled within each where they differ (the 'covers' column).")
+    wide = rows.assign(cell=[f"{m:.3f} ({lo:.3f}–{hi:.3f})" for m, lo, hi in zip(rows["mean"], rows.ci_low,
+                                                                                  rows.ci_high)])
+    table = wide.pivot_table(index=["protocol", "backbone", "interval"], columns="metric", values="cell",
+                             aggfunc="first").reset_index()
+    metrics = [m for m in ("sens@spec90", "spec@sens90", "sensitivity@youden", "specificity@youden", "ppv@youden",
+                           "npv@youden", "brier", "ece") if m in table.columns]
+    section.table(["protocol", "backbone", "covers", *metrics],
+                  [[r["protocol"], r["backbone"], r["interval"], *(r[m] if isinstance(r[m], str) else "—"
+                                                                   for m in metrics)]
+                   for _, r in table.iterrows()])
+    points = reliability_points(results.store, jobs)
+    for protocol, group in points.groupby("protocol"):
+        page.figure(section, plots.reliability_diagram(group, f"{dataset} / {protocol}: reliability (first run)"),
+                    f"reliability-{dataset}-{protocol}", f"{dataset} {protocol} reliability",
+                    "Observed rate of positives against the mean predicted probability in 10 equal-mass bins; "
+                    "calibrated models lie on the diagonal.", half=True)
 
 
 def _segmentation(page: Page, section: Section, results: Results, dataset: str, jobs: pd.DataFrame,

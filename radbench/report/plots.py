@@ -176,3 +176,21 @@ def cka_heatmap(matrix: pd.DataFrame, title: str):
     axis.set_title(title, fontsize="medium")
     figure.tight_layout()
     return figure
+
+
+def reliability_diagram(points: pd.DataFrame, title: str):
+    """Observed rate against mean predicted probability per equal-mass bin, one line per backbone (first run);
+    on the diagonal a model is calibrated."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(4.2, 4.0))
+    colours = palette(sorted(points.backbone.unique()))
+    for backbone, rows in points.groupby("backbone"):
+        axis.plot(rows.predicted, rows.observed, marker="o", color=colours[backbone], label=backbone)
+    axis.plot([0, 1], [0, 1], color="#999", linestyle=":", linewidth=1)
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1)
+    axis.set_xlabel("mean predicted probability (bin)")
+    axis.set_ylabel("observed rate of positives")
+    axis.set_title(title, fontsize="medium")
+    legend(figure, axis, loc="upper left")
+    return figure

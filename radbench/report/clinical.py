@@ -1,0 +1,83 @@
+"""The report's operating points and calibration: per dataset x protocol x backbone, the stored per-job numbers
+(metrics/clinical.py: sensitivity at fixed specificity, the val-chosen Youden threshold applied to test, Brier,
+ECE) averaged over runs, each with a 95 % interval from the same two-level bootstrap as the leaderboard (runs x
+test patients where runs differ; the thresholds stay the ones each job chose on val); and reliability diagrams."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from radbench.data.base import Task
+from radbench.metrics.clinical import clinical_metrics
+from radbench.report.stats import patient_weights
+from radbench.report.verdicts import Runs, interval, two_level_draws
+
+SHOWN = ("sens@spec90", "spec@sens90", "sensitivity@youden", "specificity@youden", "ppv@youden", "npv@youden",
+         "brier", "ece")
+RESAMPLES = 200  # each resample recomputes ROC points per class: fewer than the leaderboard's, said on the page
+
+
+def clinical_rows(store, jobs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """backbone, protocol, metric, mean, ci_low, ci_high, interval, runs — for classification jobs of one dataset
+    (the points of curves left out)."""
+    jobs = jobs[(jobs.task != "segmentation") & ~jobs.protocol.str.contains("@")]
+    rows = []
+    weights_by_samples: dict[tuple, np.ndarray] = {}
+    for (protocol, backbone), group in jobs.groupby(["protocol", "backbone"]):
+        per_run, keys, fingerprints = [], [], set()
+        for job in group.itertuples():
+            class_names, sample_ids, targets, scores = store.predictions(job.key)
+            samples = tuple(sample_ids)
+            if samples not in weights_by_samples:
+                weights_by_samples[samples] = patient_weights(np.array(store.patient_ids(job.key)), RESAMPLES, seed)
+            thresholds = json.loads(job.details or "{}").get("clinical", {}).get("youden_threshold", {})
+            task, names = Task(job.task), tuple(class_names)
+            estimate = clinical_metrics(task, None, None, targets, scores, names, thresholds)[0]
+            draws = [clinical_metrics(task, None, None, targets[idx], scores[idx], names, thresholds)[0]
+                     for idx in _indices(weights_by_samples[samples])]
+            per_run.append((estimate, draws))
+            keys.append((int(job.seed), int(job.repeat)))
+            fingerprints.add(scores.tobytes())
+        for metric in SHOWN:
+            if not all(metric in estimate for estimate, _ in per_run):
+                continue
+            runs = Runs(backbone, keys, np.array([estimate[metric] for estimate, _ in per_run]),
+                        np.array([[d.get(metric, np.nan) for d in draws] for _, draws in per_run]),
+                        identical=len(fingerprints) == 1)
+            low, high = interval(np.clip(two_level_draws(runs, seed), 0.0, 1.0))
+            rows.append([backbone, protocol, metric, float(np.nanmean(runs.estimates)), low, high,
+                         runs.interval_kind, len(keys)])
+    return pd.DataFrame(rows, columns=["backbone", "protocol", "metric", "mean", "ci_low", "ci_high", "interval",
+                                       "runs"])
+
+
+def _indices(weights: np.ndarray):
+    """Each patient resample as sample indices (a patient's images repeated by its multiplicity)."""
+    for row in weights:
+        yield np.repeat(np.arange(len(row)), row.astype(int))
+
+
+def reliability_points(store, jobs: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
+    """backbone, protocol, predicted, observed, count per equal-mass bin of the first run's predicted probability
+    (the positive class; multi-label: every finding pooled)."""
+    jobs = jobs[(jobs.task != "segmentation") & ~jobs.protocol.str.contains("@")]
+    first = jobs.sort_values(["seed", "repeat"]).drop_duplicates(["backbone", "protocol"])
+    rows = []
+    for job in first.itertuples():
+        _, _, targets, scores = store.predictions(job.key)
+        task = Task(job.task)
+        if task is Task.BINARY:
+            y, s = targets[:, 1], scores[:, 1]
+        elif task is Task.MULTILABEL:
+            known = ~np.isnan(targets)
+            y, s = targets[known], scores[known]
+        else:
+            continue
+        order = np.argsort(s, kind="mergesort")
+        for group in np.array_split(order, min(bins, len(s))):
+            if len(group):
+                rows.append([job.backbone, job.protocol, float(s[group].mean()), float(y[group].mean()), len(group)])
+    return pd.DataFrame(rows, columns=["backbone", "protocol", "predicted", "observed", "count"])
