@@ -57,7 +57,9 @@ def stored(output_dir: Path):
     jobs = results.jobs
     metrics = results.store.metrics("test")
     metrics = metrics[~metrics.metric.isin(COSTS)][["job", "metric", "value"]]  # measured times differ per run
-    return jobs, sorted(map(tuple, metrics.itertuples(index=False)))
+    # NaN (e.g. an NPV with no negative prediction) never equals itself: compared as None
+    return jobs, sorted((job, metric, None if value != value else value)
+                        for job, metric, value in metrics.itertuples(index=False))
 
 
 def assert_same_results(serial: Path, other: Path):
@@ -223,7 +225,12 @@ def test_torchrun_extraction_shares_splits_and_equals_one_process(study, serial,
         assert np.array_equal(array, arrays["two"][name]), name
     _, metrics_one = stored(tmp_path / "one")
     jobs_two, metrics_two = stored(tmp_path / "two")
-    assert jobs_two.key.is_unique and len(jobs_two) == 32 and metrics_two == metrics_one
+    assert jobs_two.key.is_unique and len(jobs_two) == 32
+    # the fine-tuning jobs sum gradients over 2 ranks: scores equal to float rounding, so rank- and threshold-based
+    # metrics are equal and the probability-based ones (Brier, ECE) equal within 1e-6
+    assert [m[:2] for m in metrics_two] == [m[:2] for m in metrics_one]
+    for (_, metric, two), (_, _, one) in zip(metrics_two, metrics_one):
+        assert two == one or (two is not None and one is not None and abs(two - one) < 1e-6), (metric, two, one)
 
 
 def test_torchrun_finetune_matches_one_process_with_the_same_global_batch(tmp_path, shared_data):

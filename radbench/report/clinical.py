@@ -48,7 +48,8 @@ def clinical_rows(store, jobs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
                         np.array([[d.get(metric, np.nan) for d in draws] for _, draws in per_run]),
                         identical=len(fingerprints) == 1)
             low, high = interval(np.clip(two_level_draws(runs, seed), 0.0, 1.0))
-            rows.append([backbone, protocol, metric, float(np.nanmean(runs.estimates)), low, high,
+            finite = runs.estimates[np.isfinite(runs.estimates)]
+            rows.append([backbone, protocol, metric, float(finite.mean()) if len(finite) else np.nan, low, high,
                          runs.interval_kind, len(keys)])
     return pd.DataFrame(rows, columns=["backbone", "protocol", "metric", "mean", "ci_low", "ci_high", "interval",
                                        "runs"])

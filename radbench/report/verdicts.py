@@ -98,8 +98,9 @@ def _with_runs(draws: np.ndarray, estimates: np.ndarray, seed: int, level: float
     rng = np.random.default_rng([seed, 7, count])
     picked = rng.integers(0, count, size=(resamples, count))
     resampled = _nanmean(np.take_along_axis(draws.T, picked, axis=1), axis=1)
-    observed = float(np.nanvar(estimates, ddof=1))
-    noise = float(np.nanmean(np.nanvar(draws - fixed, axis=1, ddof=1))) * count / (count - 1)
+    with _quiet():  # an undefined metric (all NaN) or a single finite run leaves the run part out: no warning
+        observed = float(np.nanvar(estimates, ddof=1))
+        noise = float(np.nanmean(np.nanvar(draws - fixed, axis=1, ddof=1))) * count / (count - 1)
     if not observed > 0:
         return fixed
     scale = math.sqrt(max(0.0, observed - noise) / (observed * (count - 1) / count))
@@ -148,8 +149,9 @@ def run_variance_share(runs: Runs) -> float:
     over (it + the test-sampling variance of a run, the mean over runs of its patient-bootstrap variance)."""
     if len(runs.keys) < 2:
         return math.nan
-    between = float(np.nanvar(runs.estimates, ddof=1))
-    within = float(np.nanmean(np.nanvar(runs.draws, axis=1, ddof=1)))
+    with _quiet():
+        between = float(np.nanvar(runs.estimates, ddof=1))
+        within = float(np.nanmean(np.nanvar(runs.draws, axis=1, ddof=1)))
     total = between + within
     return between / total if total > 0 else math.nan
 
