@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from radbench.report.stats import _quiet  # nanmean / nanvar of all-NaN columns: NaN by design
+
 MIN_RUNS = 3
 Z_80_POWER = 0.8416212335729143  # the normal quantile at 0.8: 80 % power
 INTERVAL_ALL = "runs × test patients"
@@ -60,18 +62,6 @@ class Runs:
 def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
     with np.errstate(invalid="ignore"), _quiet():
         return np.nanmean(values, axis=axis)
-
-
-class _quiet:
-    def __enter__(self):
-        import warnings
-
-        self._catch = warnings.catch_warnings()
-        self._catch.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._catch.__exit__(*exc)
 
 
 def small_sample_factor(runs: int, level: float = 0.95) -> float:
@@ -120,13 +110,10 @@ def paired_difference(a: Runs, b: Runs, seed: int = 0) -> np.ndarray:
     """(B,) draws of mean(a) - mean(b): runs of the same (seed, repeat) resampled together where both have them
     (paired), each side's runs on their own otherwise; the same patient resamples on both sides."""
     common = [k for k in a.keys if k in set(b.keys)]
-    resamples = a.draws.shape[1]
-    rng = np.random.default_rng([seed, 11, len(common)])
     if len(common) >= 2 and len(common) == len(a.keys) == len(b.keys):
         order_b = [b.keys.index(k) for k in a.keys]
         gap = a.draws - b.draws[order_b]  # (R, B): paired per run and per patient resample
         return _with_runs(gap, a.estimates - b.estimates[order_b], seed, 0.95)
-    del rng, resamples
     return two_level_draws(a, seed) - two_level_draws(b, seed + 1)
 
 
