@@ -17,7 +17,8 @@ from radbench.errors import RadbenchError
 from radbench.feasibility import usable_variants
 from radbench.features.cache import stable_hash
 from radbench.metrics import default_selection_metric, selectable_metrics
-from radbench.metrics.clinical import clinical_metrics
+from radbench.metrics.calibration import check_method
+from radbench.metrics.clinical import calibrated_metrics, clinical_metrics
 from radbench.progress import Reporter
 from radbench.protocols import PROTOCOLS, ProtocolConfigBase, ProtocolInput
 from radbench.protocols.base import ProtocolSpec
@@ -61,6 +62,7 @@ def plan_jobs(study: StudyConfig, backbone: BackboneConfig, dataset, data_key: s
             raise RadbenchError(f"protocol {entry.label}: selection_metric {metric!r} is not computed for "
                                 f"{dataset.task.value} dataset {dataset.name!r}; use one of "
                                 f"{', '.join(selectable_metrics(dataset.task))}")
+        _check_calibration(entry, dataset, segmentation)
         for suffix, variant in usable_variants(study, backbone, dataset, entry)[0]:
             owner = backbone
             if getattr(variant, "decoder", None) == "scratch_unet":  # no backbone: planned once, as its own row
@@ -82,11 +84,22 @@ def plan_jobs(study: StudyConfig, backbone: BackboneConfig, dataset, data_key: s
     return jobs
 
 
+def _check_calibration(entry: ProtocolEntry, dataset, segmentation: bool) -> None:
+    method = entry.config.calibrate
+    if method is None:
+        return
+    problem = "calibrate applies to classification; segmentation has no class scores to calibrate" \
+        if segmentation else check_method(method, dataset.task)
+    if problem:
+        raise RadbenchError(f"protocol {entry.label} on dataset {dataset.name!r}: {problem}")
+
+
 def _not_in_key(variant) -> set[str]:
     """The label is a name, not a setting; keys added to a protocol after stores existed count only once set
     away from their default, so that the job keys of older stores stay the same and those stores resume."""
     fields = type(variant).model_fields
-    return {"name"} | {key for key in variant.added_later if getattr(variant, key) == fields[key].default}
+    later = set(variant.added_later) | set(variant.added_to_every_protocol)
+    return {"name"} | {key for key in later if getattr(variant, key) == fields[key].default}
 
 
 def run_job(study: StudyConfig, job: Job, inputs: ProtocolInput, reporter: Reporter, preprocess: Preprocess,
@@ -101,6 +114,13 @@ def run_job(study: StudyConfig, job: Job, inputs: ProtocolInput, reporter: Repor
     seconds = time.perf_counter() - start
     clinical, notes = clinical_metrics(inputs.task, inputs.targets.get("val"), result.val_scores, inputs.targets["test"],
                                        np.asarray(result.test_scores, dtype=np.float64), inputs.class_names)
+    if job.config.calibrate:
+        calibrated, calibration = calibrated_metrics(job.config.calibrate, inputs.task, inputs.targets.get("val"),
+                                                     result.val_scores, inputs.targets["test"],
+                                                     np.asarray(result.test_scores, dtype=np.float64),
+                                                     inputs.class_names)
+        clinical.update(calibrated)
+        result.details["calibration"] = calibration
     if notes:
         result.details["clinical"] = notes
     main = result.test_metrics.get(job.selection_metric, float("nan"))

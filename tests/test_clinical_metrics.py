@@ -110,7 +110,8 @@ def test_the_report_shows_them_with_intervals_and_reliability_diagrams(tmp_path,
     from tests.conftest import tiny_study, write_study
 
     datasets = [{"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 60}]
-    protocols = [{"logreg": {"C": [1.0]}}, {"linear": {"epochs": 3, "lr": [0.1], "normalize": "standard"}}]
+    protocols = [{"logreg": {"C": [1.0]}},
+                 {"linear": {"epochs": 3, "lr": [0.1], "normalize": "standard", "calibrate": "temperature"}}]
     study = write_study(tmp_path, tiny_study(tmp_path, datasets, protocols, seeds=[0, 1, 2]))
     assert cli("run", study).exit_code == 0
     assert cli("report", tmp_path / "out", "--resamples", "100", "--patch-images", "0").exit_code == 0
@@ -120,6 +121,8 @@ def test_the_report_shows_them_with_intervals_and_reliability_diagrams(tmp_path,
         values = stored[(stored.protocol == row.protocol) & (stored.metric == row.metric)].value
         assert row.mean == pytest.approx(values.mean(), abs=1e-9) and row.runs == 3
         assert row.ci_low <= row.mean <= row.ci_high
+    calibrated = table[table.metric.str.endswith("@calibrated")]
+    assert set(calibrated.protocol) == {"linear"} and set(calibrated.metric) == {"brier@calibrated", "ece@calibrated"}
     kinds = dict(zip(table.protocol, table.interval))
     assert kinds["logreg"] == "test patients (runs identical)" and kinds["linear"] == "runs × test patients"
     figures = {p.name for p in (tmp_path / "out" / "report" / "figures").glob("reliability-*.png")}

@@ -44,6 +44,25 @@ def test_delong_interval_equals_pROC_ci_auc_on_aSAH(asah):
                                rtol=1e-9)
 
 
+def test_operating_points_and_youden_equal_pROC_coords_on_aSAH(asah):
+    """pROC tests/testthat/helper-coords-expected.R (coords(r.s100b, "all", ret="all")): rows at thresholds 0.205
+    ("best", the highest Youden's J) and 0.055, and the highest sensitivity / specificity at 90 % and 95 % of the
+    other over all its rows."""
+    from radbench.metrics.clinical import _operating_points, at_threshold, youden_threshold
+
+    y, table = asah
+    s = table.s100b.to_numpy(float)
+    for threshold, (sensitivity, specificity, ppv, npv) in (
+            (0.205, (26 / 41, 58 / 72, 0.65, 58 / 73)), (0.055, (40 / 41, 8 / 72, 40 / 104, 8 / 9))):
+        row = at_threshold(y, s, threshold)
+        np.testing.assert_allclose([row["sensitivity@youden"], row["specificity@youden"], row["ppv@youden"],
+                                    row["npv@youden"]], [sensitivity, specificity, ppv, npv], rtol=1e-12)
+    assert at_threshold(y, s, youden_threshold(y, s)) == at_threshold(y, s, 0.205)  # same cut as pROC's "best"
+    points = _operating_points(y, s)
+    np.testing.assert_allclose([points["sens@spec90"], points["spec@sens90"], points["sens@spec95"],
+                                points["spec@sens95"]], [16 / 41, 16 / 72, 14 / 41, 10 / 72], rtol=1e-12)
+
+
 def _study(rng, gap: float, run_sd: float, runs: int = 5, n: int = 300, shared: float = 0.6, resamples: int = 300):
     """Two backbones scored by R runs each on one test set: run r of a backbone separates the classes by
     d ~ N(d0 (+ gap for the first), run_sd); part of each sample's noise is shared by every run (hard images)."""

@@ -51,6 +51,24 @@ def clinical_metrics(task: Task, val_targets: np.ndarray | None, val_scores: np.
     return out, notes
 
 
+def calibrated_metrics(method: str, task: Task, val_targets: np.ndarray | None, val_scores: np.ndarray | None,
+                       test_targets: np.ndarray, test_scores: np.ndarray, class_names: tuple[str, ...]
+                       ) -> tuple[dict[str, float], dict]:
+    """Brier and ECE of the test scores after a map fitted on val (metrics/calibration.py), named
+    `brier@calibrated`, `ece@calibrated` (and per class); with the map's parameters, or the reason it is undefined."""
+    from radbench.metrics.calibration import apply_calibration, fit_calibration
+
+    if val_scores is None or val_targets is None:
+        return {"brier@calibrated": float("nan"), "ece@calibrated": float("nan")}, \
+            {"method": method, "undefined": "the protocol gave no val scores to fit the map on"}
+    params = fit_calibration(method, task, val_targets, val_scores)
+    calibrated = apply_calibration(params, task, test_scores)
+    metrics, _ = clinical_metrics(task, None, None, test_targets, calibrated, class_names)
+    out = {f"{key.split('/')[0]}@calibrated{key[len(key.split('/')[0]):]}": value for key, value in metrics.items()
+           if key.split("/")[0] in ("brier", "ece")}
+    return out or {"brier@calibrated": float("nan"), "ece@calibrated": float("nan")}, params
+
+
 def _classes(task: Task, class_names: tuple[str, ...]) -> list[tuple[int, str]]:
     if task is Task.BINARY:
         return [(1, class_names[1])]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ClassVar
+from typing import TYPE_CHECKING, Callable, ClassVar, Literal
 
 import numpy as np
 
@@ -25,9 +25,12 @@ class ProtocolConfigBase(StrictModel):
     preset: str | None = None  # a seed paper's defaults (radbench.presets), filled in before validation
     # keys added after stores existed: left out of a job's key while at their default, so old stores resume
     added_later: ClassVar[tuple[str, ...]] = ("preset",)
+    added_to_every_protocol: ClassVar[tuple[str, ...]] = ("preset", "calibrate")
     features: FeatureTypes | None = None  # feature types to try (chosen on val); default: the study's
     last_blocks: list[int] | None = None  # DINOv2 grid: CLS of the last n blocks, with and without mean patch
     selection_metric: MetricName | None = None  # val metric used to choose; default: the study's, else per task
+    # post-hoc calibration fitted on val (metrics/calibration.py); Brier / ECE stored raw and calibrated
+    calibrate: Literal["temperature", "platt"] | None = None
 
     def feature_types(self, default: list[str]) -> list[str]:
         return expand_feature_types(self.features, self.last_blocks) or list(default)

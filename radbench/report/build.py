@@ -264,7 +264,7 @@ def _per_sample(page: Page, section: Section, results: Results, jobs: pd.DataFra
 def _clinical(page: Page, section: Section, results: Results, dataset: str, jobs: pd.DataFrame, tables: Path,
               seed: int) -> None:
     """Operating points (threshold chosen on val) and calibration, with intervals; reliability diagrams."""
-    from radbench.report.clinical import RESAMPLES, clinical_rows, reliability_points
+    from radbench.report.clinical import RESAMPLES, SHOWN, clinical_rows, reliability_points
 
     rows = clinical_rows(results.store, jobs, seed)
     if rows.empty:
@@ -273,14 +273,16 @@ def _clinical(page: Page, section: Section, results: Results, dataset: str, jobs
     section.text("Operating points and calibration (macro mean over classes; the positive class of a binary task): "
                  "sensitivity at 90 % specificity and the converse on the test ROC; sensitivity, specificity, PPV "
                  "and NPV at the threshold with the best Youden's J on val, applied once to test; Brier score and "
-                 f"expected calibration error (10 equal-mass bins). Mean over runs; 95 % interval from {RESAMPLES} "
+                 "expected calibration error (10 equal-mass bins)"
+                 + ("; '@calibrated': after the protocol's `calibrate:` map, fitted on val only" if
+                    rows.metric.str.endswith("@calibrated").any() else "")
+                 + f". Mean over runs; 95 % interval from {RESAMPLES} "
                  "patient resamples, runs resampled within each where they differ (the 'covers' column).")
     wide = rows.assign(cell=[f"{m:.3f} ({lo:.3f}–{hi:.3f})" for m, lo, hi in zip(rows["mean"], rows.ci_low,
                                                                                   rows.ci_high)])
     table = wide.pivot_table(index=["protocol", "backbone", "interval"], columns="metric", values="cell",
                              aggfunc="first").reset_index()
-    metrics = [m for m in ("sens@spec90", "spec@sens90", "sensitivity@youden", "specificity@youden", "ppv@youden",
-                           "npv@youden", "brier", "ece") if m in table.columns]
+    metrics = [m for m in SHOWN if m in table.columns]
     section.table(["protocol", "backbone", "covers", *metrics],
                   [[r["protocol"], r["backbone"], r["interval"], *(r[m] if isinstance(r[m], str) else "—"
                                                                    for m in metrics)]

@@ -16,7 +16,7 @@ from radbench.report.stats import patient_weights
 from radbench.report.verdicts import Runs, interval, two_level_draws
 
 SHOWN = ("sens@spec90", "spec@sens90", "sensitivity@youden", "specificity@youden", "ppv@youden", "npv@youden",
-         "brier", "ece")
+         "brier", "ece", "brier@calibrated", "ece@calibrated")
 RESAMPLES = 200  # each resample recomputes ROC points per class: fewer than the leaderboard's, said on the page
 
 
@@ -35,8 +35,9 @@ def clinical_rows(store, jobs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
                 weights_by_samples[samples] = patient_weights(np.array(store.patient_ids(job.key)), RESAMPLES, seed)
             thresholds = json.loads(job.details or "{}").get("clinical", {}).get("youden_threshold", {})
             task, names = Task(job.task), tuple(class_names)
-            estimate = clinical_metrics(task, None, None, targets, scores, names, thresholds)[0]
-            draws = [clinical_metrics(task, None, None, targets[idx], scores[idx], names, thresholds)[0]
+            calibrated = _calibrated_scores(job.details, task, scores)
+            estimate = _metrics(task, targets, scores, calibrated, names, thresholds, slice(None))
+            draws = [_metrics(task, targets, scores, calibrated, names, thresholds, idx)
                      for idx in _indices(weights_by_samples[samples])]
             per_run.append((estimate, draws))
             keys.append((int(job.seed), int(job.repeat)))
@@ -53,6 +54,22 @@ def clinical_rows(store, jobs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
                          runs.interval_kind, len(keys)])
     return pd.DataFrame(rows, columns=["backbone", "protocol", "metric", "mean", "ci_low", "ci_high", "interval",
                                        "runs"])
+
+
+def _calibrated_scores(details: str | None, task: Task, scores: np.ndarray) -> np.ndarray | None:
+    """The test scores through the job's own val-fitted map (`calibrate:`), or None."""
+    from radbench.metrics.calibration import apply_calibration
+
+    params = json.loads(details or "{}").get("calibration", {})
+    return apply_calibration(params, task, scores) if "method" in params and "undefined" not in params else None
+
+
+def _metrics(task, targets, scores, calibrated, names, thresholds, idx) -> dict[str, float]:
+    out = clinical_metrics(task, None, None, targets[idx], scores[idx], names, thresholds)[0]
+    if calibrated is not None:
+        after = clinical_metrics(task, None, None, targets[idx], calibrated[idx], names)[0]
+        out.update({f"{name}@calibrated": after[name] for name in ("brier", "ece") if name in after})
+    return out
 
 
 def _indices(weights: np.ndarray):

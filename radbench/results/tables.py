@@ -119,7 +119,8 @@ def format_cell(mean: float, std: float, runs: int = 1, missing: str = "") -> st
 
 def predictions(store: ResultsStore, backbone: str | None = None, dataset: str | None = None,
                 protocol: str | None = None) -> pd.DataFrame:
-    """Per-sample test scores: backbone, dataset, protocol, seed, sample_id, target_<class>..., score_<class>..."""
+    """Per-sample test scores: backbone, dataset, protocol, seed, repeat, sample_id, patient_id (what the report's
+    bootstrap resamples by), target_<class>..., score_<class>..., job."""
     jobs = store.jobs()
     for column, value in (("backbone", backbone), ("dataset", dataset), ("protocol", protocol)):
         if value is not None:
@@ -130,7 +131,8 @@ def predictions(store: ResultsStore, backbone: str | None = None, dataset: str |
             continue
         class_names, sample_ids, targets, scores = store.predictions(job.key)
         frame = pd.DataFrame({"backbone": job.backbone, "dataset": job.dataset, "protocol": job.protocol,
-                              "seed": job.seed, "repeat": job.repeat, "sample_id": sample_ids})
+                              "seed": job.seed, "repeat": job.repeat, "sample_id": sample_ids,
+                              "patient_id": store.patient_ids(job.key)})
         for c, name in enumerate(class_names):
             frame[f"target_{name}"] = targets[:, c]
         for c, name in enumerate(class_names):
@@ -138,4 +140,4 @@ def predictions(store: ResultsStore, backbone: str | None = None, dataset: str |
         frame["job"] = job.key
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["backbone", "dataset", "protocol", "seed", "sample_id"])
+        columns=["backbone", "dataset", "protocol", "seed", "repeat", "sample_id", "patient_id"])
