@@ -53,11 +53,12 @@ def _with_overrides(study, device: Optional[str], batch_size: Optional[int], num
     return dataclasses.replace(study, settings=settings)
 
 
-def _run(study, quiet: bool, extract_only: bool = False, repair: bool = True):
+def _run(study, quiet: bool, extract_only: bool = False, repair: bool = True, fail_fast: bool = False):
     from radbench.progress import Reporter
     from radbench.runner import run_study
 
-    summary = run_study(study, Reporter(err, quiet=quiet), extract_only=extract_only, repair=repair)
+    summary = run_study(study, Reporter(err, quiet=quiet), extract_only=extract_only, repair=repair,
+                        fail_fast=fail_fast)
     images = sum(e.images for e in summary.extractions)
     extracted = (f"; extracted features for {images} images ({len(summary.extractions)} splits)"
                  if summary.used_feature_cache else "")
@@ -114,6 +115,8 @@ def run(
     slurm_arg: Optional[list[str]] = typer.Option(None, "--slurm-arg", help="KEY=VALUE passed to sbatch (repeatable)"),
     address: Optional[str] = typer.Option(None, help="ray: cluster address (auto, ray://...); default a local one"),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="run only the units with failed jobs"),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="stop at the first failing job (default: record it, "
+                                   "run every other job, exit non-zero with a summary)"),
 ):
     """Run every backbone x dataset x protocol x seed of a study; finished jobs are skipped."""
     import os
@@ -127,14 +130,24 @@ def run(
     rank = int(os.environ.get("RANK", "0"))
     quiet = quiet or rank > 0  # under torchrun: rank 0 reports for all
     units = _failed_units(config) if retry_failed else None
+    failures: list[str] = []
     if units == []:
         err.print("no failed jobs to retry")
     elif executor == "local" and units is None:
-        _run(config, quiet, repair=not no_repair)
+        failures = _run(config, quiet, repair=not no_repair, fail_fast=fail_fast).failures
     else:
-        _run_units(config, options, units, quiet)
-    if rank == 0:
-        _print_summary(config.settings.output_dir)
+        failures = _run_units(config, options, units, quiet, fail_fast)
+    if rank != 0:
+        return
+    _print_summary(config.settings.output_dir)
+    out_dir = config.settings.output_dir
+    if failures:
+        err.print(f"[bold red]{len(failures)} job(s) failed[/] (recorded; `radbench run` again retries them):",
+                  highlight=False)
+        for line in failures:
+            err.print(f"  {line}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    err.print(f"next: radbench report {out_dir}   (the page: {out_dir / 'report' / 'index.html'})", highlight=False)
 
 
 def _key_values(items: list[str]) -> dict[str, str]:
@@ -156,16 +169,14 @@ def _failed_units(config):
     return list(dict.fromkeys(Unit(b, d) for b, d in zip(failed.backbone, failed.dataset)))
 
 
-def _run_units(config, options, units, quiet: bool) -> None:
+def _run_units(config, options, units, quiet: bool, fail_fast: bool) -> list[str]:
     from radbench.executors.driver import run_with_executor
     from radbench.executors.units import unit_study
     from radbench.progress import Reporter
 
     reporter = Reporter(err, quiet=quiet)
     if options.name == "local":  # --retry-failed here: the failed units, one after another
-        for unit in units:
-            _run(unit_study(config, unit), quiet)
-        return
+        return [line for unit in units for line in _run(unit_study(config, unit), quiet, fail_fast=fail_fast).failures]
     done = run_with_executor(config, options, reporter, units)
     err.print(f"units: {done.units} on {len(done.workers)} worker(s); jobs: {done.jobs_run} run, "
               f"{done.jobs_skipped} already done; {len(done.retried)} retried attempt(s)")
@@ -173,6 +184,7 @@ def _run_units(config, options, units, quiet: bool) -> None:
         raise RadbenchError(f"{len(done.failed)} unit(s) failed after {options.retries} retries (see `radbench "
                             f"status {config.settings.output_dir}`): " + "; ".join(f"{u}: {e}" for u, e in
                                                                                  done.failed.items()))
+    return []
 
 
 @app.command()

@@ -19,3 +19,7 @@ class BackboneError(RadbenchError):
 
 class DownloadError(RadbenchError):
     """Weights or a dataset could not be downloaded (usually: no network)."""
+
+
+class JobFailed(RadbenchError):
+    """A job failed and the run stopped there (`--fail-fast`, or ranks training together); the cause is chained."""

@@ -8,6 +8,8 @@ leaves, and `keep_blocks: [9]` more blocks than a ViT-Tiny has."""
 
 from __future__ import annotations
 
+import difflib
+
 from radbench.backbones.architecture import Architecture, architecture
 from radbench.config import ProtocolEntry, StudyConfig
 from radbench.errors import ConfigError, DataError
@@ -33,6 +35,25 @@ def block_problem(variant, arch: Architecture | None, backbone: str) -> str | No
     return None
 
 
+def lora_problem(variant, arch: Architecture | None, backbone: str) -> str | None:
+    """Why LoRA's target modules are not in the backbone (None: they are, or it is unknown)."""
+    targets = getattr(variant, "target_modules", None)
+    if arch is None or not targets or not hasattr(variant, "rank"):
+        return None
+    missing = arch.lora_missing(targets)
+    if not missing:
+        return None
+    linear_like = sorted(n for n in arch.module_names if n in _LORA_CANDIDATES or n.startswith(("fc", "proj")))
+    near = sorted({m for t in missing for m in difflib.get_close_matches(t, sorted(arch.module_names), n=3)})
+    hint = f"; it has {', '.join(linear_like[:8])}" if linear_like else (
+        f"; near names it has: {', '.join(near)}" if near else "; it has no attention or linear blocks to adapt")
+    return f"LoRA target_modules {missing} are not modules of {backbone}{hint}"
+
+
+_LORA_CANDIDATES = {"qkv", "query", "key", "value", "q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2", "proj",
+                    "attn", "dense", "in_proj", "c_fc", "c_proj"}
+
+
 def data_problem(spec, variant, dataset, seeds: list[int]) -> str | None:
     """Why the data cannot serve the variant (few-shot draws without enough patients), from the protocol's check."""
     if spec.check is None:
@@ -54,6 +75,7 @@ def usable_variants(study: StudyConfig, backbone, dataset, entry: ProtocolEntry)
     kept, notes = [], []
     for suffix, variant in variants:
         problem = block_problem(variant, arch, backbone.display_name) or \
+            lora_problem(variant, arch, backbone.display_name) or \
             data_problem(spec, variant, dataset, study.settings.seeds)
         if problem is None:
             kept.append((suffix, variant))
@@ -80,7 +102,7 @@ def check_blocks(study: StudyConfig) -> None:
         return
     for backbone in study.backbones:
         entries = [(entry, PROTOCOLS.get(entry.type)) for entry in study.protocols]
-        if not any(getattr(entry.config, key, None) for entry, _ in entries for key in BLOCK_KEYS):
+        if not any(getattr(entry.config, key, None) for entry, _ in entries for key in (*BLOCK_KEYS, "target_modules")):
             continue
         arch = architecture(backbone, backbone.image_size or study.settings.image_size)
         for entry, _ in entries:
@@ -88,5 +110,9 @@ def check_blocks(study: StudyConfig) -> None:
                 continue
             problem = block_problem(entry.config, arch, backbone.display_name)
             if problem:
-                raise ConfigError(f"protocol {entry.label}: {problem}; lower it, or run this protocol in a study "
-                                  "of deeper backbones")
+                raise ConfigError(f"protocol {entry.label}: {problem}; lower it, or give the protocol "
+                                  f"`backbones: [...]` naming the deeper ones")
+            problem = lora_problem(entry.config, arch, backbone.display_name)
+            if problem:
+                raise ConfigError(f"protocol {entry.label}: {problem}; set target_modules to names it has, or "
+                                  f"give the protocol `backbones: [...]` without {backbone.display_name}")

@@ -58,7 +58,7 @@ def plan_study(study: StudyConfig, reporter: Reporter) -> list[UnitPlan]:
             key = feature_key(description, preprocess, dataset, settings.cache_dtype, precision)
             jobs = plan_jobs(study, backbone, dataset, key)
             for note in shrink_notes(study, backbone, dataset):
-                reporter.info(f"note: {note}")
+                reporter.note(note)
             feature_jobs = [job for job in jobs if job.uses_features]
             images = sum(len(split) for split in dataset.splits.values())
             cached = any((folder / "manifest.json").is_file() for folder in study.feature_cache_dir.glob(f"{key}-*"))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime
+from pathlib import Path
 from typing import Callable, Iterator
 
 from rich.console import Console
+from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
@@ -13,12 +16,35 @@ class Reporter:
     def __init__(self, console: Console | None = None, quiet: bool = False):
         self.console = console or Console(stderr=True)
         self.quiet = quiet
+        self.log_path: Path | None = None
+
+    def attach_log(self, path: Path) -> None:
+        """Also append every message, timestamped, to `path` (a run's OUT/run.log), quiet or not."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path = path
+
+    def _log(self, level: str, message: str) -> None:
+        if self.log_path is None:
+            return
+        stamp = datetime.now().astimezone().isoformat(timespec="seconds")
+        try:
+            with open(self.log_path, "a", encoding="utf-8") as log:
+                log.write(f"{stamp} {level} {Text.from_markup(message).plain if '[/' in message else message}\n")
+        except OSError:  # a log that cannot be written must not stop the work it describes
+            self.log_path = None
 
     def info(self, message: str) -> None:
+        self._log("info", message)
         if not self.quiet:
             self.console.print(message, highlight=False)
 
+    def note(self, message: str) -> None:
+        """A line that is part of the answer (what a shrunk study leaves out): shown even when quiet."""
+        self._log("note", message)
+        self.console.print(f"note: {message}", highlight=False)
+
     def warn(self, message: str) -> None:
+        self._log("warning", message)
         self.console.print(f"[bold yellow]warning:[/] {message}", highlight=False)
 
     @contextlib.contextmanager

@@ -22,6 +22,7 @@ from radbench.data.precache import precache_dataset
 from radbench.data.slices import slice_view
 from radbench.data.transforms import Preprocess
 from radbench.device import effective_precision
+from radbench.errors import JobFailed
 from radbench.distributed import Ranks, training_together
 from radbench.feasibility import check_blocks, shrink_notes
 from radbench.features.cache import FeatureCache
@@ -45,6 +46,7 @@ class RunSummary:
     jobs_run: int = 0
     jobs_skipped: int = 0
     jobs_elsewhere: int = 0  # claimed and run by another process on the same output_dir
+    failures: list[str] = field(default_factory=list)  # "backbone x dataset / protocol (seed s): error", one each
     used_feature_cache: bool = False  # any frozen-feature job planned (extracted now or read from the cache)
     extractions: list[Extraction] = field(default_factory=list)
 
@@ -121,10 +123,11 @@ def preprocess_for(study: StudyConfig, backbone: BackboneConfig, description: Ba
 
 
 def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only: bool = False,
-              repair: bool = True, store: ResultsStore | None = None) -> RunSummary:
+              repair: bool = True, store: ResultsStore | None = None, fail_fast: bool = False) -> RunSummary:
     """Every (backbone, dataset) unit: claim it, prepare its images and features, release it; then claim and run
     its pending jobs one by one. Processes sharing the output_dir split units and jobs through the store's claims;
-    a unit another process is preparing waits until the others are done. An executor's worker passes a
+    a unit another process is preparing waits until the others are done. A failing job is recorded and the others
+    run (`summary.failures`); `fail_fast` stops at the first instead. An executor's worker passes a
     ShardWriter as `store` (results/shards.py): it then writes shard files, never the shared SQLite file."""
     settings = study.settings
     ranks = Ranks.from_env(settings.device)  # under torchrun: extraction shared, jobs dealt out, shards merged
@@ -139,6 +142,8 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
         if study.focus is None or study.focus.backbone == backbone.display_name:
             describe_backbone(backbone)
     arrayfile.check_writable(settings.output_dir)
+    if ranks.main:
+        reporter.attach_log(settings.output_dir / "run.log")
     if study.feature_cache_dir != settings.output_dir:
         _check_cache_dir(study.feature_cache_dir, reporter)
     with ranks.rank_zero_first():  # rank 0 reads every file once; the others find it recorded
@@ -179,6 +184,7 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                 store.release(unit_key)
             store.plan_jobs(backbone.display_name, dataset_cfg.name,
                             [(job.key, job.label, job.seed, job.repeat) for job in unit.jobs])
+            failed_before = len(summary.failures)
             if not extract_only:
                 for number, job in enumerate(jobs):
                     # under torchrun: a job training a model runs on every rank together (each a share of every
@@ -193,16 +199,22 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                     try:
                         with training_together(ranks if together else Ranks()):
                             record = unit.run(job, cached, device)
-                    except Exception as error:  # the report shows it; the run still stops here, as before
+                    except Exception as error:  # recorded (status and report show it); the other jobs go on
+                        line = f"{type(error).__name__}: {error}".splitlines()[0][:500]
                         store.record_failure(job.key, backbone.display_name, dataset_cfg.name, job.label, job.seed,
-                                             job.repeat, f"{type(error).__name__}: {error}".splitlines()[0][:500])
-                        raise
+                                             job.repeat, line)
+                        where = f"{backbone.display_name} x {dataset_cfg.name} / {job.label} (seed {job.seed})"
+                        if fail_fast or ranks.world > 1:  # ranks training together must not part ways
+                            raise JobFailed(f"{where} failed (recorded; the run stopped here): {line}") from error
+                        summary.failures.append(f"{where}: {line}")
+                        reporter.warn(f"{where} failed, recorded; the run goes on: {line}")
+                        continue
                     finally:
                         store.release(job.key)
                     if together and not ranks.main:
                         continue  # the same model on every rank: rank 0 stores it
                     summary.jobs_run += store.save(record)
-            if not extract_only:  # every job of the unit stored: an earlier run's failure of it is over
+            if not extract_only and len(summary.failures) == failed_before:  # stored whole: earlier failures over
                 store.clear_unit_failures(backbone.display_name, dataset_cfg.name,
                                           None if study.focus is None else study.focus.key)
             if not units or units[0][0] is not backbone:
@@ -279,7 +291,7 @@ class _Unit:
         self.jobs = jobs = [job for job in plan_jobs(self.study, self.backbone, self.dataset, self.key)
                             if self.study.focus is None or self.study.focus.takes(job)]
         for note in shrink_notes(self.study, self.backbone, self.dataset) if self.ranks.main else ():
-            self.reporter.info(f"  note: {note}")
+            self.reporter.note(note)
         pending = [job for job in jobs if job.key not in finished]
         summary.jobs_total += len(jobs)
         summary.jobs_skipped += len(jobs) - len(pending)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 import radbench
+from radbench.errors import RadbenchError
 from tests.conftest import tiny_study, write_study
 
 
@@ -26,8 +27,8 @@ def test_a_failed_job_and_an_unreached_unit_are_in_the_status(tmp_path, pneumoni
         return real(job, *args, **kwargs)
 
     monkeypatch.setattr(runner, "_run_feature_job", failing)
-    with pytest.raises(FloatingPointError):
-        runner.run_study(load_study(study), Reporter(quiet=True))
+    with pytest.raises(RadbenchError, match="timm:test_vit x p / knn .seed 1. failed .*FloatingPointError: loss is NaN"):
+        runner.run_study(load_study(study), Reporter(quiet=True), fail_fast=True)
     status = radbench.load(tmp_path / "out").status.set_index("dataset")
     assert status.loc["p", ["protocol", "planned", "done", "failed"]].tolist() == ["knn", 2, 1, 1]
     assert status.loc["p", "error"] == "FloatingPointError: loss is NaN at step 3"

@@ -15,6 +15,13 @@ from radbench.backbones.base import BackboneConfig
 class Architecture:
     depth: int | None  # transformer blocks (None: no blocks, e.g. a CNN)
     module_names: frozenset[str]  # the trunk's module names (last name part), e.g. {"qkv", "fc1", "conv1"}
+    lora_aliases: tuple[tuple[str, tuple[str, ...]], ...] = ()  # a LoRA target's names in this family (qkv -> ...)
+
+    def lora_missing(self, targets: list[str]) -> list[str]:
+        """The LoRA targets this trunk has no module for (the rule training.models.apply_lora resolves by)."""
+        aliases = dict(self.lora_aliases)
+        return [t for t in targets if t not in self.module_names
+                and not any(a in self.module_names for a in aliases.get(t, ()))]
 
 
 def architecture(cfg: BackboneConfig, image_size: int = 224) -> Architecture | None:
@@ -42,4 +49,5 @@ def _probe(name: str, model_kwargs: str, image_size: int) -> Architecture | None
         return None
     names = frozenset(module_name.rsplit(".", 1)[-1] for module_name, _ in backbone.model.named_modules())
     depth = backbone.depth if getattr(backbone.model, "blocks", None) is not None else None
-    return Architecture(depth=depth, module_names=names)
+    aliases = tuple((k, tuple(v)) for k, v in getattr(backbone, "lora_target_names", {}).items())
+    return Architecture(depth=depth, module_names=names, lora_aliases=aliases)

@@ -76,7 +76,7 @@ def run_unit(study: StudyConfig, unit: Unit, threads: int | None = None) -> dict
 
     if threads:
         torch.set_num_threads(threads)
-    summary = run_study(unit_study(study, unit), Reporter(quiet=True),
-                        store=ShardWriter(study.settings.output_dir))
+    summary = run_study(unit_study(study, unit), Reporter(quiet=True),  # a failure fails the unit: the driver retries
+                        store=ShardWriter(study.settings.output_dir), fail_fast=True)
     return {"unit": str(unit), "jobs_run": summary.jobs_run, "jobs_skipped": summary.jobs_skipped,
             "worker": f"{socket.gethostname()}:{os.getpid()}"}
