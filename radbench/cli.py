@@ -21,6 +21,22 @@ err = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 160)  # piped output: do not squeeze tables to 80 columns
 
 
+def _version(value: bool) -> None:
+    if value:
+        import platform
+
+        from radbench import __version__
+
+        typer.echo(f"radbench {__version__} (Python {platform.python_version()})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print radbench's version and exit")) -> None:
+    """Benchmark vision foundation models on radiology."""
+
+
 class Split(str, Enum):
     test = "test"
     val = "val"
@@ -197,10 +213,10 @@ def plan(
 ):
     """What a study will do, without building a model: the job matrix, images to extract, what the caches and
     the store already hold, a time estimate from recorded throughput; every dataset's layout is read and checked."""
-    from radbench.plan import plan_study
+    config = _load(study, data_root, output_dir, limit, backbone, weights, image_size, seeds, epochs)
+    from radbench.plan import plan_study  # torch comes in here: a typo in the YAML is reported before it
     from radbench.progress import Reporter
 
-    config = _load(study, data_root, output_dir, limit, backbone, weights, image_size, seeds, epochs)
     reporter = Reporter(err, quiet=True)
     units = plan_study(config, reporter)
     table = Table(title=f"plan of {config.settings.name}: {len(config.backbones)} backbones x {len(config.datasets)} "

@@ -6,6 +6,7 @@ config model their adapter / protocol registers, so every capability owns its ow
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 from dataclasses import dataclass
@@ -196,9 +197,17 @@ def _validate(model: type[BaseModel], data: Any, where: str, context: dict, erro
             location = where + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item["loc"])
             message = item["msg"].removeprefix("Value error, ")
             if item["type"] == "extra_forbidden":
-                message = "unknown key"
+                message = "unknown key" + _did_you_mean(item["loc"], model)
             errors.append(f"{location.lstrip('.') or 'study'}: {message}")
         return None
+
+
+def _did_you_mean(location: tuple, model: type[BaseModel]) -> str:
+    """' (did you mean `label_columns`?)' for a misspelt key of `model` itself (nested models: no guess)."""
+    if len(location) != 1 or not isinstance(location[0], str):
+        return ""
+    near = difflib.get_close_matches(location[0], sorted(model.model_fields), n=1, cutoff=0.7)
+    return f" (did you mean `{near[0]}`?)" if near else ""
 
 
 def _dataset(item: Any, where: str, context: dict, errors: list[str]) -> DatasetConfigBase | None:
@@ -252,8 +261,6 @@ def _check_names(errors: list[str], names: list[tuple[str, str]]) -> None:
 
 def _check_restrictions(errors: list[str], backbones: list, protocols: list) -> None:
     """A protocol's `backbones:` names backbones of the study (labels or names), each one at least."""
-    import difflib
-
     known = {name for b in backbones if b for name in (b.display_name, b.name)}
     for i, entry in enumerate(protocols):
         for name in (entry.backbones or ()) if entry else ():

@@ -46,7 +46,7 @@ def plan_study(study: StudyConfig, reporter: Reporter) -> list[UnitPlan]:
         try:
             description = describe_backbone(backbone)
         except DownloadError as error:  # e.g. a hub model's processor config, offline: the run will need it
-            reporter.warn(f"backbone {backbone.display_name}: not checked ({str(error).splitlines()[0][:300]})")
+            reporter.warn(f"backbone {backbone.display_name}: not checked ({str(error).splitlines()[0]})")
             plans += [UnitPlan(backbone.display_name, cfg.name, sum(len(s) for s in datasets[cfg.name].splits.values()),
                                0, 0, 0, False, None, unchecked=True) for cfg in study.datasets]
             continue

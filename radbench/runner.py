@@ -22,8 +22,8 @@ from radbench.data.precache import precache_dataset
 from radbench.data.slices import slice_view
 from radbench.data.transforms import Preprocess
 from radbench.device import effective_precision
-from radbench.errors import JobFailed
 from radbench.distributed import Ranks, training_together
+from radbench.errors import JobFailed
 from radbench.feasibility import check_blocks, shrink_notes
 from radbench.features.cache import FeatureCache
 from radbench.features.extract import default_workers_for_files

@@ -50,7 +50,7 @@ def test_platt_equals_an_independent_minimisation_of_the_logistic_loss_per_findi
         known = ~np.isnan(targets[:, c])
         x, y = logits[known, c], targets[known, c]
 
-        def loss(ab):
+        def loss(ab, x=x, y=y):
             z = ab[0] * x + ab[1]
             return np.mean(np.logaddexp(0, z) - y * z)
 

@@ -128,3 +128,38 @@ def test_the_report_shows_them_with_intervals_and_reliability_diagrams(tmp_path,
     figures = {p.name for p in (tmp_path / "out" / "report" / "figures").glob("reliability-*.png")}
     assert figures == {"reliability-p-logreg.png", "reliability-p-linear.png"}
     assert "Youden" in (tmp_path / "out" / "report" / "index.html").read_text()
+
+
+@pytest.mark.parametrize("task", [Task.BINARY, Task.MULTILABEL])
+def test_the_reports_resampled_numbers_equal_clinical_metrics_on_each_written_out_resample(task):
+    """The report computes every resample at once from sample weights; written out (each patient's images
+    repeated by its multiplicity) and passed to clinical_metrics one by one, each resample gives the same."""
+    from radbench.metrics.calibration import apply_calibration
+    from radbench.report.clinical_weights import clinical_under_weights
+    from radbench.report.stats import patient_weights
+
+    rng = np.random.default_rng(7)
+    n = 90
+    if task is Task.BINARY:
+        y = rng.integers(0, 2, n)
+        targets = labels_to_targets(task, y, 2)
+        p = np.round(_scores(rng, y, 0.7), 2)  # rounded: ties, as small heads and kNN give
+        scores, names = np.stack([1 - p, p], 1), ("a", "b")
+        thresholds = {"b": 0.5}
+    else:
+        targets = (rng.random((n, 3)) < 0.25).astype(np.float64)
+        targets[rng.random((n, 3)) < 0.1] = np.nan
+        scores = np.round(np.stack([_scores(rng, np.nan_to_num(targets[:, c]), 0.6) for c in range(3)], 1), 2)
+        names, thresholds = ("a", "b", "c"), {"a": 0.4, "c": 0.6}
+    patients = np.repeat(np.arange(60), [2] * 30 + [1] * 30)  # some patients with two images
+    weights = patient_weights(patients, 40, seed=3)
+    calibrated = apply_calibration({"method": "temperature", "temperature": 2.0}, task, scores)
+    vectorised = clinical_under_weights(task, targets, scores, names, thresholds, weights, calibrated)
+    for r, row in enumerate(weights):
+        idx = np.repeat(np.arange(n), row.astype(int))
+        expected = clinical_metrics(task, None, None, targets[idx], scores[idx], names, thresholds)[0]
+        after = clinical_metrics(task, None, None, targets[idx], calibrated[idx], names)[0]
+        expected.update({f"{k}@calibrated": after[k] for k in ("brier", "ece") if k in after})
+        for key, values in vectorised.items():
+            reference = expected.get(key, np.nan)
+            assert values[r] == pytest.approx(reference, abs=1e-12, nan_ok=True), (key, r)

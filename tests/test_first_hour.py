@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from tests.conftest import tiny_study, write_study
@@ -76,3 +77,69 @@ def test_a_failing_job_is_recorded_and_the_run_goes_on_then_exits_non_zero_with_
     monkeypatch.setattr(runner, "_run_feature_job", real)
     result = cli("run", study)
     assert result.exit_code == 0 and "next: radbench report" in result.stderr
+
+
+@pytest.mark.parametrize("name, repo", [("rad_dino", "microsoft/rad-dino"), ("medsiglip", "google/medsiglip-448"),
+                                        ("msn_vitb16", "facebook/vit-msn-base"), ("msn_vitl16", "facebook/vit-msn-large"),
+                                        ("blip_vitb", "Salesforce/blip-image-captioning-base")])
+def test_names_people_type_resolve_to_their_hub_models_and_are_listed(name, repo, cli):
+    from radbench.backbones import resolve_entry
+
+    entry = resolve_entry(name)
+    assert (entry.family, entry.model_id) == ("hf", repo) and entry.licence and entry.native
+    listed = cli("list", "backbones").stdout
+    assert name in listed
+
+
+def test_an_unreachable_hub_fails_in_seconds_with_the_offline_switch_named(tmp_path):
+    """A closed port stands in for a firewall: the hub client would retry each file for a minute and more."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    code = ("from radbench.backbones import BackboneConfig, describe_backbone\n"
+            "describe_backbone(BackboneConfig(name='rad_dino'))")
+    env = {**os.environ, "HF_ENDPOINT": "https://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
+    env.pop("HF_HUB_OFFLINE", None)
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    seconds = time.perf_counter() - start
+    assert result.returncode != 0 and "HF_HUB_OFFLINE=1 was set for this run" in result.stderr
+    assert "Retrying" not in result.stderr and seconds < 30, seconds
+
+
+def test_the_page_says_what_was_measured_and_makes_no_comparison_on_a_tiny_test_set(tmp_path, pneumonia_npz, cli):
+    import json
+
+    import pandas as pd
+
+    import radbench
+
+    study = tiny_study(tmp_path, _datasets(pneumonia_npz, limit=8), [{"knn": {"k": [3]}}])
+    study["backbones"].append({"name": "timm:test_vit", "weights": "none", "label": "vit2",
+                               "model_kwargs": {"depth": 2}})
+    assert cli("run", write_study(tmp_path, study)).exit_code == 0
+    assert cli("report", tmp_path / "out", "--resamples", "100", "--patch-images", "0").exit_code == 0
+    results = radbench.load(tmp_path / "out")
+    _, _, targets, _ = results.store.predictions(results.jobs.key.iloc[0])
+    size = json.loads(results.jobs.config.iloc[0])["dataset"]["split_sizes"]["test"]
+    assert size < 10 and len(targets) == size
+    page = " ".join((tmp_path / "out" / "report" / "index.html").read_text().split())
+    assert "What was measured" in page and "RANDOM INITIALISATION" in page
+    datasets = pd.read_csv(tmp_path / "out" / "report" / "tables" / "datasets.csv")
+    assert datasets.test_samples.tolist() == [size]
+    assert datasets.positives.tolist() == [f"pneumonia: {int(targets[:, 1].sum())}"]
+    board = pd.read_csv(tmp_path / "out" / "report" / "tables" / "leaderboard.csv")
+    other = board[(board.metric == "auroc") & (board["rank"] == 2)].iloc[0]
+    assert other.verdict.startswith("test set too small to tell") and pd.isna(other.p_vs_best)
+    assert "no comparison with" in page and "significantly" not in page.split("What was measured")[0]
+
+
+def test_an_interval_containing_chance_is_marked():
+    from radbench.report.html import findings
+
+    board = pd.DataFrame([{"dataset": "d", "protocol": "knn", "metric": "auroc", "rank": 1, "backbone": "a",
+                           "mean": 0.52, "ci_low": 0.41, "ci_high": 0.63, "interval": "test patients", "n_seeds": 1,
+                           "test_size": 80, "contains_chance": True}])
+    assert "indistinguishable from chance" in findings(board, {"d": "auroc"})[0]

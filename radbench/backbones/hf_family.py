@@ -13,6 +13,7 @@ import hashlib
 from pathlib import Path
 
 from radbench.backbones.base import (
+    BACKBONES,
     FAMILIES,
     BackboneConfig,
     BackboneDescription,
@@ -23,6 +24,7 @@ from radbench.backbones.base import (
     checkpoint_path,
     hub_revision,
 )
+from radbench.backbones.hub import offline_if_unreachable
 from radbench.errors import BackboneError, DownloadError
 
 # PIL resampling codes the image processors store -> torch interpolation modes
@@ -40,6 +42,8 @@ def hf_exists(model_id: str) -> bool:
 
 
 def _load(kind: str, source: str, name: str):
+    if not Path(source).exists():
+        offline_if_unreachable()
     import transformers
 
     transformers.utils.logging.disable_progress_bar()  # radbench's own bars say what is loading
@@ -61,9 +65,21 @@ def _load(kind: str, source: str, name: str):
             raise DownloadError(f"backbone {name!r}: {source} is a gated model; accept its terms on the hub and log "
                                 "in (`huggingface-cli login` or HF_TOKEN), or pass a local folder as `weights:`") from None
         if Path(source).exists():
-            raise BackboneError(f"{source}: not a save_pretrained folder of a vision model ({text[:160]})") from None
-        raise DownloadError(f"could not load backbone {name!r} ({source}): {text[:160]}; without network pass a "
-                            "folder written by save_pretrained as `weights:`") from None
+            raise BackboneError(f"{source}: not a save_pretrained folder of a vision model ({_first_sentence(text)})"
+                                ) from None
+        where = ("the hub is unreachable (HF_HUB_OFFLINE=1 was set for this run) and it is not in the local hub "
+                 "cache" if offline_if_unreachable() else _first_sentence(text).rstrip("."))
+        raise DownloadError(f"could not load backbone {name!r} ({source}): {where}; without network pass a folder "
+                            "written by save_pretrained as `weights:`") from None
+
+
+def _first_sentence(text: str, limit: int = 400) -> str:
+    """The library's message up to its first full stop (never cut mid-word), at most `limit` characters."""
+    end = text.find(". ")
+    sentence = text if end < 0 else text[:end + 1]
+    if len(sentence) <= limit:
+        return sentence
+    return sentence[:limit].rsplit(" ", 1)[0] + " …"
 
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -181,3 +197,21 @@ def build_hf(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> Feat
 
 
 FAMILIES.add("hf", Family("hf", build_hf, hf_exists, describe_hf))
+
+
+# Names people type for the transformers models the seed studies and today's users name. Their architecture and
+# sizes live in the hub repo's config, so the rows give what the model cards state (parameters are left blank:
+# they cannot be checked here without the hub); `radbench list backbones` shows them with their hub ids.
+HF_NAMED = [
+    ("rad_dino", "microsoft/rad-dino", "Rad-DINO ViT-B/14 (DINOv2 on chest X-rays)", 518, 14, "msrla", True),
+    ("medsiglip", "google/medsiglip-448", "MedSigLIP So400m/14 image tower (medical images)", 448, 14,
+     "health-ai-developer-foundations", False),
+    ("msn_vits16", "facebook/vit-msn-small", "MSN ViT-S/16", 224, 16, "apache-2.0", True),
+    ("msn_vitb16", "facebook/vit-msn-base", "MSN ViT-B/16", 224, 16, "apache-2.0", True),
+    ("msn_vitl16", "facebook/vit-msn-large", "MSN ViT-L/16", 224, 16, "apache-2.0", True),
+    ("blip_vitb", "Salesforce/blip-image-captioning-base", "BLIP ViT-B/16 vision tower (captioning)", 384, 16,
+     "bsd-3-clause", True),
+]
+for _name, _repo, _description, _native, _patch, _licence, _tokens in HF_NAMED:
+    BACKBONES.add(_name, BackboneEntry(_name, "hf", _repo, _description, None, _native, _patch, "processor", _licence,
+                                       _tokens))

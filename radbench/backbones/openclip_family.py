@@ -20,6 +20,7 @@ from radbench.backbones.base import (
     checkpoint_path,
 )
 from radbench.backbones.checkpoint import checkpoint_sha256
+from radbench.backbones.hub import offline_if_unreachable
 from radbench.errors import BackboneError, DownloadError
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -84,13 +85,15 @@ def build_openclip(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -
     model_name, tag = split_id(entry.model_id)
     path = checkpoint_path(cfg)
     pretrained = str(path) if path is not None else (tag if cfg.weights_kind == "hub" else None)
+    if cfg.weights_kind == "hub":
+        offline_if_unreachable()
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = open_clip.create_model(model_name, pretrained=pretrained, force_image_size=image_size,
                                            load_weights=cfg.weights_kind != "none", **cfg.model_kwargs)
     except Exception as error:
-        message = " ".join(str(error).split())[:160] or type(error).__name__
+        message = " ".join(str(error).split())[:400] or type(error).__name__
         error_type = DownloadError if cfg.weights_kind == "hub" else BackboneError
         raise error_type(f"could not build backbone {cfg.name!r} (open_clip {entry.model_id}): {message}") from None
     visual = model.visual.eval().requires_grad_(False)

@@ -16,6 +16,7 @@ from radbench.backbones.base import (
     hub_revision,
 )
 from radbench.backbones.checkpoint import checkpoint_sha256, load_checkpoint
+from radbench.backbones.hub import offline_if_unreachable
 from radbench.backbones.layout import BundleLayout
 from radbench.errors import BackboneError, DownloadError
 
@@ -36,6 +37,8 @@ def _create(model_id: str, pretrained: bool, image_size: int, kwargs: dict) -> t
     import timm
 
     kwargs = {"num_classes": 0, **kwargs}
+    if pretrained:
+        offline_if_unreachable()
     try:
         return timm.create_model(model_id, pretrained=pretrained, img_size=image_size, **kwargs)
     except TypeError as error:

@@ -126,5 +126,8 @@ def at_threshold(y: np.ndarray, s: np.ndarray, threshold: float) -> dict[str, fl
 def expected_calibration_error(y: np.ndarray, s: np.ndarray, bins: int = ECE_BINS) -> float:
     """Equal-mass bins of the predicted probability: the size-weighted mean |observed rate - mean prediction|."""
     order = np.argsort(s, kind="mergesort")
-    groups = [g for g in np.array_split(order, min(bins, len(s))) if len(g)]
-    return float(sum(len(g) * abs(y[g].mean() - s[g].mean()) for g in groups) / len(s))
+    count = min(bins, len(s))
+    size, extra = divmod(len(s), count)  # np.array_split's sizes: the first `extra` bins one larger
+    starts = np.r_[0, np.cumsum([size + 1] * extra + [size] * (count - extra))[:-1]]
+    gap = np.add.reduceat(y[order].astype(float), starts) - np.add.reduceat(s[order], starts)
+    return float(np.abs(gap).sum() / len(s))  # size x |mean rate - mean score| = |sum of labels - sum of scores|

@@ -44,6 +44,7 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
                  f"{MIN_RUNS} per backbone the verdict is 'too few runs to tell'; DeLong's test (binary AUROC) or a "
                  "patient-paired bootstrap where runs are identical. Holm-corrected within each dataset × protocol × "
                  "metric.")
+    _measured(page, results, jobs, tables)
     _status(page, results.status, tables)
     metric = "auroc"
     if board[board.metric == metric].dataset.nunique() > 1:
@@ -89,6 +90,25 @@ def _usable_jobs(results: Results, output_dir: Path, warn) -> pd.DataFrame:
     elif jobs.empty:
         warn(f"{output_dir}: no job stored yet; the page shows the study's status only")
     return jobs[~jobs.key.isin(unusable)].reset_index(drop=True)
+
+
+def _measured(page: Page, results: Results, jobs: pd.DataFrame, tables: Path) -> None:
+    """Which weights each backbone had and how large each test set is: what every number below stands on."""
+    from radbench.report.measured import backbone_rows, dataset_rows
+
+    backbones, datasets = backbone_rows(jobs), dataset_rows(results.store, jobs)
+    if backbones.empty:
+        return
+    section = page.section("What was measured")
+    write_table(backbones, tables, "backbones")
+    write_table(datasets, tables, "datasets")
+    section.table(["backbone", "weights", "model"], [[r.backbone, r.weights, r.model] for r in backbones.itertuples()],
+                  ["failed" if r.random_init else "" for r in backbones.itertuples()])
+    if backbones.random_init.any():
+        section.text("RANDOM INITIALISATION: the backbones marked in red had no pretrained weights (`weights: none`); "
+                     "their numbers measure an untrained architecture, not a foundation model.")
+    section.table(["dataset", "task", "test patients", "test images / cases", "positives per class (test)"],
+                  [[r.dataset, r.task, r.test_patients, r.test_samples, r.positives] for r in datasets.itertuples()])
 
 
 def _pretraining_log(page: Page, output_dir: Path, warn) -> None:
@@ -168,7 +188,8 @@ def _leaderboards(page: Page, section: Section, board: pd.DataFrame, dataset: st
                    "runs", "verdict", "p vs best", "P(best > this)"],
                   [[r.protocol, r.backbone, r.rank, f"{r.mean:.4f}", f"{r.ci_low:.4f} – {r.ci_high:.4f}", r.interval,
                     f"{r.test_ci_low:.4f} – {r.test_ci_high:.4f}", "" if np.isnan(r.std) else f"{r.std:.4f}",
-                    r.n_seeds, r.verdict, _p_text(r.p_vs_best, r.test, resamples),
+                    r.n_seeds, r.verdict + ("; interval contains 0.5: chance" if r.contains_chance else ""),
+                    _p_text(r.p_vs_best, r.test, resamples),
                     "" if np.isnan(r.p_best_better) else f"{r.p_best_better:.2f}"]
                    for r in rows.itertuples()],
                   ["worse" if r.significantly_worse_than_best else "" for r in rows.itertuples()])

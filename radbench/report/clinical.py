@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 
 from radbench.data.base import Task
-from radbench.metrics.clinical import clinical_metrics
+from radbench.report.clinical_weights import clinical_under_weights
 from radbench.report.stats import patient_weights
 from radbench.report.verdicts import Runs, interval, two_level_draws
 
 SHOWN = ("sens@spec90", "spec@sens90", "sensitivity@youden", "specificity@youden", "ppv@youden", "npv@youden",
          "brier", "ece", "brier@calibrated", "ece@calibrated")
-RESAMPLES = 200  # each resample recomputes ROC points per class: fewer than the leaderboard's, said on the page
+RESAMPLES = 200  # fewer than the leaderboard's (said on the page): ECE holds resamples x samples x bins
 
 
 def clinical_rows(store, jobs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -36,17 +36,19 @@ def clinical_rows(store, jobs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             thresholds = json.loads(job.details or "{}").get("clinical", {}).get("youden_threshold", {})
             task, names = Task(job.task), tuple(class_names)
             calibrated = _calibrated_scores(job.details, task, scores)
-            estimate = _metrics(task, targets, scores, calibrated, names, thresholds, slice(None))
-            draws = [_metrics(task, targets, scores, calibrated, names, thresholds, idx)
-                     for idx in _indices(weights_by_samples[samples])]
+            estimate = {k: float(v[0]) for k, v in clinical_under_weights(
+                task, targets, scores, names, thresholds, np.ones((1, len(targets))), calibrated).items()}
+            draws = clinical_under_weights(task, targets, scores, names, thresholds, weights_by_samples[samples],
+                                           calibrated)
             per_run.append((estimate, draws))
             keys.append((int(job.seed), int(job.repeat)))
             fingerprints.add(scores.tobytes())
         for metric in SHOWN:
-            if not all(metric in estimate for estimate, _ in per_run):
-                continue
+            if not all(metric in estimate for estimate, _ in per_run) or \
+                    all(np.isnan(estimate[metric]) for estimate, _ in per_run):
+                continue  # undefined on this test split (one label value): the job's notes say why
             runs = Runs(backbone, keys, np.array([estimate[metric] for estimate, _ in per_run]),
-                        np.array([[d.get(metric, np.nan) for d in draws] for _, draws in per_run]),
+                        np.stack([draws[metric] for _, draws in per_run]),
                         identical=len(fingerprints) == 1)
             low, high = interval(np.clip(two_level_draws(runs, seed), 0.0, 1.0))
             finite = runs.estimates[np.isfinite(runs.estimates)]
@@ -62,20 +64,6 @@ def _calibrated_scores(details: str | None, task: Task, scores: np.ndarray) -> n
 
     params = json.loads(details or "{}").get("calibration", {})
     return apply_calibration(params, task, scores) if "method" in params and "undefined" not in params else None
-
-
-def _metrics(task, targets, scores, calibrated, names, thresholds, idx) -> dict[str, float]:
-    out = clinical_metrics(task, None, None, targets[idx], scores[idx], names, thresholds)[0]
-    if calibrated is not None:
-        after = clinical_metrics(task, None, None, targets[idx], calibrated[idx], names)[0]
-        out.update({f"{name}@calibrated": after[name] for name in ("brier", "ece") if name in after})
-    return out
-
-
-def _indices(weights: np.ndarray):
-    """Each patient resample as sample indices (a patient's images repeated by its multiplicity)."""
-    for row in weights:
-        yield np.repeat(np.arange(len(row)), row.astype(int))
 
 
 def reliability_points(store, jobs: pd.DataFrame, bins: int = 10) -> pd.DataFrame:

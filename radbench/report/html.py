@@ -104,9 +104,13 @@ def findings(board: pd.DataFrame, metrics: dict[str, str]) -> list[str]:
         line = (f"{dataset} / {protocol}: {best.backbone} {metric} {best['mean']:.4f} "
                 f"(95 % CI {best.ci_low:.4f}–{best.ci_high:.4f} over {best.interval}; {best.n_seeds} run(s), "
                 f"{int(best.test_size)} test patients)")
+        if bool(best.get("contains_chance", False)):
+            line += "; its interval contains 0.5: indistinguishable from chance"
         if len(rows) > 1:
             runner = rows.iloc[1]
-            if runner.verdict == "too few runs to tell":
+            if str(runner.verdict).startswith("test set too small"):
+                line += f"; no comparison with {runner.backbone}: {runner.verdict.removeprefix('test set ')}"
+            elif runner.verdict == "too few runs to tell":
                 line += (f"; too few runs to tell it from {runner.backbone} ({runner['mean']:.4f}): their runs differ, "
                          "and a verdict needs 3 or more per backbone")
             else:

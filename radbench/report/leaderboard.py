@@ -32,7 +32,7 @@ from radbench.results.tables import KEYS, settings
 CASE_METRICS = ("dice", "iou")  # higher is better, as ranking assumes (HD95 stays in the per-case tables)
 COLUMNS = ["backbone", "dataset", "protocol", "metric", "mean", "std", "n_seeds", "ci_low", "ci_high", "interval",
            "test_ci_low", "test_ci_high", "rank", "significantly_worse_than_best", "p_vs_best", "test", "verdict",
-           "p_best_better", "run_variance_share", "test_size", "detectable_difference"]
+           "p_best_better", "run_variance_share", "test_size", "detectable_difference", "contains_chance"]
 
 
 def leaderboard(store: ResultsStore, resamples: int = 1000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
@@ -117,7 +117,9 @@ def _rank(dataset: str, protocol: str, metric: str, entries: list[Runs], alpha: 
     ranks = np.empty(len(entries), dtype=int)
     ranks[order] = np.arange(1, len(entries) + 1)
     best = int(order[0])
-    tests = ["" if i == best else _test(entries[best], entry, metric) for i, entry in enumerate(entries)]
+    small = too_small(test_size, balance if metric == "auroc" else None)
+    tests = ["" if i == best else TOO_SMALL if small else _test(entries[best], entry, metric)
+             for i, entry in enumerate(entries)]
     p_values = [np.nan if i == best else _p_value(entries[best], entry, tests[i], seed)
                 for i, entry in enumerate(entries)]
     adjusted = holm(p_values)
@@ -130,15 +132,30 @@ def _rank(dataset: str, protocol: str, metric: str, entries: list[Runs], alpha: 
         worse = bool(index != best and not np.isnan(adjusted[index]) and adjusted[index] < alpha)
         std = float(np.nanstd(entry.estimates, ddof=1)) if np.isfinite(entry.estimates).sum() > 1 else np.nan
         verdict = "best" if index == best else "too few runs to tell" if tests[index] == TOO_FEW else \
+            f"test set too small to tell ({small})" if tests[index] == TOO_SMALL else \
             "significantly worse" if worse else "not significantly different"
         rows.append([entry.backbone, dataset, protocol, metric, means[index], std, len(entry.keys), low, high,
                      entry.interval_kind, test_low, test_high, int(ranks[index]), worse, adjusted[index],
                      tests[index], verdict, np.nan if index == best else p_better(entries[best], entry),
-                     run_variance_share(entry), test_size, detectable])
+                     run_variance_share(entry), test_size, detectable,
+                     bool(metric == "auroc" and low <= CHANCE_AUROC <= high)])
     return rows
 
 
 TOO_FEW = "too few runs"
+TOO_SMALL = "none: test set too small"
+MIN_TEST_SIZE = 10  # patients (cases for segmentation): below it no comparison is made
+MIN_PER_CLASS = 5  # positives and negatives of a binary test split, for an AUROC comparison
+CHANCE_AUROC = 0.5
+
+
+def too_small(test_size: int, balance: tuple[int, int] | None) -> str:
+    """Why this test split is too small to compare backbones on ('' when it is not)."""
+    if test_size and test_size < MIN_TEST_SIZE:
+        return f"{test_size} test patients or cases, under {MIN_TEST_SIZE}"
+    if balance is not None and min(balance) < MIN_PER_CLASS:
+        return f"{balance[0]} positive and {balance[1]} negative test samples, under {MIN_PER_CLASS} of each"
+    return ""
 
 
 def _test(best: Runs, other: Runs, metric: str) -> str:
@@ -158,7 +175,7 @@ def _same_binary_samples(entries: list[Runs]) -> bool:
 
 def _p_value(best: Runs, other: Runs, test: str, seed: int) -> float:
     """Two-sided p-value of best - other, by the test chosen for the pair (none where runs are too few)."""
-    if test == TOO_FEW:
+    if test in (TOO_FEW, TOO_SMALL):
         return np.nan
     if test == "delong":
         y = best.binary[0][1]

@@ -1,0 +1,54 @@
+"""What the page's numbers stand on: each backbone's weights identity (hub id and revision, checkpoint sha256, or
+random initialisation) and each dataset's test set (patients, images or cases, positives per class)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+
+def weights_text(identity: dict, weights: str = "") -> str:
+    """`weights`: what the study said (a checkpoint's path)."""
+    if identity.get("weights") == "none":
+        return "random initialisation (no pretrained weights)"
+    if "checkpoint_sha256" in identity:
+        return f"checkpoint {weights} (sha256 {identity['checkpoint_sha256'][:12]})"
+    hub = identity.get("hub_id") or identity.get("model_id", "?")
+    revision = identity.get("hub_revision")
+    return f"hub {hub}" + (f" @ {revision[:10]}" if revision else " (revision not recorded: not in the local cache)")
+
+
+def backbone_rows(jobs: pd.DataFrame) -> pd.DataFrame:
+    """backbone, weights, model, random_init — one row per backbone (its first stored job's identity)."""
+    rows = []
+    for backbone, group in jobs.groupby("backbone", sort=True):
+        config = json.loads(group.config.iloc[0])["backbone"]
+        identity = config.get("identity", {})
+        model = f"{identity.get('family', '')}:{identity.get('model_id', config.get('name', ''))}".strip(":")
+        if identity.get("model_kwargs"):
+            model += " " + json.dumps(identity["model_kwargs"], sort_keys=True)
+        rows.append([backbone, weights_text(identity, str(config.get("weights", ""))), model, identity.get("weights") == "none"])
+    return pd.DataFrame(rows, columns=["backbone", "weights", "model", "random_init"])
+
+
+def dataset_rows(store, jobs: pd.DataFrame) -> pd.DataFrame:
+    """dataset, task, test_patients, test_samples, positives — from one stored job per dataset."""
+    rows = []
+    for dataset, group in jobs.groupby("dataset", sort=True):
+        job = group.iloc[0]
+        config = json.loads(job.config)["dataset"]
+        if job.task == "segmentation":
+            cases = store.sample_metrics()
+            count = int(cases[cases.job == job.key].sample_id.nunique()) if not cases.empty else 0
+            rows.append([dataset, "segmentation", count, count, "—"])
+            continue
+        class_names, _, targets, _ = store.predictions(job.key)
+        patients = len(set(store.patient_ids(job.key)))
+        if job.task == "binary":
+            positives = f"{class_names[1]}: {int(np.nansum(targets[:, 1]))}"
+        else:
+            positives = ", ".join(f"{name}: {int(np.nansum(targets[:, c]))}" for c, name in enumerate(class_names))
+        rows.append([dataset, config.get("task", job.task), patients, len(targets), positives])
+    return pd.DataFrame(rows, columns=["dataset", "task", "test_patients", "test_samples", "positives"])
