@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -51,7 +52,7 @@ def user_errors(command):
             return command(*args, **kwargs)
         except RadbenchError as error:
             for line in str(error).splitlines():
-                err.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+                err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("interrupted; finished jobs are saved, rerun to resume")
@@ -161,7 +162,7 @@ def run(
         err.print(f"[bold red]{len(failures)} job(s) failed[/] (recorded; `radbench run` again retries them):",
                   highlight=False)
         for line in failures:
-            err.print(f"  {line}", highlight=False, soft_wrap=True)
+            err.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     err.print(f"next: radbench report {out_dir}   (the page: {out_dir / 'report' / 'index.html'})", highlight=False)
 
@@ -377,7 +378,7 @@ def report(
     target = out or output_dir / "report"
     check_resamples(resamples, _open_store(output_dir).largest_test_split())
     _, board = publish(target, lambda folder: build_report(output_dir, folder, resamples, seed, patch_images,
-                                                            warn=lambda m: err.print(f"warning: {m}")))
+                                                            warn=lambda m: err.print(f"warning: {escape(m)}")))
     page = target / "index.html"
     err.print(f"report: {page} ({len(board)} leaderboard rows, {resamples} patient resamples; tables in "
               f"{target / 'tables'}, figures in {target / 'figures'})")

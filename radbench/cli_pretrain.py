@@ -36,6 +36,9 @@ def pretrain(
     if backbone or weights:
         updates["backbone"] = {k: v for k, v in (("name", backbone), ("weights", weights)) if v}
     parsed = load_pretrain(config, updates)  # a config error is one line before torch is imported
+    from radbench.extras import require
+
+    require("pretrain", "radbench pretrain")
     from radbench.pretrain.loop import run_pretraining
 
     done = run_pretraining(parsed, Reporter(err, quiet=quiet), max_steps=max_steps)

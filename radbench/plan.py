@@ -14,6 +14,7 @@ from radbench.config import StudyConfig
 from radbench.data.precache import uses_precache
 from radbench.device import effective_precision, resolve_device
 from radbench.errors import DownloadError
+from radbench.extras import check_study
 from radbench.feasibility import check_blocks, shrink_notes
 from radbench.features.provider import feature_key
 from radbench.jobs import plan_jobs
@@ -37,6 +38,7 @@ class UnitPlan:
 def plan_study(study: StudyConfig, reporter: Reporter) -> list[UnitPlan]:
     settings = study.settings
     datasets = load_datasets(study, reporter, learn=False)  # plan writes nothing
+    check_study(study)  # optional dependencies (pip extras) the study needs, before any work
     check_blocks(study)
     precision = effective_precision(resolve_device(settings.device), settings.precision)
     finished = _finished_keys(study)

@@ -9,6 +9,7 @@ from typing import Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
 from rich.text import Text
 
 
@@ -41,11 +42,11 @@ class Reporter:
     def note(self, message: str) -> None:
         """A line that is part of the answer (what a shrunk study leaves out): shown even when quiet."""
         self._log("note", message)
-        self.console.print(f"note: {message}", highlight=False)
+        self.console.print(f"note: {escape(message)}", highlight=False)
 
     def warn(self, message: str) -> None:
         self._log("warning", message)
-        self.console.print(f"[bold yellow]warning:[/] {message}", highlight=False)
+        self.console.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False)
 
     @contextlib.contextmanager
     def task(self, description: str, total: int) -> Iterator[Callable[[int], None]]:

@@ -24,6 +24,7 @@ from radbench.data.transforms import Preprocess
 from radbench.device import effective_precision
 from radbench.distributed import Ranks, training_together
 from radbench.errors import JobFailed
+from radbench.extras import check_study
 from radbench.feasibility import check_blocks, shrink_notes
 from radbench.features.cache import FeatureCache
 from radbench.features.extract import default_workers_for_files
@@ -137,6 +138,7 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
     if store is None:
         check_store_file(results_path(study))  # a foreign or damaged store: refused before anything is written
     datasets = load_datasets(study, reporter)  # reads only: a data error leaves no folder behind
+    check_study(study)  # optional dependencies (pip extras) the study needs, before any work
     check_blocks(study)  # kept / frozen blocks within every backbone's depth, before any model is built
     for backbone in study.backbones:  # a damaged local checkpoint folder: one line now, not after other units
         if study.focus is None or study.focus.backbone == backbone.display_name:

@@ -143,3 +143,32 @@ def test_an_interval_containing_chance_is_marked():
                            "mean": 0.52, "ci_low": 0.41, "ci_high": 0.63, "interval": "test patients", "n_seeds": 1,
                            "test_size": 80, "contains_chance": True}])
     assert "indistinguishable from chance" in findings(board, {"d": "auroc"})[0]
+
+
+def test_a_missing_extra_is_one_line_at_plan_naming_it(tmp_path, cli, pneumonia_npz, monkeypatch):
+    import radbench.extras as extras
+
+    real = extras.installed
+    monkeypatch.setattr(extras, "installed", lambda extra: extra not in ("lora", "hf") and real(extra))
+    study = tiny_study(tmp_path, _datasets(pneumonia_npz), [{"knn": {"k": [3]}}, {"lora": {"epochs": 1}}])
+    study["backbones"].append({"name": "hf:facebook/dinov2-small", "weights": "none"})
+    result = cli("plan", write_study(tmp_path, study))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(errors) == 2, result.stderr
+    assert 'protocol lora needs peft, which is not installed: pip install "radbench[lora]"' in errors[1]
+    assert "backbone hf:facebook/dinov2-small (hf family) needs transformers" in errors[0]
+
+
+def test_every_extra_names_a_module_the_package_imports():
+    """The extras table and pyproject agree: each extra of pyproject (but all/dev) is in radbench.extras."""
+    import tomllib
+    from pathlib import Path
+
+    from radbench.extras import EXTRAS
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    declared = set(project["optional-dependencies"]) - {"all", "dev"}
+    assert declared == set(EXTRAS)
+    for extra, (_, distribution) in EXTRAS.items():
+        assert any(dep.startswith(distribution) for dep in project["optional-dependencies"][extra])
+        assert not any(dep.lower().startswith(distribution.lower()) for dep in project["dependencies"])

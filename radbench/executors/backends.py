@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from radbench.extras import require
 from radbench.config import StudyConfig
 from radbench.errors import RadbenchError
 from radbench.executors.units import Unit, run_unit
@@ -105,11 +106,9 @@ class SubmititBackend:
 
 def make_backend(options: ExecutorOptions, study: StudyConfig):
     if options.name == "ray":
+        require("ray", "--executor ray")
         return RayBackend(options, study)
     if options.name in ("slurm", "submitit-local"):
-        try:
-            import submitit  # noqa: F401
-        except ImportError:
-            raise RadbenchError("--executor slurm needs submitit: pip install submitit") from None
+        require("slurm", f"--executor {options.name}")
         return SubmititBackend(options, study, "slurm" if options.name == "slurm" else "local")
     raise RadbenchError(f"unknown executor {options.name!r}; use local, ray, slurm or submitit-local")
