@@ -172,3 +172,28 @@ def test_every_extra_names_a_module_the_package_imports():
     for extra, (_, distribution) in EXTRAS.items():
         assert any(dep.startswith(distribution) for dep in project["optional-dependencies"][extra])
         assert not any(dep.lower().startswith(distribution.lower()) for dep in project["dependencies"])
+
+
+def test_few_shot_on_multi_label_data_counts_the_patients_a_class_has_and_says_which_shots_fit():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from radbench.data.base import Task
+    from radbench.errors import DataError
+    from radbench.protocols.few_shot import FewShotConfig, check_few_shot
+
+    patients = np.array([f"p{i}" for i in range(7)])
+    labels = np.zeros((7, 2), dtype=np.float32)
+    labels[:6, 0] = 1  # A: 6 patients (the rarer class: drawn first)
+    labels[:, 1] = 1  # B: 7 patients, 6 of them also A's
+    train = SimpleNamespace(patient_ids=patients, labels=labels)
+    dataset = SimpleNamespace(name="nih", task=Task.MULTILABEL, num_classes=2, class_names=("A", "B"),
+                              splits={"train": train}, notes=())
+    with pytest.raises(DataError) as raised:
+        check_few_shot(FewShotConfig(shots=[1, 4], repeats=1), dataset, [0])
+    message = str(raised.value)
+    assert "class 'B' has 7 training patients; 4 of them were drawn for rarer classes first" in message
+    assert "leaving 3, fewer than 4 shots" in message and "lower the shots to at most 3" in message
+    assert "limit" not in message  # no limit trimmed this split: raising it is no fix
+    check_few_shot(FewShotConfig(shots=[1, 3], repeats=1), dataset, [0])  # the suggested shots run

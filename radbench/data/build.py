@@ -39,8 +39,11 @@ def assemble_dataset(
         parts, lambda split: label_matrix(task, split.labels, num_classes), list(cfg.split_fractions),
         cfg.split_seed, cfg.name)
     split_origin = generated or split_origin
-    splits = {name: limit_split(split, cfg.limit_for(name), task, num_classes, cfg.split_seed, cfg.balance)
-              for name, split in splits.items()}
+    limited = {name: limit_split(split, cfg.limit_for(name), task, num_classes, cfg.split_seed, cfg.balance)
+               for name, split in splits.items()}
+    notes = list(notes) + [f"{name} limited to {len(limited[name])} of {len(split)} samples (limit)"
+                           for name, split in splits.items() if len(limited[name]) < len(split)]
+    splits = limited
     check_classes_present(splits["train"], task, class_names, cfg.name, cfg.limit_for("train"))
     return LabeledDataset(
         name=cfg.name,

@@ -40,9 +40,13 @@ def sample_patients(patient_ids: np.ndarray, labels01: np.ndarray, shots: int, s
     taken: set[str] = set()
     chosen: dict[str, list[str]] = {}
     for c in np.argsort(labels01.sum(0)):  # rarest class first, so it is not starved by the others
-        candidates = sorted(set(patient_ids[labels01[:, c] > 0]) - taken)
+        having = set(patient_ids[labels01[:, c] > 0])
+        candidates = sorted(having - taken)
         if len(candidates) < shots:
-            raise DataError(f"few-shot: class {class_names[c]!r} has {len(candidates)} training patients, "
+            drawn = len(having) - len(candidates)
+            why = (f"; {drawn} of them were drawn for rarer classes first (a patient counts for one class only), "
+                   f"leaving {len(candidates)}" if drawn else "")
+            raise DataError(f"few-shot: class {class_names[c]!r} has {len(having)} training patients{why}, "
                             f"fewer than {shots} shots")
         picked = list(rng.choice(candidates, size=shots, replace=False))
         chosen[class_names[c]] = picked
@@ -58,14 +62,26 @@ def _train_labels(dataset):
 def check_few_shot(cfg: FewShotConfig, dataset, seeds: list[int]) -> None:
     """Every draw of the largest n must find n patients per class: fail before extraction, not halfway."""
     train, labels01 = _train_labels(dataset)
-    shots = max(cfg.shots)
+    problem = _draw_problem(train, labels01, max(cfg.shots), cfg.repeats, seeds, dataset.class_names)
+    if problem is None:
+        return
+    feasible = next((n for n in range(max(cfg.shots) - 1, 0, -1)
+                     if _draw_problem(train, labels01, n, cfg.repeats, seeds, dataset.class_names) is None), 0)
+    fix = (f"lower the shots to at most {feasible}" if feasible else
+           "this train split cannot give one patient to every class")
+    limited = any(note.startswith("train limited to") for note in dataset.notes)
+    raise DataError(f"dataset {dataset.name!r}: {problem} (largest of few_shot shots {cfg.shots}); {fix}"
+                    + ("; or raise the dataset's train `limit`" if limited else "")) from None
+
+
+def _draw_problem(train, labels01, shots: int, repeats: int, seeds: list[int], class_names) -> str | None:
     for seed in seeds:
-        for repeat in range(cfg.repeats):
+        for repeat in range(repeats):
             try:
-                sample_patients(train.patient_ids, labels01, shots, seed, repeat, dataset.class_names)
+                sample_patients(train.patient_ids, labels01, shots, seed, repeat, class_names)
             except DataError as error:
-                raise DataError(f"dataset {dataset.name!r}: {error} (largest of few_shot shots {cfg.shots}); "
-                                "lower the shots or raise the dataset's train `limit`") from None
+                return str(error)
+    return None
 
 
 def run_few_shot(cfg: FewShotConfig, inputs: ProtocolInput) -> ProtocolResult:
