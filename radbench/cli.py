@@ -19,7 +19,8 @@ from radbench.errors import DownloadError, RadbenchError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Benchmark vision foundation models on radiology.")
 err = Console(stderr=True)
-out = Console(width=None if sys.stdout.isatty() else 160)  # piped output: do not squeeze tables to 80 columns
+# piped output: do not squeeze tables to 80 columns, unless COLUMNS says how wide
+out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in __import__("os").environ else 160)
 
 
 def _version(value: bool) -> None:
@@ -244,10 +245,10 @@ def plan(
 @user_errors
 def extract(
     study: Path = typer.Argument(..., help="study YAML"),
-    device: Optional[str] = typer.Option(None),
-    batch_size: Optional[int] = typer.Option(None),
-    num_workers: Optional[int] = typer.Option(None),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps"),
+    batch_size: Optional[int] = typer.Option(None, help="extraction batch size"),
+    num_workers: Optional[int] = typer.Option(None, help="data loading workers"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
     no_repair: bool = typer.Option(False, "--no-repair", help="stop on a damaged cache file instead of rebuilding it"),
 ):
     """Extract and cache features for every backbone x dataset of a study, without running protocols."""
@@ -265,9 +266,10 @@ def results(
     predictions: bool = typer.Option(False, "--predictions", help="per-sample test scores as CSV"),
     samples: bool = typer.Option(False, "--samples", help="per-case segmentation metrics as CSV"),
     split: Split = typer.Option(Split.test, help="test (final) or val (of the chosen hyperparameters)"),
-    backbone: Optional[str] = typer.Option(None),
-    dataset: Optional[str] = typer.Option(None),
-    protocol: Optional[str] = typer.Option(None),
+    backbone: Optional[str] = typer.Option(None, help="CSV output: only this backbone"),
+    dataset: Optional[str] = typer.Option(None, help="CSV output: only this dataset"),
+    protocol: Optional[str] = typer.Option(None, help="CSV output: only this protocol"),
+    wide: bool = typer.Option(False, "--wide", help="every metric column (default: the headline ones)"),
 ):
     """Show the results stored in OUTPUT_DIR."""
     from radbench.results import metric_rows
@@ -290,7 +292,7 @@ def results(
                 rows = rows[rows[column] == value]
         rows.to_csv(sys.stdout, index=False)
     else:
-        _print_summary(output_dir, split)
+        _print_summary(output_dir, split, wide)
 
 
 @app.command()
@@ -332,31 +334,14 @@ def _open_store(output_dir: Path):
     return ResultsStore(path)
 
 
-def _print_summary(output_dir: Path, split: str = "test") -> None:
+def _print_summary(output_dir: Path, split: str = "test", wide: bool = False) -> None:
     from radbench.results import summary
-    from radbench.results.tables import COST_HEADERS, SUMMARY_METRICS, format_cell, format_cost
+    from radbench.results.console import summary_tables
 
-    table_data = summary(_open_store(output_dir), split)
-    metrics = [m for m in SUMMARY_METRICS if m in table_data.columns]
-    costs = [c for c in COST_HEADERS if c in table_data.columns]
-    table = Table(title=f"{split} metrics (mean ± std over seeds and repeats) — {output_dir}")
-    cost_table = Table(title="costs (mean over runs): trainable parameters, training time, inference, peak memory")
-    for column in ["backbone", "dataset", "protocol", "runs", *metrics]:
-        table.add_column(column, justify="right" if column in metrics or column == "runs" else "left")
-    for column in ["backbone", "dataset", "protocol", *(COST_HEADERS[c] for c in costs)]:
-        cost_table.add_column(column, justify="left" if column in ("backbone", "dataset", "protocol") else "right")
-    for row in table_data.itertuples(index=False):
-        values = row._asdict()
-        protocol = f"{values['protocol']} ({values['setting']})" if values["setting"] else str(values["protocol"])
-        cells = [str(values["backbone"]), str(values["dataset"]), protocol, str(values["runs"])]
-        cells += [format_cell(values[m], values[f"{m}_std"], values["runs"], values["missing"] if m == "auroc" else "")
-                  for m in metrics]
-        table.add_row(*cells)
-        cost_table.add_row(*cells[:3], *(format_cost(c, values[c]) for c in costs))
-    out.print(table)
-    if costs:
-        out.print(cost_table)
-    out.print(f"results: {output_dir / 'results.sqlite'}  (radbench results {output_dir} --csv | --predictions)")
+    for table in summary_tables(summary(_open_store(output_dir), split), split, output_dir, wide):
+        out.print(table)
+    out.print(f"results: {output_dir / 'results.sqlite'}  (radbench results {output_dir} --wide | --csv | "
+              "--predictions)")
 
 
 @app.command()
@@ -451,9 +436,9 @@ def quickstart(
     output_dir: Path = typer.Option(Path("runs/quickstart"), help="where results and features go"),
     backbone: str = typer.Option("dinov2_vits14", help="backbone registry name or timm:<model>"),
     limit: int = typer.Option(400, help="samples per split"),
-    image_size: int = typer.Option(224),
-    batch_size: int = typer.Option(64),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    image_size: int = typer.Option(224, help="input size of the backbone"),
+    batch_size: int = typer.Option(64, help="extraction batch size"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
 ):
     """A real small study end to end: PneumoniaMNIST, DINOv2 ViT-S/14, kNN + linear + logistic regression."""
     from radbench.quickstart import quickstart_study

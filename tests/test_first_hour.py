@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -197,3 +198,61 @@ def test_few_shot_on_multi_label_data_counts_the_patients_a_class_has_and_says_w
     assert "leaving 3, fewer than 4 shots" in message and "lower the shots to at most 3" in message
     assert "limit" not in message  # no limit trimmed this split: raising it is no fix
     check_few_shot(FewShotConfig(shots=[1, 3], repeats=1), dataset, [0])  # the suggested shots run
+
+
+def test_results_at_100_columns_keep_every_name_whole_and_tables_apart(tmp_path, cli, monkeypatch):
+    import radbench.cli
+    from radbench.results import JobRecord, ResultsStore
+
+    store = ResultsStore(tmp_path / "results.sqlite")
+    names = ["timm:resnet18", "timm:vit_tiny_patch16_224", "timm:vit_small_patch16_224"]
+    y = np.array([[1, 0], [0, 1]] * 10, np.float32)
+    for b, backbone in enumerate(names):
+        for task, dataset in (("binary", "pneumonia"), ("segmentation", "lungs")):
+            config = {"backbone": {"name": backbone}, "protocol": {"type": "knn"}, "seed": 0, "repeat": 0}
+            segmentation = task == "segmentation"
+            store.save(JobRecord(
+                key=f"{b}{task}", study="s", backbone=backbone, dataset=dataset, protocol="knn", protocol_type="knn",
+                seed=0, repeat=0, task=task, config=config, selected={}, candidates=[], details={}, timings={},
+                feature_cache=None, val_metrics={}, class_names=("a", "b"),
+                test_metrics={"dice": 0.8, "hd95": 3.0, "iou": 0.7} if segmentation else
+                {"auroc": 0.7, "accuracy": 0.6, "f1_macro": 0.5},
+                sample_ids=[f"s{i}" for i in range(20)], test_targets=None if segmentation else y,
+                test_scores=None if segmentation else y * 0.8 + 0.1, extra_metrics={},
+                sample_metrics=[{"sample_id": f"s{i}", "dice": 0.8, "hd95": 3.0} for i in range(20)]
+                if segmentation else None))
+    monkeypatch.setattr(radbench.cli.out, "width", 100)
+    result = cli("results", tmp_path)
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    for name in names:
+        assert name in result.stdout, name  # never cut, never folded at this width
+    assert "…" not in result.stdout
+    text = result.stdout
+    classification, segmentation = text.index("classification: test metrics"), text.index("segmentation: test metrics")
+    assert "auroc" in text[classification:segmentation] and "dice" not in text[classification:segmentation]
+    assert "dice" in text[segmentation:] and "auroc" not in text[segmentation:]
+    assert "iou" not in text and "f1_macro" not in text  # headline columns only, by default
+    wide = cli("results", tmp_path, "--wide").stdout
+    assert "iou" in wide and "f1_macro" in wide
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    import typer
+
+    from radbench.cli import app
+
+    missing = []
+    for name, command in typer.main.get_command(app).commands.items():
+        for sub, leaf in (getattr(command, "commands", None) or {None: command}).items():
+            missing += [f"{name} {sub or ''} {p.name}" for p in leaf.params
+                        if p.name != "help" and not getattr(p, "help", None)]
+    assert missing == []
+
+
+def test_version(cli):
+    from radbench import __version__
+
+    result = cli("--version")
+    assert result.exit_code == 0 and result.stdout.startswith(f"radbench {__version__}")

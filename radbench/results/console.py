@@ -1,0 +1,61 @@
+"""`radbench results` in a terminal: classification and segmentation apart (each with its own metrics), names
+wrapped but never cut, costs in their own table; `wide` shows every metric column."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from rich.table import Table
+
+from radbench.results.tables import COST_HEADERS, SUMMARY_METRICS, format_cell, format_cost
+
+SEGMENTATION_METRICS = ("dice", "iou", "hd95")
+NARROW = {"classification": ("auroc", "balanced_accuracy", "accuracy", "label_accuracy", "kappa"),
+          "segmentation": ("dice", "hd95")}
+NAME_WIDTH = 40  # a name column never narrower than its longest name (up to this): metrics shrink first
+
+
+def summary_tables(data: pd.DataFrame, split: str, output_dir, wide: bool = False) -> list[Table]:
+    if data.empty:
+        return []
+    segmentation = data["dice"].notna() if "dice" in data.columns else pd.Series(False, index=data.index)
+    tables = []
+    for kind, rows in (("classification", data[~segmentation]), ("segmentation", data[segmentation])):
+        if rows.empty:
+            continue
+        family = [m for m in SUMMARY_METRICS if (m in SEGMENTATION_METRICS) == (kind == "segmentation")]
+        shown = family if wide else [m for m in family if m in NARROW[kind]]
+        metrics = [m for m in shown if m in rows.columns and rows[m].notna().any()]
+        table = _table(f"{kind}: {split} metrics (mean ± std over seeds and repeats) — {output_dir}", rows,
+                       ["runs", *metrics])
+        for row in rows.itertuples(index=False):
+            values = row._asdict()
+            cells = [*_names(values), str(values["runs"])]
+            cells += [format_cell(values[m], values[f"{m}_std"], values["runs"],
+                                  values["missing"] if m == "auroc" else "") for m in metrics]
+            table.add_row(*cells)
+        tables.append(table)
+    costs = [c for c in COST_HEADERS if c in data.columns]
+    if costs:
+        table = _table("costs (mean over runs): trainable parameters, training time, inference, peak memory", data,
+                       [COST_HEADERS[c] for c in costs])
+        for row in data.itertuples(index=False):
+            values = row._asdict()
+            table.add_row(*_names(values), *(format_cost(c, values[c]) for c in costs))
+        tables.append(table)
+    return tables
+
+
+def _names(values: dict) -> list[str]:
+    protocol = f"{values['protocol']} ({values['setting']})" if values["setting"] else str(values["protocol"])
+    return [str(values["backbone"]), str(values["dataset"]), protocol]
+
+
+def _table(title: str, rows: pd.DataFrame, value_columns: list[str]) -> Table:
+    table = Table(title=title)
+    for column in ("backbone", "dataset", "protocol"):
+        longest = int(np.max([len(str(v)) for v in rows[column]] + [len(column)]))
+        table.add_column(column, overflow="fold", min_width=min(longest, NAME_WIDTH))
+    for column in value_columns:
+        table.add_column(column, justify="right")
+    return table
