@@ -162,8 +162,9 @@ def test_a_missing_extra_is_one_line_at_plan_naming_it(tmp_path, cli, pneumonia_
 
 def test_every_extra_names_a_module_the_package_imports():
     """The extras table and pyproject agree: each extra of pyproject (but all/dev) is in radbench.extras."""
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     from radbench.extras import EXTRAS
 

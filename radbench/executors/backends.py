@@ -8,10 +8,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from radbench.extras import require
 from radbench.config import StudyConfig
 from radbench.errors import RadbenchError
 from radbench.executors.units import Unit, run_unit
+from radbench.extras import require
 
 
 @dataclass
