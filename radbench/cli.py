@@ -363,7 +363,8 @@ def report(
     target = out or output_dir / "report"
     check_resamples(resamples, _open_store(output_dir).largest_test_split())
     _, board = publish(target, lambda folder: build_report(output_dir, folder, resamples, seed, patch_images,
-                                                            warn=lambda m: err.print(f"warning: {escape(m)}")))
+                                                            warn=lambda m: err.print(f"warning: {escape(m)}"),
+                                                            say=lambda m: err.print(escape(m), highlight=False)))
     page = target / "index.html"
     err.print(f"report: {page} ({len(board)} leaderboard rows, {resamples} patient resamples; tables in "
               f"{target / 'tables'}, figures in {target / 'figures'})")

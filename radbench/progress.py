@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterator
@@ -72,3 +73,29 @@ class Reporter:
             task_id = progress.add_task(description, total=total, completed=done, status="")
             yield lambda n=1, status="": progress.update(task_id, advance=n, status=status)
 
+
+
+class StudyProgress:
+    """The line after each job: how far the whole study is, and a rough time left (the mean time of the jobs this
+    run has trained so far, times the jobs still to run; stored jobs count as done)."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.ran, self.seconds = total, 0, 0, 0.0
+        self.start = time.perf_counter()
+
+    def skipped(self, count: int) -> None:
+        self.done += count
+
+    def finished(self, seconds: float) -> str:
+        self.done, self.ran, self.seconds = self.done + 1, self.ran + 1, self.seconds + seconds
+        left = max(0, self.total - self.done)
+        eta = "" if not left else f", about {_duration(self.seconds / self.ran * left)} left"
+        return (f"study: {self.done} of {self.total} jobs done ({_duration(time.perf_counter() - self.start)} "
+                f"this run{eta})")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"

@@ -31,7 +31,7 @@ from radbench.features.extract import default_workers_for_files
 from radbench.features.provider import Extraction, FeatureProvider, feature_key
 from radbench.jobs import SCRATCH_LABEL, plan_jobs, run_job, run_segmentation_job
 from radbench.paths import job_folder
-from radbench.progress import Reporter
+from radbench.progress import Reporter, StudyProgress
 from radbench.protocols import PROTOCOLS, ProtocolInput
 from radbench.protocols.base import ImageContext
 from radbench.protocols.segmentation import SegmentationInput
@@ -166,6 +166,8 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
     if study.focus is None and ranks.main:  # an executor's unit is one part of a plan its driver wrote
         planner = store.main if isinstance(store, ShardWriter) else store  # rank 0 alone writes the plan
         planner.plan_units(settings.name, [(backbone.display_name, cfg.name) for backbone, cfg in units])
+    progress = StudyProgress(sum(len([job for job in plan_jobs(study, backbone, datasets[cfg.name], "")
+                                      if study.focus is None or study.focus.takes(job)]) for backbone, cfg in units))
     busy_rounds, waited_on = 0, set()
     with store.heartbeat():
         while units:
@@ -186,6 +188,7 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                 store.release(unit_key)
             store.plan_jobs(backbone.display_name, dataset_cfg.name,
                             [(job.key, job.label, job.seed, job.repeat) for job in unit.jobs])
+            progress.skipped(len(unit.jobs) - len(jobs))
             failed_before = len(summary.failures)
             if not extract_only:
                 for number, job in enumerate(jobs):
@@ -193,11 +196,14 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                     # batch); a job on cached features goes to one rank (job i to rank i mod world)
                     together = ranks.world > 1 and not job.uses_features
                     if not together and number % ranks.world != ranks.rank:
+                        progress.skipped(1)  # another rank's job
                         continue
                     if not store.claim(job.key):
+                        progress.skipped(1)
                         summary.jobs_elsewhere += 1
                         _say_left_to(store, job.key, waited_on, reporter)
                         continue
+                    started = time.perf_counter()
                     try:
                         with training_together(ranks if together else Ranks()):
                             record = unit.run(job, cached, device)
@@ -210,12 +216,14 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                             raise JobFailed(f"{where} failed (recorded; the run stopped here): {line}") from error
                         summary.failures.append(f"{where}: {line}")
                         reporter.warn(f"{where} failed, recorded; the run goes on: {line}")
+                        reporter.info(progress.finished(time.perf_counter() - started))
                         continue
                     finally:
                         store.release(job.key)
                     if together and not ranks.main:
                         continue  # the same model on every rank: rank 0 stores it
                     summary.jobs_run += store.save(record)
+                    reporter.info(progress.finished(time.perf_counter() - started))
             if not extract_only and len(summary.failures) == failed_before:  # stored whole: earlier failures over
                 store.clear_unit_failures(backbone.display_name, dataset_cfg.name,
                                           None if study.focus is None else study.focus.key)

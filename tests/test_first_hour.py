@@ -257,3 +257,32 @@ def test_version(cli):
 
     result = cli("--version")
     assert result.exit_code == 0 and result.stdout.startswith(f"radbench {__version__}")
+
+
+def test_a_run_says_how_far_the_whole_study_is_and_roughly_how_long_is_left(tmp_path, pneumonia_npz, cli):
+    import re
+
+    study = write_study(tmp_path, tiny_study(tmp_path, _datasets(pneumonia_npz), [{"knn": {"k": [3]}}],
+                                             seeds=[0, 1]))
+    text = " ".join(cli("run", study).stderr.split())
+    assert "study: 1 of 2 jobs done" in text and re.search(r"study: 1 of 2 jobs done \(\d+s this run, about \d+s left\)",
+                                                           text)
+    assert "study: 2 of 2 jobs done" in text
+    log = (tmp_path / "out" / "run.log").read_text()
+    assert "study: 2 of 2 jobs done" in log
+
+
+def test_study_progress_counts_stored_jobs_as_done_and_estimates_from_the_jobs_run():
+    from radbench.progress import StudyProgress
+
+    progress = StudyProgress(10)
+    progress.skipped(4)
+    line = progress.finished(30.0)
+    assert line.startswith("study: 5 of 10 jobs done") and line.endswith("about 2m30s left)")
+
+
+def test_report_says_what_it_is_doing(tmp_path, pneumonia_npz, cli):
+    study = write_study(tmp_path, tiny_study(tmp_path, _datasets(pneumonia_npz), [{"knn": {"k": [3]}}]))
+    assert cli("run", study).exit_code == 0
+    result = cli("report", tmp_path / "out", "--resamples", "100", "--patch-images", "0")
+    assert "report: leaderboard of 1 jobs" in result.stderr and "report: dataset p (1 of 1" in result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,12 @@ HEADLINE = ("auroc", "dice", "accuracy", "kappa")
 
 
 def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int = 0, patch_images: int = 3,
-                 warn=print) -> tuple[Path, pd.DataFrame]:
+                 warn=print, say=lambda message: None) -> tuple[Path, pd.DataFrame]:
+    """`say` hears each step as it starts (the CLI prints them: a large study's report takes minutes)."""
+    start = time.perf_counter()
     results = load(output_dir)
     jobs = _usable_jobs(results, output_dir, warn)
+    say(f"report: leaderboard of {len(jobs)} jobs ({resamples} patient resamples each)")
     board = results.leaderboard(resamples, seed)
     page = Page(out, ", ".join(sorted(jobs.study.unique())) or Path(output_dir).resolve().name)
     tables = out / "tables"
@@ -56,7 +60,9 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
     costs = _costs(results)
     if not costs.empty:
         write_table(costs, tables, "costs")
-    for dataset in sorted(board.dataset.unique()):
+    datasets = sorted(board.dataset.unique())
+    for number, dataset in enumerate(datasets, 1):
+        say(f"report: dataset {dataset} ({number} of {len(datasets)}; {time.perf_counter() - start:.0f} s so far)")
         section = page.section(f"Dataset {dataset}")
         dataset_jobs = jobs[jobs.dataset == dataset]
         _leaderboards(page, section, board, dataset, headline[dataset], resamples)

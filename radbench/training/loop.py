@@ -192,7 +192,7 @@ def train(model: torch.nn.Module, groups: list[dict], data: Dataset, loss_fn: Ca
     result = TrainResult(best_epoch=0, best_value=float("nan"))
     best_state, stale, start = None, 0, time.perf_counter()
     epochs = min(settings.epochs, stop_after or settings.epochs)
-    with reporter.task(description, epochs) as advance:
+    with reporter.steps(description, epochs * max(1, len(loader))) as advance:  # moves every batch
         for epoch in range(1, epochs + 1):
             if hasattr(data, "set_epoch"):
                 data.set_epoch(settings.seed, epoch)
@@ -215,6 +215,7 @@ def train(model: torch.nn.Module, groups: list[dict], data: Dataset, loss_fn: Ca
                 optimizer.step()
                 schedule.step()
                 losses.append(loss.item())
+                advance(1, f"epoch {epoch}/{epochs} loss {np.mean(losses):.4f}")
             record = {"epoch": epoch, "loss": float(np.mean(losses)), "train_seconds": time.perf_counter() - epoch_start}
             if validate is not None:
                 value = validate(model)
@@ -227,7 +228,6 @@ def train(model: torch.nn.Module, groups: list[dict], data: Dataset, loss_fn: Ca
                 else:
                     stale += 1
             result.history.append(record)
-            advance(1)
             if validate is not None and settings.patience is not None and stale >= settings.patience:
                 break
     if best_state is not None:
