@@ -1,4 +1,9 @@
-"""radbench: benchmark vision foundation models on radiology tasks."""
+"""radbench: benchmark vision foundation models on radiology tasks.
+
+    results = radbench.run("study.yaml", limit=100)     # run (resumes), then the results as DataFrames
+    results = radbench.load("runs/study")               # a finished or partial study's results
+    @radbench.register_backbone("mine")                 # an in-house nn.Module as a backbone
+"""
 
 __version__ = "0.1.0"
 
@@ -8,3 +13,17 @@ def load(output_dir):
     from radbench.report.api import load as _load
 
     return _load(output_dir)
+
+
+def run(study, **overrides):
+    """Run a study (YAML path, dict or StudyConfig) and return its results: see radbench.api.run."""
+    from radbench.api import run as _run
+
+    return _run(study, **overrides)
+
+
+def register_backbone(name, **options):
+    """Decorator registering `build(image_size, weights) -> nn.Module` as backbone `name`: radbench.api."""
+    from radbench.api import register_backbone as _register
+
+    return _register(name, **options)

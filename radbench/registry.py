@@ -26,6 +26,10 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {name!r} is registered twice")
         self._items[name] = obj
 
+    def replace(self, name: str, obj: T) -> None:
+        """Register `obj` under `name`, in place of an earlier one (a notebook cell run twice)."""
+        self._items[name] = obj
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

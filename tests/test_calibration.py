@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from scipy.optimize import minimize
@@ -121,7 +119,7 @@ def test_a_run_stores_calibrated_numbers_that_equal_the_exported_predictions_thr
     assert cli("run", write_study(tmp_path, tiny_study(tmp_path, datasets, protocols))).exit_code == 0
     results = radbench.load(tmp_path / "out")
     stored = results.results.set_index("metric").value
-    params = json.loads(results.jobs.details.iloc[0])["calibration"]
+    params = results.jobs.details.iloc[0]["calibration"]
     predictions = results.predictions
     y = predictions["target_pneumonia"].to_numpy()
     p = predictions["score_pneumonia"].to_numpy()

@@ -87,7 +87,6 @@ def test_a_split_with_one_class_leaves_the_numbers_undefined_with_a_reason():
 
 
 def test_a_run_stores_them_with_the_threshold_chosen_on_val(tmp_path, pneumonia_npz, cli):
-    import json
 
     import radbench
     from tests.conftest import tiny_study, write_study
@@ -99,7 +98,7 @@ def test_a_run_stores_them_with_the_threshold_chosen_on_val(tmp_path, pneumonia_
     for key in ("sens@spec90", "spec@sens95", "sensitivity@youden", "ppv@youden", "brier", "ece",
                 "sens@spec90/pneumonia"):
         assert 0.0 <= stored[key] <= 1.0, key
-    details = json.loads(results.jobs.details.iloc[0])
+    details = results.jobs.details.iloc[0]
     assert 0.0 < details["clinical"]["youden_threshold"]["pneumonia"] <= 1.0
 
 

@@ -111,7 +111,6 @@ def test_an_unreachable_hub_fails_in_seconds_with_the_offline_switch_named(tmp_p
 
 
 def test_the_page_says_what_was_measured_and_makes_no_comparison_on_a_tiny_test_set(tmp_path, pneumonia_npz, cli):
-    import json
 
     import pandas as pd
 
@@ -124,7 +123,7 @@ def test_the_page_says_what_was_measured_and_makes_no_comparison_on_a_tiny_test_
     assert cli("report", tmp_path / "out", "--resamples", "100", "--patch-images", "0").exit_code == 0
     results = radbench.load(tmp_path / "out")
     _, _, targets, _ = results.store.predictions(results.jobs.key.iloc[0])
-    size = json.loads(results.jobs.config.iloc[0])["dataset"]["split_sizes"]["test"]
+    size = results.jobs.config.iloc[0]["dataset"]["split_sizes"]["test"]
     assert size < 10 and len(targets) == size
     page = " ".join((tmp_path / "out" / "report" / "index.html").read_text().split())
     assert "What was measured" in page and "RANDOM INITIALISATION" in page

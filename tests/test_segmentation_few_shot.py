@@ -43,7 +43,7 @@ def test_a_few_shot_segmentation_curve_on_real_lungs(tmp_path, shared_data, cli)
             assert "patients" not in details
             continue
         assert len(details["patients"]) == int(job.protocol.split("@")[1][0]) and set(details["patients"]) <= train
-    two = [tuple(json.loads(d)["patients"]) for p, d in zip(jobs.protocol, jobs.details) if p == "segmentation@2shot"]
+    two = [tuple(d["patients"]) for p, d in zip(jobs.protocol, jobs.details) if p == "segmentation@2shot"]
     assert two[0] != two[1]  # the two repeats drew different patients
 
     too_many = {"segmentation": {**protocol["segmentation"], "shots": [50]}}

@@ -80,7 +80,7 @@ def test_deit_init_from_a_checkpoint_end_to_end(tmp_path, pneumonia_npz, cli, ch
     results = _run(tmp_path, pneumonia_npz, cli, checkpoint,
                    {"init": "deit_tiny_patch16_224", "init_weights": str(deit_path), "epochs": 1})
     details = results.jobs.details.iloc[0]
-    assert '"init": "deit_tiny_patch16_224"' in details
+    assert details["init"] == "deit_tiny_patch16_224", details
     head = torch.load(tmp_path / "out/models/vit/p/transformer_head/seed0/head.pt", weights_only=True)
     assert head["blocks.11.mlp.fc2.weight"].shape == deit.blocks[11].mlp.fc2.weight.shape  # all 12 DeiT blocks
 

@@ -1,6 +1,7 @@
 """Backbones: a registry of named models, families that build them, feature bundles for extraction."""
 
 from radbench.backbones import (  # noqa: F401  (register the families and the named models)
+    custom_family,
     hf_family,
     openclip_family,
     timm_family,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ from radbench.errors import RadbenchError
 from radbench.report import stats
 from radbench.results import ResultsStore, metric_rows, predictions
 from radbench.results.tables import COST_METRICS
+
+JSON_COLUMNS = ("config", "selected", "candidates", "details", "timings")
 
 
 class Results:
@@ -30,7 +33,29 @@ class Results:
 
     @property
     def jobs(self) -> pd.DataFrame:
-        return self.store.jobs()
+        """One row per stored job: key, backbone, dataset, protocol, seed, repeat, task, and its config, selected
+        hyperparameters, candidates, details and timings as Python objects (parsed from the stored JSON)."""
+        jobs = self.store.jobs()
+        for column in JSON_COLUMNS:
+            jobs[column] = [json.loads(value) if isinstance(value, str) else value for value in jobs[column]]
+        return jobs
+
+    def __repr__(self) -> str:
+        status = self.store.status()
+        jobs = self.store.jobs()
+        return (f"<radbench results {self.store.path.parent}: {len(jobs)} jobs stored of {int(status.planned.sum())} "
+                f"planned ({int(status.failed.sum())} failed); {jobs.backbone.nunique()} backbone(s) x "
+                f"{jobs.dataset.nunique()} dataset(s) x {jobs.protocol.nunique()} protocol(s); r.results, "
+                "r.predictions, r.leaderboard(), r.status>")
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        from radbench.results import summary
+
+        table = summary(self.store)
+        shown = [c for c in ("backbone", "dataset", "protocol", "runs", "auroc", "accuracy", "dice") if c in table]
+        return f"<p>{escape(repr(self))}</p>" + table[shown].to_html(index=False, float_format="%.4f", na_rep="")
 
     @property
     def results(self) -> pd.DataFrame:
@@ -56,7 +81,7 @@ class Results:
 
     def _scored(self, job: str):
         _, _, targets, scores = self.store.predictions(job)
-        task = Task(self.jobs.set_index("key").loc[job, "task"])
+        task = Task(self.store.jobs().set_index("key").loc[job, "task"])
         return task, targets, scores, np.array(self.store.patient_ids(job))
 
     def bootstrap(self, job: str, resamples: int = 1000, seed: int = 0) -> dict[str, stats.Interval]:

@@ -83,7 +83,7 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
 def _usable_jobs(results: Results, output_dir: Path, warn) -> pd.DataFrame:
     """The stored jobs whose test predictions can be read; the others are named in one warning and left out. A
     store whose every job is unusable is an error (an empty page would say nothing)."""
-    jobs = results.jobs
+    jobs = results.store.jobs()
     unusable = results.store.unusable_predictions()
     if unusable and len(unusable) == len(jobs):
         raise RadbenchError(f"{output_dir}: none of the {len(jobs)} stored jobs has usable test predictions "
@@ -365,7 +365,7 @@ def _representations(page: Page, section: Section, results: Results, dataset: st
         write_table(matrix.reset_index(names="backbone"), tables, f"cka-{dataset}")
         page.figure(section, plots.cka_heatmap(matrix, f"{dataset}: linear CKA between backbones"),
                     f"cka-{dataset}", f"{dataset} CKA", "CLS (or pooled) features of the test images.")
-    for backbone in sorted(results.jobs[results.jobs.dataset == dataset].backbone.unique()):
+    for backbone in sorted(results.store.jobs().query("dataset == @dataset").backbone.unique()):
         layers = results.cka(dataset, backbone=backbone)
         if len(layers) > 1:
             page.figure(section, plots.cka_heatmap(layers, f"{dataset}: {backbone}, CKA between blocks"),

@@ -76,7 +76,7 @@ def _patch_tokens(config: dict, images: list[np.ndarray]) -> tuple[np.ndarray, n
 
 def patch_maps(results: Results, dataset: str, count: int, warn=print):
     """A figure: the test images (top row) and each backbone's PCA map under them; None when nothing to show."""
-    jobs = results.jobs[results.jobs.dataset == dataset].drop_duplicates("backbone").sort_values("backbone")
+    jobs = results.store.jobs().query("dataset == @dataset").drop_duplicates("backbone").sort_values("backbone")
     if jobs.empty:
         return None
     try:
