@@ -50,6 +50,9 @@ def test_every_figure_family_is_written_and_embedded(report):
     embedded = re.findall(r'<img alt="([^"]*)"\s+(?:title="[^"]*"\s+)?src="data:image/png;base64,', page)
     overlays = [alt for alt in embedded if alt.startswith(("vit_a / segmentation", "vit_b / segmentation"))]
     assert len(embedded) == len(figures) + len(overlays) and len(overlays) >= 2  # the overlay gallery
+    captions = re.findall(r"<figcaption>([^<]*)</figcaption><img", page)
+    assert captions == overlays  # each overlay says, visibly, whose prediction it shows
+    assert "right: the first component" not in page  # the PCA caption describes the panels there are
     assert "Study status" not in page  # every planned job is stored
     assert "<title>radbench report — test</title>" in page  # the study's name
 

@@ -344,7 +344,8 @@ def _segmentation(page: Page, section: Section, results: Results, dataset: str, 
                     "png": base64.b64encode(p.read_bytes()).decode()} for p in found[:3]]
     if images:
         section.blocks.append({"kind": "gallery", "images": images,
-                               "caption": "Overlays (image | ground truth | prediction), first seed."})
+                               "caption": "Overlays (image | ground truth | prediction of the backbone named above "
+                                          "each), first seed."})
 
 
 
@@ -377,4 +378,5 @@ def _representations(page: Page, section: Section, results: Results, dataset: st
         if figure is not None:
             page.figure(section, figure, f"pca-patches-{dataset}", f"{dataset} PCA patch maps",
                         "First three principal components of each backbone's patch tokens (fitted on these images "
-                        "together) as RGB; right: the first component thresholded at 0 (foreground).")
+                        "together) as RGB, one row per backbone under the images; patches whose first component is "
+                        "below 0 (background) are dimmed.")

@@ -221,8 +221,9 @@ def save(figure, folder: Path, name: str) -> tuple[Path, str]:
     folder.mkdir(parents=True, exist_ok=True)
     png = folder / f"{name}.png"
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120)
+    # tight: a long title, a colour-bar label or rotated tick labels are never cut at the figure's edge
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight", pad_inches=0.08)
     png.write_bytes(buffer.getvalue())  # rendered once for the file and the page
-    figure.savefig(folder / f"{name}.svg")
+    figure.savefig(folder / f"{name}.svg", bbox_inches="tight", pad_inches=0.08)
     plt.close(figure)
     return png, base64.b64encode(buffer.getvalue()).decode()

@@ -21,7 +21,8 @@ th:first-child, td:first-child { text-align: left; }
 .worse { color: #888; } .failed { color: #b00; } img { max-width: 100%; } .note { color: #555; font-size: 0.9em; }
 figure { margin: 1em 0; } figure.half { display: inline-block; width: 48%; vertical-align: top; margin: 0.5em 0.5%; }
 figcaption { color: #555; font-size: 0.85em; }
-nav a { margin-right: 1em; } .gallery img { width: 32%; margin: 0.3%; }
+nav a { margin-right: 1em; } .gallery figure.item { display: inline-block; width: 32%; margin: 0.3%;
+ vertical-align: top; } .gallery figure.item img { width: 100%; }
 </style></head><body>
 <h1>radbench report — {{ title }}</h1>
 <nav>{% for section in sections %}<a href="#{{ section.anchor }}">{{ section.title }}</a>{% endfor %}</nav>
@@ -33,8 +34,9 @@ nav a { margin-right: 1em; } .gallery img { width: 32%; margin: 0.3%; }
 {% elif block.kind == "heading" %}<h3>{{ block.text }}</h3>
 {% elif block.kind == "figure" %}<figure class="{{ 'half' if block.half else '' }}"><img alt="{{ block.title }}" src="data:image/png;base64,{{ block.png }}">
 {% if block.caption %}<figcaption>{{ block.caption }}</figcaption>{% endif %}</figure>
-{% elif block.kind == "gallery" %}<figure class="gallery">{% for image in block.images %}<img alt="{{ image.title }}"
- title="{{ image.title }}" src="data:image/png;base64,{{ image.png }}">{% endfor %}
+{% elif block.kind == "gallery" %}<figure class="gallery">{% for image in block.images %}<figure class="item">
+<figcaption>{{ image.title }}</figcaption><img alt="{{ image.title }}" title="{{ image.title }}"
+ src="data:image/png;base64,{{ image.png }}"></figure>{% endfor %}
 <figcaption>{{ block.caption }}</figcaption></figure>
 {% elif block.kind == "table" %}<table><tr>{% for column in block.columns %}<th>{{ column }}</th>{% endfor %}</tr>
 {% for row in block.rows %}<tr class="{{ block.row_classes[loop.index0] }}">{% for cell in row %}<td>{{ cell }}</td>

@@ -104,7 +104,8 @@ def case_distribution(cases: pd.DataFrame, metric: str, title: str, unit: str):
     rng = np.random.default_rng(0)
     for position, points in enumerate(values, start=1):
         axis.scatter(position + rng.uniform(-0.15, 0.15, len(points)), points, s=8, alpha=0.6, color="#4c72b0")
-    axis.set_xticks(range(1, len(groups) + 1), [f"{b}\n{p}" for (p, b), _ in groups], fontsize="small")
+    axis.set_xticks(range(1, len(groups) + 1), [f"{b}\n{p}" for (p, b), _ in groups], fontsize="small", rotation=30,
+                    ha="right", rotation_mode="anchor")  # long backbone names side by side would overlap
     axis.set_ylabel(f"{metric} per {unit}")
     axis.set_title(title, fontsize="medium")
     figure.tight_layout()
@@ -158,7 +159,7 @@ def adaptation_bars(rows: pd.DataFrame, metric: str, title: str):
     axis.set_ylabel(f"test {metric}")
     value_axis(axis, rows, metric)
     axis.set_title(title, fontsize="medium")
-    legend(figure, axis, inside=4, ncol=2)
+    legend(figure, axis, inside=len(protocols), loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside, not on bars
     return figure
 
 
