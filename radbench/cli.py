@@ -216,6 +216,9 @@ def plan(
     """What a study will do, without building a model: the job matrix, images to extract, what the caches and
     the store already hold, a time estimate from recorded throughput; every dataset's layout is read and checked."""
     config = _load(study, data_root, output_dir, limit, backbone, weights, image_size, seeds, epochs)
+    from radbench.extras import check_study
+
+    check_study(config)  # a missing pip extra, before the data is read
     from radbench.plan import plan_study  # torch comes in here: a typo in the YAML is reported before it
     from radbench.progress import Reporter
 
@@ -436,7 +439,7 @@ def quickstart(
     data: Optional[Path] = typer.Option(None, help="local PneumoniaMNIST npz instead of downloading"),
     output_dir: Path = typer.Option(Path("runs/quickstart"), help="where results and features go"),
     backbone: str = typer.Option("dinov2_vits14", help="backbone registry name or timm:<model>"),
-    limit: int = typer.Option(400, help="samples per split"),
+    limit: int = typer.Option(200, help="samples per split"),
     image_size: int = typer.Option(224, help="input size of the backbone"),
     batch_size: int = typer.Option(64, help="extraction batch size"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
@@ -450,6 +453,8 @@ def quickstart(
             "not DINOv2; they are meaningless as a benchmark. Run without --offline (network needed) for real "
             "pretrained weights.", title="radbench quickstart --offline", border_style="red"))
     study = quickstart_study(output_dir, data, offline, backbone, limit, image_size, batch_size)
+    err.print(f"quickstart: up to {3 * limit} PneumoniaMNIST images through {backbone} at {image_size} px, then kNN, "
+              "linear probe and logistic regression (about 1.5 CPU-minutes with the defaults)", highlight=False)
     try:
         _run(study, quiet)
     except DownloadError as error:
@@ -458,6 +463,8 @@ def quickstart(
     _print_summary(study.settings.output_dir)
     if offline:
         err.print("[bold red]reminder: random weights (--offline); these numbers are not a benchmark.[/]")
+    err.print(f"next: radbench report {study.settings.output_dir}   (one HTML page with intervals and figures)",
+              highlight=False)
 
 
 if __name__ == "__main__":

@@ -137,8 +137,8 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
     arrayfile.set_repair(repair)
     if store is None:
         check_store_file(results_path(study))  # a foreign or damaged store: refused before anything is written
+    check_study(study)  # optional dependencies (pip extras) the study needs, before the data is read
     datasets = load_datasets(study, reporter)  # reads only: a data error leaves no folder behind
-    check_study(study)  # optional dependencies (pip extras) the study needs, before any work
     check_blocks(study)  # kept / frozen blocks within every backbone's depth, before any model is built
     for backbone in study.backbones:  # a damaged local checkpoint folder: one line now, not after other units
         if study.focus is None or study.focus.backbone == backbone.display_name:

@@ -25,7 +25,8 @@ def summary_tables(data: pd.DataFrame, split: str, output_dir, wide: bool = Fals
             continue
         family = [m for m in SUMMARY_METRICS if (m in SEGMENTATION_METRICS) == (kind == "segmentation")]
         shown = family if wide else [m for m in family if m in NARROW[kind]]
-        metrics = [m for m in shown if m in rows.columns and rows[m].notna().any()]
+        metrics = [m for m in shown if m in rows.columns  # an undefined AUROC still shows why (one class)
+                   and (rows[m].notna().any() or (m == "auroc" and rows["missing"].astype(bool).any()))]
         table = _table(f"{kind}: {split} metrics (mean ± std over seeds and repeats) — {output_dir}", rows,
                        ["runs", *metrics])
         for row in rows.itertuples(index=False):
