@@ -34,8 +34,12 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
+            import difflib
+
             known = ", ".join(sorted(self._items))
-            raise RadbenchError(f"unknown {self.kind} {name!r}; known: {known}") from None
+            near = difflib.get_close_matches(str(name), sorted(self._items), n=1)
+            guess = f" (did you mean {near[0]!r}?)" if near else ""
+            raise RadbenchError(f"unknown {self.kind} {name!r}{guess}; known: {known}") from None
 
     def __contains__(self, name: str) -> bool:
         return name in self._items

@@ -285,3 +285,31 @@ def test_report_says_what_it_is_doing(tmp_path, pneumonia_npz, cli):
     assert cli("run", study).exit_code == 0
     result = cli("report", tmp_path / "out", "--resamples", "100", "--patch-images", "0")
     assert "report: leaderboard of 1 jobs" in result.stderr and "report: dataset p (1 of 1" in result.stderr
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda s: s["backbones"].__setitem__(0, {"name": "dinov2_vit14", "weights": "none"}),
+     "unknown backbone 'dinov2_vit14' (did you mean 'dinov2_vits14'?)"),
+    (lambda s: s["datasets"][0].__setitem__("label_columns", ["Efusion"]),
+     "column 'Efusion' not found (did you mean 'Effusion'?)"),
+    (lambda s: s["datasets"][0].__setitem__("label_colums", ["Effusion"]),
+     "label_colums: unknown key (did you mean `label_columns`?)"),
+])
+def test_unknown_names_keys_and_columns_suggest_the_near_one(tmp_path, cli, nih_labels, mutate, expected):
+    dataset = {"name": "nih", "adapter": "csv", "path": str(nih_labels), "image_column": "Image Index",
+               "label_columns": ["Effusion"], "patient_column": "Patient ID"}
+    study = tiny_study(tmp_path, [dataset], [{"knn": {"k": [3]}}])
+    mutate(study)
+    result = cli("plan", write_study(tmp_path, study))
+    assert result.exit_code == 2 and expected in " ".join(result.stderr.split()), result.stderr
+
+
+def test_a_library_message_is_shortened_at_a_sentence_or_word_never_mid_word():
+    from radbench.backbones.hf_family import _first_sentence
+
+    text = ("Can't load image processor for 'x'. If you were trying to load it from 'https://huggingface.co/models', "
+            "make sure you don't have a local directory with the same name.")
+    assert _first_sentence(text) == "Can't load image processor for 'x'."
+    long = "word " * 200
+    shortened = _first_sentence(long)
+    assert shortened.endswith("word …") and len(shortened) <= 402

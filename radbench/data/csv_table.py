@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -231,7 +232,9 @@ def read_table(path: Path, separator: str = ",", text_columns: tuple[str, ...] =
     table.columns = [str(c).strip() for c in table.columns]
     missing = [c for c in required if c not in table.columns]
     if missing:
-        raise DataError(f"{path}: column {missing[0]!r} not found; columns are: {', '.join(table.columns)}")
+        near = difflib.get_close_matches(missing[0], [str(c) for c in table.columns], n=1)
+        guess = f" (did you mean {near[0]!r}?)" if near else ""
+        raise DataError(f"{path}: column {missing[0]!r} not found{guess}; columns are: {', '.join(table.columns)}")
     if table.empty:
         raise DataError(f"{path}: the table has no rows")
     return table
