@@ -145,7 +145,7 @@ def test_one_model_at_several_resolutions_gives_a_resolution_curve(tmp_path, pne
                         for size in (32, 48)] + [{"name": "timm:test_vit", "weights": "none", "label": "other",
                                                   "model_kwargs": {"depth": 1}}]
     assert cli("run", write_study(tmp_path, raw)).exit_code == 0
-    sizes = _resolutions(radbench.load(tmp_path / "out").jobs).set_index("backbone")
+    sizes = _resolutions(radbench.load(tmp_path / "out").store.jobs()).set_index("backbone")
     assert sizes.image_size.to_dict() == {"vit@32": 32, "vit@48": 48}  # "other" ran at one size only
     assert cli("report", tmp_path / "out", "--resamples", "100", "--patch-images", "0").exit_code == 0
     assert (tmp_path / "out" / "report" / "figures" / "resolution-p-knn-auroc.png").is_file()

@@ -70,15 +70,26 @@ def leaderboard(store: ResultsStore, resamples: int = 1000, seed: int = 0, alpha
             binary = (samples, targets.argmax(1), scores[:, 1]) if task is Task.BINARY else None
             scored[job.key] = ({k: float(v[0]) for k, v in estimate.items()},
                                metrics_under_weights(task, targets, scores, weights_by_samples[samples]), binary,
-                               scores.tobytes(), len(set(patients)), _positives(task, targets))
+                               scores.tobytes(), len(set(patients)), _positives(task, targets),
+                               _fewest(targets))
         for protocol, protocol_jobs in dataset_jobs.groupby("protocol"):
             metrics = sorted({m for key in protocol_jobs.key for m in scored[key][0]})
             for metric in metrics:
                 entries = [_runs(backbone, group, scored, metric) for backbone, group in protocol_jobs.groupby("backbone")]
                 size = scored[protocol_jobs.key.iloc[0]][4]
-                rows += _rank(dataset, protocol, metric, entries, alpha, seed, size,
-                              scored[protocol_jobs.key.iloc[0]][5])
+                first = scored[protocol_jobs.key.iloc[0]]
+                rows += _rank(dataset, protocol, metric, entries, alpha, seed, size, first[5], first[6])
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _fewest(targets: np.ndarray) -> tuple[int, int]:
+    """(positives, negatives) of the class with the fewest of either among the known labels (one-vs-rest): an
+    AUROC over its classes is no steadier than its least represented one."""
+    known = ~np.isnan(targets)
+    positives = np.where(known, targets, 0).sum(0).astype(int)
+    negatives = known.sum(0) - positives
+    weakest = int(np.argmin(np.minimum(positives, negatives)))
+    return int(positives[weakest]), int(negatives[weakest])
 
 
 def _positives(task: Task, targets: np.ndarray) -> tuple[int, int] | None:
@@ -111,13 +122,14 @@ def _case_means(per_case: pd.DataFrame, weights: np.ndarray) -> tuple[dict, dict
 
 
 def _rank(dataset: str, protocol: str, metric: str, entries: list[Runs], alpha: float, seed: int = 0,
-          test_size: int = 0, balance: tuple[int, int] | None = None) -> list[list]:
+          test_size: int = 0, balance: tuple[int, int] | None = None,
+          fewest: tuple[int, int] | None = None) -> list[list]:
     means = [float(np.nanmean(e.estimates)) if np.isfinite(e.estimates).any() else np.nan for e in entries]
     order = np.argsort([-m if not np.isnan(m) else np.inf for m in means], kind="mergesort")
     ranks = np.empty(len(entries), dtype=int)
     ranks[order] = np.arange(1, len(entries) + 1)
     best = int(order[0])
-    small = too_small(test_size, balance if metric == "auroc" else None)
+    small = too_small(test_size, fewest if metric.split("/")[0] == "auroc" else None)
     tests = ["" if i == best else TOO_SMALL if small else _test(entries[best], entry, metric)
              for i, entry in enumerate(entries)]
     p_values = [np.nan if i == best else _p_value(entries[best], entry, tests[i], seed)
@@ -154,7 +166,8 @@ def too_small(test_size: int, balance: tuple[int, int] | None) -> str:
     if test_size and test_size < MIN_TEST_SIZE:
         return f"{test_size} test patients or cases, under {MIN_TEST_SIZE}"
     if balance is not None and min(balance) < MIN_PER_CLASS:
-        return f"{balance[0]} positive and {balance[1]} negative test samples, under {MIN_PER_CLASS} of each"
+        return (f"{balance[0]} positive and {balance[1]} negative test samples in its least represented class, "
+                f"under {MIN_PER_CLASS} of each")
     return ""
 
 
