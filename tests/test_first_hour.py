@@ -313,3 +313,24 @@ def test_a_library_message_is_shortened_at_a_sentence_or_word_never_mid_word():
     long = "word " * 200
     shortened = _first_sentence(long)
     assert shortened.endswith("word …") and len(shortened) <= 402
+
+
+def test_the_weights_column_names_hub_revision_checkpoint_hash_or_random_initialisation():
+    import json
+
+    from radbench.report.measured import backbone_rows
+
+    configs = {
+        "hubbed": {"name": "dinov2_vits14", "weights": "hub", "identity": {
+            "family": "timm", "model_id": "vit_small_patch14_dinov2.lvd142m", "weights": "hub",
+            "hub_id": "timm/vit_small_patch14_dinov2.lvd142m", "hub_revision": "0123456789abcdef"}},
+        "mine": {"name": "timm:resnet18", "weights": "/models/r18.pt", "identity": {
+            "family": "timm", "model_id": "resnet18", "weights": "path", "checkpoint_sha256": "ab" * 32}},
+        "random": {"name": "timm:resnet18", "weights": "none", "identity": {"weights": "none"}},
+    }
+    jobs = pd.DataFrame([{"backbone": b, "config": json.dumps({"backbone": c})} for b, c in configs.items()])
+    rows = backbone_rows(jobs).set_index("backbone")
+    assert rows.weights["hubbed"] == "hub timm/vit_small_patch14_dinov2.lvd142m @ 0123456789"
+    assert rows.weights["mine"] == "checkpoint /models/r18.pt (sha256 abababababab)"
+    assert rows.weights["random"].startswith("random initialisation")
+    assert rows.random_init.tolist() == [False, False, True]

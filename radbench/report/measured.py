@@ -15,6 +15,8 @@ def weights_text(identity: dict, weights: str = "") -> str:
         return "random initialisation (no pretrained weights)"
     if "checkpoint_sha256" in identity:
         return f"checkpoint {weights} (sha256 {identity['checkpoint_sha256'][:12]})"
+    if identity.get("weights") not in (None, "hub"):  # a store from before identities were kept: a path
+        return f"checkpoint {weights} (sha256 not recorded)"
     hub = identity.get("hub_id") or identity.get("model_id", "?")
     revision = identity.get("hub_revision")
     return f"hub {hub}" + (f" @ {revision[:10]}" if revision else " (revision not recorded: not in the local cache)")
@@ -25,7 +27,8 @@ def backbone_rows(jobs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for backbone, group in jobs.groupby("backbone", sort=True):
         config = json.loads(group.config.iloc[0])["backbone"]
-        identity = config.get("identity", {})
+        identity = {"weights": config.get("weights", "hub"), "model_id": config.get("name", backbone),
+                    **config.get("identity", {})}  # older stores kept the study's words only
         model = f"{identity.get('family', '')}:{identity.get('model_id', config.get('name', ''))}".strip(":")
         if identity.get("model_kwargs"):
             model += " " + json.dumps(identity["model_kwargs"], sort_keys=True)
