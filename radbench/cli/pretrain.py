@@ -1,4 +1,4 @@
-"""`radbench pretrain`: registered on the app of radbench/cli.py."""
+"""`radbench pretrain`: self-supervised pretraining on unlabelled images."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from radbench.cli import DATA_ROOT, IMAGE_SIZE, OUTPUT_DIR, WEIGHTS, app, err, user_errors
+from radbench.cli.common import DATA_ROOT, IMAGE_SIZE, OUTPUT_DIR, WEIGHTS, app, err, user_errors
 
 
 @app.command()

@@ -1,0 +1,115 @@
+"""`radbench list` and `radbench quickstart`: what a study can name, and a first study."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.panel import Panel
+from rich.table import Table
+
+from radbench.cli.common import (
+    _print_summary,
+    _run,
+    app,
+    err,
+    out,
+    user_errors,
+)
+from radbench.errors import DownloadError, RadbenchError
+
+
+class ListWhat(str, Enum):
+    backbones = "backbones"
+    datasets = "datasets"
+    protocols = "protocols"
+
+
+@app.command("list")
+@user_errors
+def list_(what: ListWhat = typer.Argument(..., help="backbones, datasets or protocols")):
+    """List what a study can name."""
+    table = Table()
+    if what is ListWhat.backbones:
+        from radbench.backbones import BACKBONES
+
+        for column in ("name", "family", "source", "params", "native", "patch", "norm", "features", "licence",
+                       "description"):
+            table.add_column(column, justify="right" if column in ("params", "native", "patch") else "left",
+                             overflow="fold")
+        for name, entry in BACKBONES.items():
+            table.add_row(name, entry.family, entry.model_id, f"{entry.params_m:g}M" if entry.params_m else "",
+                          str(entry.native or ""), str(entry.patch or "-"), entry.normalisation, entry.feature_types,
+                          entry.licence, entry.description)
+        table.add_row("timm:<model>", "timm", "any timm model", "", "", "", "from its config", "by model", "",
+                      "e.g. timm:convnext_small.fb_in22k")
+        table.add_row("hf:<org/repo>", "hf", "a transformers vision model", "", "", "", "its image processor",
+                      "cls, mean, lastN (pool without CLS)", "the repo's",
+                      "e.g. hf:microsoft/rad-dino, hf:facebook/vit-msn-base, hf:google/medsiglip-448; or weights: a "
+                      "save_pretrained folder")
+        table.add_row("open_clip:<model>/<tag>", "open_clip", "an open_clip image tower", "", "", "",
+                      "its preprocess config", "cls, mean, lastN", "the tag's",
+                      "e.g. open_clip:ViT-B-16/laion2b_s34b_b88k, open_clip:hf-hub:<repo>")
+        table.add_row("xrv:<weights>", "xrv", "a torchxrayvision model", "", "", "-", "xrv [-1024, 1024]", "pool",
+                      "apache-2.0", "e.g. xrv:densenet121-res224-chex")
+    elif what is ListWhat.datasets:
+        from radbench.data import ADAPTERS
+
+        table.add_column("adapter")
+        table.add_column("description")
+        table.add_column("keys")
+        for name, adapter in ADAPTERS.items():
+            table.add_row(name, adapter.description, ", ".join(adapter.config.model_fields))
+    else:
+        from radbench.protocols import PROTOCOLS
+
+        table.add_column("protocol")
+        table.add_column("description")
+        table.add_column("defaults")
+        for name, spec in PROTOCOLS.items():
+            defaults = spec.config().model_dump(exclude={"name", "features", "last_blocks", "selection_metric"})
+            table.add_row(name, spec.description, ", ".join(f"{k}={_short(v)}" for k, v in defaults.items()))
+    out.print(table)
+
+
+def _short(value) -> str:
+    if isinstance(value, list) and len(value) > 4:
+        return f"[{value[0]:g} .. {value[-1]:g}] ({len(value)} values)"
+    return str(value)
+
+
+@app.command()
+@user_errors
+def quickstart(
+    offline: bool = typer.Option(False, "--offline", help="random-init weights, no downloads (numbers meaningless)"),
+    data: Optional[Path] = typer.Option(None, help="local PneumoniaMNIST npz instead of downloading"),
+    output_dir: Path = typer.Option(Path("runs/quickstart"), help="where results and features go"),
+    backbone: str = typer.Option("dinov2_vits14", help="backbone registry name or timm:<model>"),
+    limit: int = typer.Option(200, help="samples per split"),
+    image_size: int = typer.Option(224, help="input size of the backbone"),
+    batch_size: int = typer.Option(64, help="extraction batch size"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+):
+    """A real small study end to end: PneumoniaMNIST, DINOv2 ViT-S/14, kNN + linear + logistic regression."""
+    from radbench.quickstart import quickstart_study
+
+    if offline:
+        err.print(Panel(
+            "[bold]OFFLINE: the backbone has RANDOM weights.[/] The numbers below measure a random network, "
+            "not DINOv2; they are meaningless as a benchmark. Run without --offline (network needed) for real "
+            "pretrained weights.", title="radbench quickstart --offline", border_style="red"))
+    study = quickstart_study(output_dir, data, offline, backbone, limit, image_size, batch_size)
+    err.print(f"quickstart: up to {3 * limit} PneumoniaMNIST images through {backbone} at {image_size} px, then kNN, "
+              "linear probe and logistic regression (about 1.5 CPU-minutes with the defaults)", highlight=False)
+    try:
+        _run(study, quiet)
+    except DownloadError as error:
+        raise RadbenchError(f"{error}\nwithout network: radbench quickstart --offline --data PATH/TO/pneumoniamnist.npz "
+                            "(random weights, numbers meaningless)") from None
+    _print_summary(study.settings.output_dir)
+    if offline:
+        err.print("[bold red]reminder: random weights (--offline); these numbers are not a benchmark.[/]")
+    err.print(f"next: radbench report {study.settings.output_dir}   (one HTML page with intervals and figures)",
+              highlight=False)

@@ -1,0 +1,133 @@
+"""What every command shares: the app, its consoles, one-line user errors, the study loader with the CLI's
+overrides, the local run and the results summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from radbench.errors import RadbenchError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Benchmark vision foundation models on radiology.")
+err = Console(stderr=True)
+# piped output: do not squeeze tables to 80 columns, unless COLUMNS says how wide
+out = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
+
+
+def _version(value: bool) -> None:
+    if value:
+        import platform
+
+        from radbench import __version__
+
+        typer.echo(f"radbench {__version__} (Python {platform.python_version()})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print radbench's version and exit")) -> None:
+    """Benchmark vision foundation models on radiology."""
+
+
+class Split(str, Enum):
+    test = "test"
+    val = "val"
+
+
+def user_errors(command):
+    """Input errors print one clear line each and exit 2; bugs keep their traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except RadbenchError as error:
+            for line in str(error).splitlines():
+                err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; finished jobs are saved, rerun to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _with_overrides(study, device: Optional[str], batch_size: Optional[int], num_workers: Optional[int]):
+    updates = {k: v for k, v in (("device", device), ("batch_size", batch_size), ("num_workers", num_workers))
+               if v is not None}
+    if not updates:
+        return study
+    settings = study.settings.model_validate({**study.settings.model_dump(), **updates})
+    return dataclasses.replace(study, settings=settings)
+
+
+def _run(study, quiet: bool, extract_only: bool = False, repair: bool = True, fail_fast: bool = False):
+    from radbench.progress import Reporter
+    from radbench.runner import run_study
+
+    summary = run_study(study, Reporter(err, quiet=quiet), extract_only=extract_only, repair=repair,
+                        fail_fast=fail_fast)
+    images = sum(e.images for e in summary.extractions)
+    extracted = (f"; extracted features for {images} images ({len(summary.extractions)} splits)"
+                 if summary.used_feature_cache else "")
+    elsewhere = f", {summary.jobs_elsewhere} run by another process" if summary.jobs_elsewhere else ""
+    err.print(f"jobs: {summary.jobs_run} run, {summary.jobs_skipped} already done{elsewhere}{extracted}")
+    return summary
+
+
+DATA_ROOT = typer.Option(None, "--data-root", help="sets RADBENCH_DATA, the data root of the shipped studies")
+OUTPUT_DIR = typer.Option(None, "--output-dir", help="instead of the study's output_dir")
+LIMIT = typer.Option(None, "--limit", min=1, help="shrink: at most N images per dataset")
+BACKBONE = typer.Option(None, "--backbone", help="shrink: instead of the study's backbones (repeatable)")
+WEIGHTS = typer.Option(None, "--weights", help="weights of the --backbone models: hub, none or a checkpoint path")
+IMAGE_SIZE = typer.Option(None, "--image-size", min=8, help="shrink: every image size of the study")
+SEEDS = typer.Option(None, "--seeds", help="instead of the study's seeds, e.g. 0,1")
+EPOCHS = typer.Option(None, "--epochs", min=1, help="shrink: at most N epochs for every training protocol")
+
+
+def _load(study: Path, data_root, output_dir, limit, backbone, weights, image_size, seeds, epochs):
+    import os
+
+    from radbench.config import load_study
+    from radbench.overrides import Overrides
+
+    if data_root is not None:
+        os.environ["RADBENCH_DATA"] = str(Path(data_root).resolve())
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",")) if seeds else ()
+    except ValueError:
+        raise RadbenchError(f"--seeds {seeds!r}: give integers separated by commas, e.g. 0,1,2") from None
+    overrides = Overrides(str(Path(output_dir).resolve()) if output_dir else None, limit, tuple(backbone or ()),
+                          weights, image_size, seed_list, epochs)
+    return load_study(study, overrides)
+
+
+def _open_store(output_dir: Path):
+    from radbench.results import ResultsStore
+    from radbench.results.shards import merge_shards
+
+    path = output_dir / "results.sqlite"
+    if not path.is_file() and not (output_dir / "shards").is_dir():
+        raise RadbenchError(f"{output_dir}: no results.sqlite here (is this a study's output_dir?)")
+    merge_shards(output_dir)  # results of executor workers not merged yet
+    return ResultsStore(path)
+
+
+def _print_summary(output_dir: Path, split: str = "test", wide: bool = False) -> None:
+    from radbench.results import summary
+    from radbench.results.console import summary_tables
+
+    for table in summary_tables(summary(_open_store(output_dir), split), split, output_dir, wide):
+        out.print(table)
+    out.print(f"results: {output_dir / 'results.sqlite'}  (radbench results {output_dir} --wide | --csv | "
+              "--predictions)")

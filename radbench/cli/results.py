@@ -1,0 +1,112 @@
+"""`radbench results`, `status` and `report`: what a study's output folder holds."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from radbench.cli.common import (
+    Split,
+    _open_store,
+    _print_summary,
+    app,
+    err,
+    out,
+    user_errors,
+)
+
+
+@app.command()
+@user_errors
+def results(
+    output_dir: Path = typer.Argument(..., help="a study's output_dir"),
+    csv: bool = typer.Option(False, "--csv", help="one CSV row per test metric"),
+    predictions: bool = typer.Option(False, "--predictions", help="per-sample test scores as CSV"),
+    samples: bool = typer.Option(False, "--samples", help="per-case segmentation metrics as CSV"),
+    split: Split = typer.Option(Split.test, help="test (final) or val (of the chosen hyperparameters)"),
+    backbone: Optional[str] = typer.Option(None, help="CSV output: only this backbone"),
+    dataset: Optional[str] = typer.Option(None, help="CSV output: only this dataset"),
+    protocol: Optional[str] = typer.Option(None, help="CSV output: only this protocol"),
+    wide: bool = typer.Option(False, "--wide", help="every metric column (default: the headline ones)"),
+):
+    """Show the results stored in OUTPUT_DIR."""
+    from radbench.results import metric_rows
+    from radbench.results import predictions as prediction_rows
+
+    split = split.value
+    store = _open_store(output_dir)
+    if samples:
+        rows = store.sample_metrics()
+        for column, value in (("backbone", backbone), ("dataset", dataset), ("protocol", protocol)):
+            if value is not None:
+                rows = rows[rows[column] == value]
+        rows.to_csv(sys.stdout, index=False)
+    elif predictions:
+        prediction_rows(store, backbone, dataset, protocol).to_csv(sys.stdout, index=False)
+    elif csv:
+        rows = metric_rows(store, split)
+        for column, value in (("backbone", backbone), ("dataset", dataset), ("protocol", protocol)):
+            if value is not None:
+                rows = rows[rows[column] == value]
+        rows.to_csv(sys.stdout, index=False)
+    else:
+        _print_summary(output_dir, split, wide)
+
+
+@app.command()
+@user_errors
+def status(output_dir: Path = typer.Argument(..., help="a study's output_dir")):
+    """Where a study stands: per backbone x dataset x protocol the jobs stored, running (on which host:pid),
+    failed (the error's first line) and pending. Failed and pending jobs run on the next `radbench run`."""
+    rows = _open_store(output_dir).status()
+    table = Table(title=f"status of {output_dir}")
+    for column in ("backbone", "dataset", "protocol", "stored", "running", "failed", "pending", "last error"):
+        table.add_column(column, justify="right" if column in ("stored", "running", "failed", "pending") else "left",
+                         overflow="fold")
+    for row in rows.itertuples():
+        if row.planned == 0 and not row.failed:
+            table.add_row(row.backbone, row.dataset, "-", "not reached", "", "", "", "")
+            continue
+        running = f"{row.running} ({row.held_by})" if row.running else "0"
+        if row.stale:
+            running += f"; {row.stale} stale claim(s): {row.stale_claims}"
+        table.add_row(row.backbone, row.dataset, row.protocol, f"{row.done} of {row.planned}", running,
+                      str(row.failed), str(row.pending), row.error if isinstance(row.error, str) else "")
+    out.print(table)
+    out.print(f"jobs: {int(rows.done.sum())} stored, {int(rows.running.sum())} running, {int(rows.failed.sum())} "
+              f"failed, {int(rows.pending.sum())} pending of "
+              f"{int(rows.planned.sum())} planned; units not reached: {int((rows.planned == 0).sum())}")
+    if rows.stale.sum():
+        out.print(f"{int(rows.stale.sum())} pending job(s) hold a stale claim (no heartbeat, or its process is gone): "
+                  "the next `radbench run` takes them over")
+
+
+@app.command()
+@user_errors
+def report(
+    output_dir: Path = typer.Argument(..., help="a study's output_dir"),
+    out: Optional[Path] = typer.Option(None, help="where the report goes (default OUTPUT_DIR/report)"),
+    resamples: int = typer.Option(1000, min=100, help="patient-level bootstrap resamples"),
+    seed: int = typer.Option(0, help="seed of the resamples"),
+    patch_images: int = typer.Option(3, min=0, help="test images per dataset in the PCA patch-feature maps (0: none; "
+                                     "the only part that runs a backbone)"),
+):
+    """The study's answer: index.html (findings, status, leaderboards with 95 % patient-level bootstrap intervals
+    and significance, ranking, curves, ROC / confusion / per-class AUROC, segmentation cases and overlays, cost,
+    CKA and PCA patch maps), every figure as PNG + SVG and every table as CSV / Markdown / LaTeX."""
+    from radbench.report.build import build_report
+    from radbench.report.publish import check_resamples, publish
+
+    target = out or output_dir / "report"
+    check_resamples(resamples, _open_store(output_dir).largest_test_split())
+    _, board = publish(target, lambda folder: build_report(output_dir, folder, resamples, seed, patch_images,
+                                                            warn=lambda m: err.print(f"warning: {escape(m)}"),
+                                                            say=lambda m: err.print(escape(m), highlight=False)))
+    page = target / "index.html"
+    err.print(f"report: {page} ({len(board)} leaderboard rows, {resamples} patient resamples; tables in "
+              f"{target / 'tables'}, figures in {target / 'figures'})")
