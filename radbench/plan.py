@@ -17,9 +17,11 @@ from radbench.errors import DownloadError
 from radbench.extras import check_study
 from radbench.feasibility import check_blocks, shrink_notes
 from radbench.features.provider import feature_key
-from radbench.jobs import plan_jobs
 from radbench.progress import Reporter
-from radbench.runner import load_datasets, preprocess_for, results_path
+from radbench.study.checks import load_datasets
+from radbench.study.plan import plan_jobs
+from radbench.study.prepare import preprocess_for
+from radbench.study.store import results_path
 
 
 @dataclass

@@ -54,14 +54,14 @@ def test_a_failing_job_is_recorded_and_the_run_goes_on_then_exits_non_zero_with_
     study = write_study(tmp_path, tiny_study(tmp_path, [
         {"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 40},
         {"name": "b", "adapter": "medmnist", "path": str(breast), "limit": 40}], [{"knn": {"k": [5]}}], seeds=[0, 1]))
-    real = runner._run_feature_job
+    real = runner.run_job
 
-    def failing(job, *args, **kwargs):
+    def failing(study, job, *args, **kwargs):
         if job.seed == 1 and job.dataset.name == "p":
             raise FloatingPointError("loss is NaN at step 3")
-        return real(job, *args, **kwargs)
+        return real(study, job, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "_run_feature_job", failing)
+    monkeypatch.setattr(runner, "run_job", failing)
     result = cli("run", study, "--fail-fast")
     assert result.exit_code != 0
     assert radbench.load(tmp_path / "out").status.set_index("dataset").loc["b", "done"] == 0  # stopped at p
@@ -75,7 +75,7 @@ def test_a_failing_job_is_recorded_and_the_run_goes_on_then_exits_non_zero_with_
     log = (tmp_path / "out" / "run.log").read_text().splitlines()
     assert any(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d.* warning .*loss is NaN", line) for line in log)
 
-    monkeypatch.setattr(runner, "_run_feature_job", real)
+    monkeypatch.setattr(runner, "run_job", real)
     result = cli("run", study)
     assert result.exit_code == 0 and "next: radbench report" in result.stderr
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from radbench.config import parse_study
 from radbench.data import load_dataset
-from radbench.jobs import plan_jobs
+from radbench.study.plan import plan_jobs
 
 CLASSIFICATION = [{"knn": {"k": [5]}}, {"linear": {"epochs": 2, "lr": [0.1]}}, {"finetune": {"epochs": 1}},
                   {"lora": {}}, {"bitfit": {}}, {"progressive_freezing": {"frozen_blocks": [2]}},

@@ -19,14 +19,14 @@ def test_a_failed_job_and_an_unreached_unit_are_in_the_status(tmp_path, pneumoni
     study = write_study(tmp_path, tiny_study(tmp_path, [
         {"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 60},
         {"name": "b", "adapter": "medmnist", "path": str(breast), "limit": 60}], [{"knn": {"k": [5]}}], seeds=[0, 1]))
-    real = runner._run_feature_job
+    real = runner.run_job
 
-    def failing(job, *args, **kwargs):
+    def failing(study, job, *args, **kwargs):
         if job.seed == 1:
             raise FloatingPointError("loss is NaN at step 3")
-        return real(job, *args, **kwargs)
+        return real(study, job, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "_run_feature_job", failing)
+    monkeypatch.setattr(runner, "run_job", failing)
     with pytest.raises(RadbenchError, match="timm:test_vit x p / knn .seed 1. failed .*FloatingPointError: loss is NaN"):
         runner.run_study(load_study(study), Reporter(quiet=True), fail_fast=True)
     status = radbench.load(tmp_path / "out").status.set_index("dataset")
@@ -43,7 +43,7 @@ def test_a_failed_job_and_an_unreached_unit_are_in_the_status(tmp_path, pneumoni
     assert "1 of 2 planned jobs stored" in page and "1 failed" in page and "not reached" in page
     assert "FloatingPointError: loss is NaN at step 3" in page and ">nan<" not in page
 
-    monkeypatch.setattr(runner, "_run_feature_job", real)
+    monkeypatch.setattr(runner, "run_job", real)
     runner.run_study(load_study(study), Reporter(quiet=True))
     status = radbench.load(tmp_path / "out").status
     assert status.planned.tolist() == [2, 2] and status.done.tolist() == [2, 2] and status.failed.sum() == 0

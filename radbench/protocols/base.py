@@ -138,7 +138,8 @@ def one_point_per(key: str, suffix: Callable[[object], str]):
 
 @dataclass(frozen=True)
 class ProtocolSpec:
-    """`inputs`: "features" (cached frozen features) or "images" (trains on images). `variants` splits one
+    """`inputs`: what the run prepares for it, by name (study/prepare.py INPUTS): "features" (cached frozen
+    features), "images" (trains on images) or "segmentation" (masks and dense features). `variants` splits one
     entry into separately reported points (few-shot shots, decapitation depths); `repeats` draws per seed;
     `check(config, dataset, seeds)` raises a DataError when the data cannot serve the config, before any work."""
 

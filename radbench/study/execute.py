@@ -1,0 +1,91 @@
+"""Run: one job's protocol on its prepared inputs, into the JobRecord the store keeps — the same function for every
+kind of protocol (frozen features, training on images, segmentation); what differs is only what the result holds
+(predictions, or per-case metrics)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from radbench.config import StudyConfig
+from radbench.metrics.clinical import calibrated_metrics, clinical_metrics
+from radbench.progress import Reporter
+from radbench.results import JobRecord
+from radbench.study.plan import Job
+from radbench.study.prepare import JobInputs
+from radbench.training.loop import peak_memory_mb
+
+
+def run_job(study: StudyConfig, job: Job, prepared: JobInputs, reporter: Reporter) -> JobRecord:
+    """Run the protocol and assemble its record. Frozen-feature jobs take the extraction's costs from the feature
+    cache; jobs that train measure their own."""
+    segmentation = job.spec.inputs == "segmentation"
+    shown = f", features {', '.join(prepared.inputs.feature_types)}" if job.uses_features else ""
+    reporter.info(f"  {job.label} (seed {job.seed}{f', repeat {job.repeat}' if job.repeat else ''}){shown}")
+    start = time.perf_counter()
+    result = job.spec.run(job.config, prepared.inputs)
+    seconds = time.perf_counter() - start
+    metric = "dice" if segmentation else job.selection_metric
+    reporter.info(f"    chosen {result.selected}; test {metric} {result.test_metrics.get(metric, float('nan')):.4f}")
+    common = dict(
+        key=job.key, study=study.settings.name, backbone=job.backbone.display_name, dataset=job.dataset.name,
+        protocol=job.label, protocol_type=job.entry.type, seed=job.seed, repeat=job.repeat,
+        config=job_config(study, job, prepared), selected=result.selected, candidates=result.candidates,
+        details=result.details, timings={"protocol_seconds": seconds}, val_metrics=result.val_metrics,
+        test_metrics=result.test_metrics, class_names=job.dataset.class_names)
+    if segmentation:
+        return JobRecord(**common, task="segmentation", feature_cache=None,
+                         sample_ids=[c["sample_id"] for c in result.sample_metrics], test_targets=None,
+                         test_scores=None, extra_metrics=result.costs, sample_metrics=result.sample_metrics)
+    inputs, dataset = prepared.inputs, job.dataset
+    test_scores = np.asarray(result.test_scores, dtype=np.float64)
+    test = dataset.splits["test"]
+    return JobRecord(**common, task=dataset.task.value, feature_cache=prepared.cache_name,
+                     sample_ids=[str(s) for s in test.sample_ids], patient_ids=[str(p) for p in test.patient_ids],
+                     test_targets=dataset.targets("test"), test_scores=test_scores,
+                     extra_metrics={**_clinical(job, inputs, result, test_scores),
+                                    **_costs(result, prepared, seconds, inputs.device)})
+
+
+def job_config(study: StudyConfig, job: Job, prepared: JobInputs) -> dict:
+    """Everything the job's numbers depend on, as stored with them."""
+    dataset, segmentation = job.dataset, job.spec.inputs == "segmentation"
+    config = {
+        "backbone": {**job.backbone.model_dump(mode="json"), "identity": prepared.identity},
+        "dataset": {**next(d for d in study.datasets if d.name == dataset.name).model_dump(mode="json"),
+                    "task": "segmentation" if segmentation else dataset.task.value,
+                    "class_names": list(dataset.class_names), "split_origin": dataset.split_origin,
+                    "split_sizes": {n: len(s) for n, s in dataset.splits.items()}, "notes": list(dataset.notes)},
+        "preprocess": prepared.preprocess.identity(),
+        "protocol": {"type": job.entry.type, **job.config.model_dump(mode="json")},
+    }
+    if segmentation:
+        return {**config, "seed": job.seed}
+    return {**config, "feature_types": prepared.inputs.feature_types, "selection_metric": job.selection_metric,
+            "seed": job.seed, "repeat": job.repeat}
+
+
+def _clinical(job: Job, inputs, result, test_scores: np.ndarray) -> dict:
+    """Operating points and calibration (thresholds chosen on val), and the `calibrate:` map's numbers."""
+    clinical, notes = clinical_metrics(inputs.task, inputs.targets.get("val"), result.val_scores,
+                                       inputs.targets["test"], test_scores, inputs.class_names)
+    if job.config.calibrate:
+        calibrated, calibration = calibrated_metrics(job.config.calibrate, inputs.task, inputs.targets.get("val"),
+                                                     result.val_scores, inputs.targets["test"], test_scores,
+                                                     inputs.class_names)
+        clinical.update(calibrated)
+        result.details["calibration"] = calibration
+    if notes:
+        result.details["clinical"] = notes
+    return clinical
+
+
+def _costs(result, prepared: JobInputs, seconds: float, device) -> dict:
+    costs = dict(result.costs)
+    if prepared.feature_costs is None:
+        return costs
+    trainable = costs.get("trainable_params", 0.0)
+    return {"trainable_params": trainable, "total_params": prepared.feature_costs["backbone_params"] + trainable,
+            "train_seconds": seconds, "infer_ms_per_image": prepared.feature_costs["infer_ms_per_image"],
+            "peak_mem_mb": peak_memory_mb(device)}
