@@ -69,7 +69,8 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                 pending = _prepare(context, store.finished_keys(), extract_only, summary)
             store.plan_jobs(*unit.names, context.jobs)
             progress.skipped(len(context.jobs) - len(pending))
-            if not extract_only and not _run_jobs(context, pending, schedule, store, summary, fail_fast):
+            if not extract_only and not _run_jobs(context, pending, schedule, store, summary=summary,
+                                                  fail_fast=fail_fast):
                 store.clear_unit_failures(*unit.names)  # every job of the unit stored: earlier failures are over
             if last_of_backbone:
                 provider.release()
@@ -94,7 +95,7 @@ def _prepare(context: UnitContext, finished: set[str], extract_only: bool, summa
     return pending
 
 
-def _run_jobs(context: UnitContext, pending: list, schedule: Schedule, store: StudyStore, summary: RunSummary,
+def _run_jobs(context: UnitContext, pending: list, schedule: Schedule, store: StudyStore, *, summary: RunSummary,
               fail_fast: bool) -> int:
     """Run the jobs the schedule gives this process; the number that failed."""
     failed = 0
@@ -109,7 +110,8 @@ def _run_jobs(context: UnitContext, pending: list, schedule: Schedule, store: St
                     record = run_job(context.study, job, context.inputs(job), context.reporter)
             except Exception as error:  # recorded (status and report show it); the other jobs go on
                 failed += 1
-                _failed(context, job, error, store, summary, fail_fast or context.ranks.world > 1)
+                _failed(context, job, error, store=store, summary=summary,
+                        stop=fail_fast or context.ranks.world > 1)
                 context.reporter.info(schedule.progress.finished(time.perf_counter() - started))
                 continue
         if schedule.stores(together):  # the same model on every rank: rank 0 stores it
@@ -118,7 +120,8 @@ def _run_jobs(context: UnitContext, pending: list, schedule: Schedule, store: St
     return failed
 
 
-def _failed(context: UnitContext, job, error: Exception, store: StudyStore, summary: RunSummary, stop: bool) -> None:
+def _failed(context: UnitContext, job, error: Exception, *, store: StudyStore, summary: RunSummary,
+            stop: bool) -> None:
     """Record the failure; stop the run (`--fail-fast`, or ranks training together, which must not part ways) or
     say it and go on."""
     line = f"{type(error).__name__}: {error}".splitlines()[0][:500]

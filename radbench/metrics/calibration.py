@@ -9,7 +9,8 @@
 The val scores are those of the chosen model trained on train only (the train+val refit has seen val); the map is
 then applied to the refit model's test scores. On binary and multi-label tasks both maps keep each class's
 ranking, so AUROC and the operating points do not move; on multi-class ones temperature keeps every prediction
-(argmax). Only Brier and ECE are stored calibrated, beside the raw ones: `brier@calibrated`, `ece@calibrated`. The fitted parameters are kept in the job's details so the report applies the same map."""
+(argmax). Only Brier and ECE are stored calibrated, beside the raw ones: `brier@calibrated`, `ece@calibrated`.
+The fitted parameters are kept in the job's details so the report applies the same map."""
 
 from __future__ import annotations
 

@@ -76,8 +76,8 @@ def _calibration_rows(y, s, w) -> dict[str, np.ndarray]:
     size, extra = total // count, total % count
     k = np.arange(ECE_BINS + 1)[None, :]
     edges = np.minimum(k * size[:, None] + np.minimum(k, extra[:, None]), total[:, None])  # array_split's cuts
-    overlap = np.clip(np.minimum(end[:, :, None], edges[:, None, 1:]) - np.maximum(start[:, :, None], edges[:, None, :-1]),
-                      0, None)  # (R, n, bins): copies of sample i in bin b
+    overlap = np.clip(np.minimum(end[:, :, None], edges[:, None, 1:])
+                      - np.maximum(start[:, :, None], edges[:, None, :-1]), 0, None)  # (R, n, bins): copies in bin b
     ece = np.abs(np.einsum("rnb,n->rb", overlap, gap)).sum(axis=1) / total
     return {"brier": brier, "ece": ece}
 

@@ -32,7 +32,8 @@ def backbone_rows(jobs: pd.DataFrame) -> pd.DataFrame:
         model = f"{identity.get('family', '')}:{identity.get('model_id', config.get('name', ''))}".strip(":")
         if identity.get("model_kwargs"):
             model += " " + json.dumps(identity["model_kwargs"], sort_keys=True)
-        rows.append([backbone, weights_text(identity, str(config.get("weights", ""))), model, identity.get("weights") == "none"])
+        rows.append([backbone, weights_text(identity, str(config.get("weights", ""))), model,
+                     identity.get("weights") == "none"])
     return pd.DataFrame(rows, columns=["backbone", "weights", "model", "random_init"])
 
 

@@ -89,8 +89,8 @@ class ShardWriter:
         _write_shard(self.output_dir, "job", lambda store: store.save(record))
         return True
 
-    def record_failure(self, *args) -> None:
-        _write_shard(self.output_dir, "failure", lambda store: store.record_failure(*args))
+    def record_failure(self, *args, **kwargs) -> None:
+        _write_shard(self.output_dir, "failure", lambda store: store.record_failure(*args, **kwargs))
 
 
 def merge_shards(output_dir: Path) -> int:

@@ -68,12 +68,11 @@ def job_config(study: StudyConfig, job: Job, prepared: JobInputs) -> dict:
 
 def _clinical(job: Job, inputs, result, test_scores: np.ndarray) -> dict:
     """Operating points and calibration (thresholds chosen on val), and the `calibrate:` map's numbers."""
-    clinical, notes = clinical_metrics(inputs.task, inputs.targets.get("val"), result.val_scores,
-                                       inputs.targets["test"], test_scores, inputs.class_names)
+    splits = dict(val_targets=inputs.targets.get("val"), val_scores=result.val_scores,
+                  test_targets=inputs.targets["test"], test_scores=test_scores, class_names=inputs.class_names)
+    clinical, notes = clinical_metrics(inputs.task, **splits)
     if job.config.calibrate:
-        calibrated, calibration = calibrated_metrics(job.config.calibrate, inputs.task, inputs.targets.get("val"),
-                                                     result.val_scores, inputs.targets["test"], test_scores,
-                                                     inputs.class_names)
+        calibrated, calibration = calibrated_metrics(job.config.calibrate, inputs.task, **splits)
         clinical.update(calibrated)
         result.details["calibration"] = calibration
     if notes:

@@ -73,8 +73,9 @@ def plan_jobs(study: StudyConfig, backbone: BackboneConfig, dataset, data_key: s
                         "config": variant.model_dump(mode="json", exclude=_not_in_key(variant)),
                         "feature_types": feature_types, "selection_metric": metric, "seed": seed, "repeat": repeat,
                     }, length=20)
-                    jobs.append(Job(owner, dataset, entry, spec, label, variant, seed, repeat, feature_types,
-                                    metric, key))
+                    jobs.append(Job(backbone=owner, dataset=dataset, entry=entry, spec=spec, label=label,
+                                    config=variant, seed=seed, repeat=repeat, feature_types=feature_types,
+                                    selection_metric=metric, key=key))
     return jobs
 
 

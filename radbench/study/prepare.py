@@ -83,9 +83,10 @@ class UnitContext:
         """The dataset reading its images from the preprocessing cache at `size` (built when missing)."""
         settings = self.study.settings
         return precache_dataset(
-            self.raw, replace(self.base_preprocess, image_size=size), self.study.feature_cache_dir / "preprocessed",
-            settings.preprocess_dtype, settings.preprocess_cache, self.unit.dataset_cfg.on_bad_file,
-            file_workers(settings), self.reporter)
+            self.raw, replace(self.base_preprocess, image_size=size),
+            root=self.study.feature_cache_dir / "preprocessed", dtype=settings.preprocess_dtype,
+            mode=settings.preprocess_cache, on_bad_file=self.unit.dataset_cfg.on_bad_file,
+            workers=file_workers(settings), reporter=self.reporter)
 
     def extract(self, jobs: list[Job]) -> None:
         """The cached features `jobs` read (extracted once, for the deepest block any of them asks for)."""
@@ -93,7 +94,7 @@ class UnitContext:
         if feature_jobs:
             needed = max(blocks_needed(t) for job in feature_jobs for t in job.feature_types)
             self.cached = self.provider.get(self.unit.backbone, self.description, self.dataset, self.preprocess,
-                                            needed)
+                                            blocks_needed=needed)
 
     def inputs(self, job: Job) -> JobInputs:
         """What the job's protocol declared it takes, built by INPUTS under that name."""
@@ -143,7 +144,8 @@ def image_inputs(unit: UnitContext, job: Job) -> JobInputs:
     slices = slice_view(dataset) if dataset.volume is not None else None  # 3D: trained on slices
     context = ImageContext(
         dataset=slices.dataset if slices else dataset, preprocess=unit.preprocess, backbone=model,
-        precision=unit.precision, num_workers=0 if in_memory and settings.num_workers is None else file_workers(settings),
+        precision=unit.precision,
+        num_workers=0 if in_memory and settings.num_workers is None else file_workers(settings),
         cache_folder=unit.study.feature_cache_dir / f"{unit.key}-tokens", model_folder=unit.folder("models", job),
         description=unit.model_description(job, unit.preprocess, weights_identity=identity), slices=slices)
     return JobInputs(unit.protocol_input(job, images=context), unit.preprocess, identity)

@@ -61,7 +61,8 @@ class StudyStore:
 
     def record_failure(self, unit, job, line: str) -> None:
         backbone, dataset = unit.names  # the unit's (a scratch U-Net's job is planned under the first backbone)
-        self.writer.record_failure(job.key, backbone, dataset, job.label, job.seed, job.repeat, line)
+        self.writer.record_failure(job.key, backbone=backbone, dataset=dataset, protocol=job.label, seed=job.seed,
+                                   repeat=job.repeat, error=line)
 
     def clear_unit_failures(self, backbone: str, dataset: str) -> None:
         self.writer.clear_unit_failures(backbone, dataset, None if self.study.focus is None else self.study.focus.key)
