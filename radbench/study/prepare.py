@@ -105,7 +105,7 @@ class UnitContext:
 
     def folder(self, kind: str, job: Job) -> Path:
         return job_folder(self.study.settings.output_dir, kind, job.backbone.display_name, self.dataset.name,
-                          job.label, job.seed, job.repeat)
+                          job.label, seed=job.seed, repeat=job.repeat)
 
     def model_description(self, job: Job, preprocess: Preprocess, **extra) -> dict:
         """What a saved model records about itself: its backbone entry, the data and protocol, the preprocessing."""
