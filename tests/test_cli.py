@@ -17,6 +17,21 @@ def test_quickstart_offline_with_local_data(tmp_path, cli, pneumonia_npz):
     assert str(tmp_path / "qs" / "results.sqlite") in result.stdout.replace("\n", "")
     rows = pd.read_csv(io.StringIO(cli("results", tmp_path / "qs", "--csv").stdout))
     assert set(rows.protocol) == {"knn", "linear", "logreg"}
+    said = " ".join(result.stderr.split())
+    assert "up to 300 PneumoniaMNIST images" in said and "CPU-minutes" in said  # what it will do, how long
+    assert f"next: radbench report {tmp_path / 'qs'}" in said  # and where to go next
+
+
+def test_the_quickstart_default_fits_two_cpu_minutes():
+    """600 images through ViT-S/14 at 224 px take about 1.5 CPU-minutes here (the closing note has the
+    measurement); the default must not creep back to the 1200 images that took 2.9."""
+    import typer
+
+    from radbench.cli import app
+
+    quickstart = typer.main.get_command(app).commands["quickstart"]
+    defaults = {p.name: p.default for p in quickstart.params}
+    assert defaults["limit"] * 3 <= 600 and defaults["image_size"] <= 224
 
 
 def test_quickstart_offline_without_data_explains(tmp_path, cli, monkeypatch):

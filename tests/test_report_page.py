@@ -132,3 +132,15 @@ def test_the_page_loads_every_figure_in_a_real_browser(report, tmp_path):
     subprocess.run([chromium(), *FLAGS, f"--screenshot={screenshot}", "--window-size=1200,1600",
                     (report / "report" / "index.html").as_uri()], capture_output=True, timeout=120)
     assert screenshot.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+def test_operating_points_per_finding_equal_the_stored_per_class_metrics(report):
+    table = pd.read_csv(report / "report" / "tables" / "clinical-nih.csv")
+    stored = radbench.load(report).results
+    per_class = table[table.metric.str.contains("/")]
+    assert {m.split("/")[1] for m in per_class.metric} == {"Infiltration", "Effusion", "Atelectasis"}
+    for row in per_class.itertuples():
+        values = stored[(stored.dataset == "nih") & (stored.protocol == row.protocol) & (stored.backbone == row.backbone)
+                        & (stored.metric == row.metric)].value
+        assert row.mean == pytest.approx(values.mean(), abs=1e-9, nan_ok=True), row.metric
+        assert np.isnan(row.mean) or row.ci_low <= row.mean + 1e-12 <= row.ci_high + 2e-12

@@ -304,10 +304,13 @@ def _clinical(page: Page, section: Section, results: Results, dataset: str, jobs
                  + ("; '@calibrated': after the protocol's `calibrate:` map, fitted on val only" if
                     rows.metric.str.endswith("@calibrated").any() else "")
                  + f". Mean over runs; 95 % interval from {RESAMPLES} "
-                 "patient resamples, runs resampled within each where they differ (the 'covers' column).")
+                 "patient resamples, runs resampled within each where they differ (the 'covers' column)."
+                 + (f" Per class, with the same intervals: tables/clinical-{dataset}.csv." if
+                    rows.metric.str.contains("/").any() else ""))
     wide = rows.assign(cell=[f"{m:.3f} ({lo:.3f}–{hi:.3f})" for m, lo, hi in zip(rows["mean"], rows.ci_low,
                                                                                   rows.ci_high)])
-    table = wide.pivot_table(index=["protocol", "backbone", "interval"], columns="metric", values="cell",
+    macro = wide[~wide.metric.str.contains("/")]
+    table = macro.pivot_table(index=["protocol", "backbone", "interval"], columns="metric", values="cell",
                              aggfunc="first").reset_index()
     metrics = [m for m in SHOWN if m in table.columns]
     section.table(["protocol", "backbone", "covers", *metrics],

@@ -22,7 +22,8 @@ RESAMPLES = 200  # fewer than the leaderboard's (said on the page): ECE holds re
 
 def clinical_rows(store, jobs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """backbone, protocol, metric, mean, ci_low, ci_high, interval, runs — for classification jobs of one dataset
-    (the points of curves left out)."""
+    (the points of curves left out): each metric's macro mean, and `metric/<class>` per class of a multi-label or
+    multi-class task."""
     jobs = jobs[(jobs.task != "segmentation") & ~jobs.protocol.str.contains("@")]
     rows = []
     weights_by_samples: dict[tuple, np.ndarray] = {}
@@ -43,7 +44,8 @@ def clinical_rows(store, jobs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             per_run.append((estimate, draws))
             keys.append((int(job.seed), int(job.repeat)))
             fingerprints.add(scores.tobytes())
-        for metric in SHOWN:
+        classes = sorted({key.split("/", 1)[1] for estimate, _ in per_run for key in estimate if "/" in key})
+        for metric in [*SHOWN, *(f"{m}/{c}" for m in SHOWN for c in classes)]:
             if not all(metric in estimate for estimate, _ in per_run) or \
                     all(np.isnan(estimate[metric]) for estimate, _ in per_run):
                 continue  # undefined on this test split (one label value): the job's notes say why

@@ -15,10 +15,13 @@ from radbench.report.stats import _quiet
 def clinical_under_weights(task: Task, targets: np.ndarray, scores: np.ndarray, class_names: tuple[str, ...],
                            thresholds: dict[str, float], weights: np.ndarray,
                            calibrated: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """metric -> (R,) macro mean over classes (NaN-skipping; NaN where no class is defined in a resample)."""
+    """metric -> (R,) macro mean over classes (NaN-skipping; NaN where no class is defined in a resample), and
+    `metric/<class>` -> (R,) per class where the task has more than one (per finding, one-vs-rest)."""
     per_class: dict[str, list[np.ndarray]] = {}
     weights = np.atleast_2d(weights)
-    for c, name in _classes(task, class_names):
+    classes = _classes(task, class_names)
+    out: dict[str, np.ndarray] = {}
+    for c, name in classes:
         known = ~np.isnan(targets[:, c])
         y, s = _column(targets, scores, c)
         w = weights[:, known]
@@ -32,8 +35,10 @@ def clinical_under_weights(task: Task, targets: np.ndarray, scores: np.ndarray, 
             values.update({f"{key}@calibrated": value for key, value in after.items()})
         for key, value in values.items():
             per_class.setdefault(key, []).append(np.where(defined, value, np.nan))
+            if len(classes) > 1:
+                out[f"{key}/{name}"] = per_class[key][-1]
     with np.errstate(invalid="ignore"), _quiet():
-        return {key: np.nanmean(np.stack(values), axis=0) for key, values in per_class.items()}
+        return {**{key: np.nanmean(np.stack(values), axis=0) for key, values in per_class.items()}, **out}
 
 
 def _operating_points(y, s, w, positives, negatives) -> dict[str, np.ndarray]:

@@ -58,7 +58,7 @@ def leaderboard(store: ResultsStore, resamples: int = 1000, seed: int = 0, alpha
                 if samples not in weights_by_samples:
                     weights_by_samples[samples] = patient_weights(np.array(samples), resamples, seed)
                 estimates, draws = _case_means(per_case, weights_by_samples[samples])
-                scored[job.key] = (estimates, draws, None, per_case.to_numpy().tobytes(), len(samples), None)
+                scored[job.key] = (estimates, draws, None, per_case.to_numpy().tobytes(), len(samples), None, None)
                 continue
             _, sample_ids, targets, scores = store.predictions(job.key)
             patients = np.array(store.patient_ids(job.key))
@@ -76,9 +76,8 @@ def leaderboard(store: ResultsStore, resamples: int = 1000, seed: int = 0, alpha
             metrics = sorted({m for key in protocol_jobs.key for m in scored[key][0]})
             for metric in metrics:
                 entries = [_runs(backbone, group, scored, metric) for backbone, group in protocol_jobs.groupby("backbone")]
-                size = scored[protocol_jobs.key.iloc[0]][4]
-                first = scored[protocol_jobs.key.iloc[0]]
-                rows += _rank(dataset, protocol, metric, entries, alpha, seed, size, first[5], first[6])
+                first = scored[protocol_jobs.key.iloc[0]]  # size, (positives, negatives), the fewest of a class
+                rows += _rank(dataset, protocol, metric, entries, alpha, seed, first[4], first[5], first[6])
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
