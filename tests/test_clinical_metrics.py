@@ -115,6 +115,9 @@ def test_the_report_shows_them_with_intervals_and_reliability_diagrams(tmp_path,
     assert cli("run", study).exit_code == 0
     assert cli("report", tmp_path / "out", "--resamples", "100", "--patch-images", "0").exit_code == 0
     table = pd.read_csv(tmp_path / "out" / "report" / "tables" / "clinical-p.csv")
+    same = radbench.load(tmp_path / "out").clinical("p")  # the notebook's view of the same table
+    assert same[["protocol", "metric", "mean"]].reset_index(drop=True).equals(
+        table[["protocol", "metric", "mean"]].reset_index(drop=True))
     stored = radbench.load(tmp_path / "out").results
     for row in table.itertuples():
         values = stored[(stored.protocol == row.protocol) & (stored.metric == row.metric)].value

@@ -20,7 +20,7 @@ JSON_COLUMNS = ("config", "selected", "candidates", "details", "timings")
 class Results:
     """r.results (one row per test metric), r.predictions (per-sample scores), r.samples (segmentation cases),
     r.costs, r.jobs (configs), r.status (planned / stored / failed jobs); r.bootstrap(job), r.compare(job_a, job_b,
-    metric), r.cka(dataset[, backbone]), r.leaderboard()."""
+    metric), r.cka(dataset[, backbone]), r.leaderboard(), r.clinical(dataset)."""
 
     def __init__(self, output_dir: str | Path):
         path = Path(output_dir) / "results.sqlite"
@@ -111,6 +111,14 @@ class Results:
         if backbone is not None:
             return layer_cka(folder, backbone, dataset, unbiased)
         return backbone_cka(folder, dataset, feature, unbiased)
+
+    def clinical(self, dataset: str, seed: int = 0) -> pd.DataFrame:
+        """Operating points and calibration of `dataset`'s classification jobs (macro and per class), each the
+        mean over runs with its two-level 95 % interval: the report's clinical table."""
+        from radbench.report.clinical import clinical_rows
+
+        jobs = self.store.jobs()
+        return clinical_rows(self.store, jobs[jobs.dataset == dataset], seed)
 
     def leaderboard(self, resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
         from radbench.report.leaderboard import leaderboard
