@@ -334,3 +334,22 @@ def test_the_weights_column_names_hub_revision_checkpoint_hash_or_random_initial
     assert rows.weights["mine"] == "checkpoint /models/r18.pt (sha256 abababababab)"
     assert rows.weights["random"].startswith("random initialisation")
     assert rows.random_init.tolist() == [False, False, True]
+
+
+def test_a_saved_figure_holds_its_title_colour_bar_label_and_rotated_names(tmp_path):
+    """Long backbone names and a colour-bar label spill past a small heatmap's canvas: the saved PNG must hold
+    everything drawn (it used to be cut at the canvas edge)."""
+    from PIL import Image
+
+    from radbench.report import figures, plots
+
+    names = ["timm:vit_tiny_patch16_224", "hf:facebook/dinov2-small"]
+    matrix = pd.DataFrame([[1.0, 0.4], [0.4, 1.0]], index=names, columns=names)
+    figure = plots.cka_heatmap(matrix, "shenzhen: linear CKA between backbones, a long title")
+    figure.canvas.draw()
+    drawn = figure.get_tightbbox(figure.canvas.get_renderer())  # inches, everything drawn
+    canvas = figure.get_size_inches()
+    assert drawn.width > canvas[0] or drawn.height > canvas[1] or drawn.x0 < 0 or drawn.y0 < 0  # it spills
+    png, _ = figures.save(figure, tmp_path, "cka")
+    width, height = Image.open(png).size
+    assert width >= drawn.width * 120 - 2 and height >= drawn.height * 120 - 2  # dpi 120
