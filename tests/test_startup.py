@@ -46,3 +46,13 @@ def test_a_pretrain_config_error_comes_back_before_any_heavy_import(tmp_path):
     probe = _probe("pretrain", str(config))
     assert probe["exit"] == 2 and probe["heavy"] == [], probe
     assert "method" in probe["stderr"], probe
+
+
+def test_plan_reports_config_errors_and_missing_extras_before_any_heavy_import(tmp_path):
+    study = tmp_path / "study.yaml"
+    study.write_text("name: s\noutput_dir: out\nbackbones: [{name: dinov2_vits14, weights: none}]\n"
+                     "datasets: [{name: d, adapter: csv, path: missing.csv, image_column: path, label_colums: [a]}]\n"
+                     "protocols: [{knn: {k: [3]}}]\n")
+    probe = _probe("plan", str(study))
+    assert probe["exit"] == 2 and probe["heavy"] == [], probe
+    assert "did you mean `label_columns`?" in probe["stderr"]
