@@ -74,7 +74,6 @@ class Reporter:
             yield lambda n=1, status="": progress.update(task_id, advance=n, status=status)
 
 
-
 class StudyProgress:
     """The line after each job: how far the whole study is, and a rough time left (the mean time of the jobs this
     run has trained so far, times the jobs still to run; stored jobs count as done)."""

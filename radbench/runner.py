@@ -18,12 +18,12 @@ from radbench.features.cache import FeatureCache
 from radbench.features.provider import Extraction, FeatureProvider
 from radbench.progress import Reporter, StudyProgress
 from radbench.results import ResultsStore
-from radbench.study.checks import check_before_work, load_datasets, undefined_auroc  # noqa: F401  (re-exported)
+from radbench.study.checks import check_before_work
 from radbench.study.execute import run_job
 from radbench.study.plan import plan_units, unit_jobs
-from radbench.study.prepare import UnitContext, file_workers, preprocess_for  # noqa: F401  (re-exported)
+from radbench.study.prepare import UnitContext
 from radbench.study.schedule import Schedule
-from radbench.study.store import StudyStore, results_path  # noqa: F401  (re-exported)
+from radbench.study.store import StudyStore
 
 
 @dataclass

@@ -32,7 +32,3 @@ def offline_if_unreachable() -> bool:
         pass
     return True
 
-
-def offline_note() -> str:
-    return ("; the hub was unreachable, so this run used HF_HUB_OFFLINE=1 (the local cache only)"
-            if offline_if_unreachable() else "")

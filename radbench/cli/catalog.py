@@ -11,6 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from radbench.cli.common import (
+    QUIET,
     _print_summary,
     _run,
     app,
@@ -90,7 +91,7 @@ def quickstart(
     limit: int = typer.Option(200, help="samples per split"),
     image_size: int = typer.Option(224, help="input size of the backbone"),
     batch_size: int = typer.Option(64, help="extraction batch size"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+    quiet: bool = QUIET,
 ):
     """A real small study end to end: PneumoniaMNIST, DINOv2 ViT-S/14, kNN + linear + logistic regression."""
     from radbench.quickstart import quickstart_study

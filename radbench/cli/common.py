@@ -85,6 +85,11 @@ def _run(study, quiet: bool, extract_only: bool = False, repair: bool = True, fa
     return summary
 
 
+DEVICE = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps")
+BATCH_SIZE = typer.Option(None, help="extraction batch size")
+NUM_WORKERS = typer.Option(None, help="data loading workers")
+QUIET = typer.Option(False, "--quiet", "-q", help="no progress output")
+NO_REPAIR = typer.Option(False, "--no-repair", help="stop on a damaged cache file instead of rebuilding it")
 DATA_ROOT = typer.Option(None, "--data-root", help="sets RADBENCH_DATA, the data root of the shipped studies")
 OUTPUT_DIR = typer.Option(None, "--output-dir", help="instead of the study's output_dir")
 LIMIT = typer.Option(None, "--limit", min=1, help="shrink: at most N images per dataset")

@@ -7,17 +7,17 @@ from typing import Optional
 
 import typer
 
-from radbench.cli.common import DATA_ROOT, IMAGE_SIZE, OUTPUT_DIR, WEIGHTS, app, err, user_errors
+from radbench.cli.common import DATA_ROOT, DEVICE, IMAGE_SIZE, OUTPUT_DIR, QUIET, WEIGHTS, app, err, user_errors
 
 
 @app.command()
 @user_errors
 def pretrain(
     config: Path = typer.Argument(..., help="pretraining YAML"),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps"),
+    device: Optional[str] = DEVICE,
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="stop after step N (schedules unchanged)"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=2, help="instead of the config's batch_size"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
+    quiet: bool = QUIET,
     data_root: Optional[Path] = DATA_ROOT, output_dir: Optional[Path] = OUTPUT_DIR,
     backbone: Optional[str] = typer.Option(None, "--backbone", help="instead of the config's backbone"),
     weights: Optional[str] = WEIGHTS, image_size: Optional[int] = IMAGE_SIZE,

@@ -11,11 +11,16 @@ from rich.table import Table
 
 from radbench.cli.common import (
     BACKBONE,
+    BATCH_SIZE,
     DATA_ROOT,
+    DEVICE,
     EPOCHS,
     IMAGE_SIZE,
     LIMIT,
+    NO_REPAIR,
+    NUM_WORKERS,
     OUTPUT_DIR,
+    QUIET,
     SEEDS,
     WEIGHTS,
     _load,
@@ -35,11 +40,8 @@ from radbench.errors import RadbenchError
 @user_errors
 def run(
     study: Path = typer.Argument(..., help="study YAML"),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps"),
-    batch_size: Optional[int] = typer.Option(None, help="extraction batch size"),
-    num_workers: Optional[int] = typer.Option(None, help="data loading workers"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
-    no_repair: bool = typer.Option(False, "--no-repair", help="stop on a damaged cache file instead of rebuilding it"),
+    device: Optional[str] = DEVICE, batch_size: Optional[int] = BATCH_SIZE, num_workers: Optional[int] = NUM_WORKERS,
+    quiet: bool = QUIET, no_repair: bool = NO_REPAIR,
     data_root: Optional[Path] = DATA_ROOT, output_dir: Optional[Path] = OUTPUT_DIR, limit: Optional[int] = LIMIT,
     backbone: Optional[list[str]] = BACKBONE, weights: Optional[str] = WEIGHTS, image_size: Optional[int] = IMAGE_SIZE,
     seeds: Optional[str] = SEEDS, epochs: Optional[int] = EPOCHS,
@@ -167,11 +169,8 @@ def plan(
 @user_errors
 def extract(
     study: Path = typer.Argument(..., help="study YAML"),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps"),
-    batch_size: Optional[int] = typer.Option(None, help="extraction batch size"),
-    num_workers: Optional[int] = typer.Option(None, help="data loading workers"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress output"),
-    no_repair: bool = typer.Option(False, "--no-repair", help="stop on a damaged cache file instead of rebuilding it"),
+    device: Optional[str] = DEVICE, batch_size: Optional[int] = BATCH_SIZE, num_workers: Optional[int] = NUM_WORKERS,
+    quiet: bool = QUIET, no_repair: bool = NO_REPAIR,
 ):
     """Extract and cache features for every backbone x dataset of a study, without running protocols."""
     from radbench.config import load_study
