@@ -6,7 +6,6 @@ config model their adapter / protocol registers, so every capability owns its ow
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import re
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from radbench.backbones import BackboneConfig, resolve_entry
 from radbench.data import ADAPTERS
 from radbench.data.base import DatasetConfigBase
-from radbench.errors import ConfigError, RadbenchError
+from radbench.errors import ConfigError, RadbenchError, did_you_mean
 from radbench.overrides import Overrides
 from radbench.presets import apply_preset
 from radbench.protocols import PROTOCOLS, ProtocolConfigBase
@@ -206,8 +205,7 @@ def _did_you_mean(location: tuple, model: type[BaseModel]) -> str:
     """' (did you mean `label_columns`?)' for a misspelt key of `model` itself (nested models: no guess)."""
     if len(location) != 1 or not isinstance(location[0], str):
         return ""
-    near = difflib.get_close_matches(location[0], sorted(model.model_fields), n=1, cutoff=0.7)
-    return f" (did you mean `{near[0]}`?)" if near else ""
+    return did_you_mean(location[0], model.model_fields, quote=lambda key: f"`{key}`", cutoff=0.7)
 
 
 def _dataset(item: Any, where: str, context: dict, errors: list[str]) -> DatasetConfigBase | None:
@@ -265,9 +263,8 @@ def _check_restrictions(errors: list[str], backbones: list, protocols: list) -> 
     for i, entry in enumerate(protocols):
         for name in (entry.backbones or ()) if entry else ():
             if name not in known:
-                near = difflib.get_close_matches(name, sorted(known), n=1)
                 errors.append(f"protocols[{i}].{entry.type}.backbones: {name!r} is not a backbone of this study"
-                              + (f" (did you mean {near[0]!r}?)" if near else ""))
+                              + did_you_mean(name, known))
 
 
 def _check_crop(errors: list[str], settings, datasets: list) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Generic, Iterator, TypeVar
 
-from radbench.errors import RadbenchError
+from radbench.errors import RadbenchError, did_you_mean
 
 T = TypeVar("T")
 
@@ -34,12 +34,9 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            import difflib
-
             known = ", ".join(sorted(self._items))
-            near = difflib.get_close_matches(str(name), sorted(self._items), n=1)
-            guess = f" (did you mean {near[0]!r}?)" if near else ""
-            raise RadbenchError(f"unknown {self.kind} {name!r}{guess}; known: {known}") from None
+            raise RadbenchError(f"unknown {self.kind} {name!r}{did_you_mean(name, self._items)}; known: {known}") \
+                from None
 
     def __contains__(self, name: str) -> bool:
         return name in self._items

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,7 +15,7 @@ from radbench.data.base import DatasetConfigBase, FileImages, LabeledDataset, Sp
 from radbench.data.build import assemble_dataset
 from radbench.data.registry import ADAPTERS, Adapter
 from radbench.data.volumes import FileVolumes
-from radbench.errors import DataError
+from radbench.errors import DataError, did_you_mean
 from radbench.schema import InputPath
 
 if TYPE_CHECKING:
@@ -232,9 +231,8 @@ def read_table(path: Path, separator: str = ",", text_columns: tuple[str, ...] =
     table.columns = [str(c).strip() for c in table.columns]
     missing = [c for c in required if c not in table.columns]
     if missing:
-        near = difflib.get_close_matches(missing[0], [str(c) for c in table.columns], n=1)
-        guess = f" (did you mean {near[0]!r}?)" if near else ""
-        raise DataError(f"{path}: column {missing[0]!r} not found{guess}; columns are: {', '.join(table.columns)}")
+        raise DataError(f"{path}: column {missing[0]!r} not found{did_you_mean(missing[0], table.columns)}; "
+                        f"columns are: {', '.join(table.columns)}")
     if table.empty:
         raise DataError(f"{path}: the table has no rows")
     return table
