@@ -18,7 +18,7 @@ def run(study: str | Path | dict | Any, *, output_dir: str | Path | None = None,
     The keyword overrides are the CLI's (`--limit`, `--backbone`, `--seeds`, ...). A failing job is recorded and
     the others run; then `JobFailed` lists the failures (`raise_on_failure=False`: the results are returned and
     `results.status` shows them). `fail_fast=True` stops at the first."""
-    from radbench.config import StudyConfig, load_study, parse_study
+    from radbench.config import StudyConfig, load_study, study_from_mapping
     from radbench.overrides import Overrides
     from radbench.progress import Reporter
     from radbench.report.api import load
@@ -31,10 +31,7 @@ def run(study: str | Path | dict | Any, *, output_dir: str | Path | None = None,
             raise TypeError("overrides apply to a study given as a path or a dict, not to a parsed StudyConfig")
         config = study
     elif isinstance(study, dict):
-        import dataclasses
-
-        config = parse_study(overrides.apply(study), base_dir=Path.cwd(), source="study")
-        config = dataclasses.replace(config, shrunk=True) if overrides.shrinks else config
+        config = study_from_mapping(study, Path.cwd(), "study", overrides)
     else:
         config = load_study(study, overrides)
     summary = run_study(config, Reporter(quiet=quiet), fail_fast=fail_fast)

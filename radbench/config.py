@@ -94,13 +94,19 @@ def load_study(path: str | Path, overrides: Overrides | None = None) -> StudyCon
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    return study_from_mapping(raw, path.resolve().parent, str(path), overrides)
+
+
+def study_from_mapping(raw: Any, base_dir: Path, source: str, overrides: Overrides | None = None) -> StudyConfig:
+    """A study as the YAML holds it (a file's contents, or a dict from Python): ${VARIABLES} expanded, the
+    overrides applied, validated; relative paths resolve against `base_dir`."""
     errors: list[str] = []
     raw = _expand_variables(raw, "", errors)
     if overrides is not None:
         raw = overrides.apply(raw)
     if errors:
-        raise ConfigError("\n".join(f"{path}: {e}" for e in errors))
-    study = parse_study(raw, base_dir=path.resolve().parent, source=str(path))
+        raise ConfigError("\n".join(f"{source}: {e}" for e in errors))
+    study = parse_study(raw, base_dir=base_dir, source=source)
     return dataclasses.replace(study, shrunk=True) if overrides is not None and overrides.shrinks else study
 
 

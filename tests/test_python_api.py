@@ -82,3 +82,11 @@ def test_a_builder_that_is_not_a_module_is_one_line(tmp_path, pneumonia_npz):
     study["backbones"] = [{"name": "inhouse_broken", "weights": "none"}]
     with pytest.raises(RadbenchError, match="its builder returned str, not a torch module"):
         radbench.run(study)
+
+
+def test_a_dict_study_expands_variables_as_its_yaml_would(tmp_path, pneumonia_npz, monkeypatch):
+    monkeypatch.setenv("RADBENCH_TEST_NPZ", str(pneumonia_npz))
+    study = tiny_study(tmp_path, [{"name": "p", "adapter": "medmnist", "path": "${RADBENCH_TEST_NPZ}", "limit": 20}],
+                       [{"knn": {"k": [3]}}])
+    results = radbench.run(study)
+    assert results.jobs.config.iloc[0]["dataset"]["path"] == str(pneumonia_npz)
