@@ -123,11 +123,18 @@ def at_threshold(y: np.ndarray, s: np.ndarray, threshold: float) -> dict[str, fl
             "f1@youden": ratio(2 * tp, 2 * tp + fp + fn)}
 
 
-def expected_calibration_error(y: np.ndarray, s: np.ndarray, bins: int = ECE_BINS) -> float:
-    """Equal-mass bins of the predicted probability: the size-weighted mean |observed rate - mean prediction|."""
+def equal_mass_bins(y: np.ndarray, s: np.ndarray, bins: int = ECE_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sum of labels, sum of scores, count) per equal-mass bin of the predicted probability: sorted by score, cut as
+    np.array_split cuts (the first bins one larger)."""
     order = np.argsort(s, kind="mergesort")
     count = min(bins, len(s))
-    size, extra = divmod(len(s), count)  # np.array_split's sizes: the first `extra` bins one larger
-    starts = np.r_[0, np.cumsum([size + 1] * extra + [size] * (count - extra))[:-1]]
-    gap = np.add.reduceat(y[order].astype(float), starts) - np.add.reduceat(s[order], starts)
-    return float(np.abs(gap).sum() / len(s))  # size x |mean rate - mean score| = |sum of labels - sum of scores|
+    size, extra = divmod(len(s), count)
+    sizes = np.array([size + 1] * extra + [size] * (count - extra))
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    return np.add.reduceat(y[order].astype(float), starts), np.add.reduceat(s[order], starts), sizes
+
+
+def expected_calibration_error(y: np.ndarray, s: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Equal-mass bins of the predicted probability: the size-weighted mean |observed rate - mean prediction|."""
+    labels, scores, _ = equal_mass_bins(y, s, bins)
+    return float(np.abs(labels - scores).sum() / len(s))  # size x |mean rate - mean score| = |sum gap|

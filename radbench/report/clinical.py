@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from radbench.data.base import Task
+from radbench.metrics.clinical import equal_mass_bins
 from radbench.report.clinical_weights import clinical_under_weights
 from radbench.report.stats import patient_weights
 from radbench.report.verdicts import Runs, interval, two_level_draws
@@ -34,9 +35,10 @@ def clinical_rows(store, jobs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             samples = tuple(sample_ids)
             if samples not in weights_by_samples:
                 weights_by_samples[samples] = patient_weights(np.array(store.patient_ids(job.key)), RESAMPLES, seed)
-            thresholds = json.loads(job.details or "{}").get("clinical", {}).get("youden_threshold", {})
+            details = json.loads(job.details or "{}")
+            thresholds = details.get("clinical", {}).get("youden_threshold", {})
             task, names = Task(job.task), tuple(class_names)
-            calibrated = _calibrated_scores(job.details, task, scores)
+            calibrated = _calibrated_scores(details, task, scores)
             estimate = {k: float(v[0]) for k, v in clinical_under_weights(
                 task, targets, scores, names, thresholds, np.ones((1, len(targets))), calibrated).items()}
             draws = clinical_under_weights(task, targets, scores, names, thresholds, weights_by_samples[samples],
@@ -60,11 +62,11 @@ def clinical_rows(store, jobs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
                                        "runs"])
 
 
-def _calibrated_scores(details: str | None, task: Task, scores: np.ndarray) -> np.ndarray | None:
+def _calibrated_scores(details: dict, task: Task, scores: np.ndarray) -> np.ndarray | None:
     """The test scores through the job's own val-fitted map (`calibrate:`), or None."""
     from radbench.metrics.calibration import apply_calibration
 
-    params = json.loads(details or "{}").get("calibration", {})
+    params = details.get("calibration", {})
     return apply_calibration(params, task, scores) if "method" in params and "undefined" not in params else None
 
 
@@ -84,8 +86,7 @@ def reliability_points(store, jobs: pd.DataFrame, bins: int = 10) -> pd.DataFram
             y, s = targets[known], scores[known]
         else:
             continue
-        order = np.argsort(s, kind="mergesort")
-        for group in np.array_split(order, min(bins, len(s))):
-            if len(group):
-                rows.append([job.backbone, job.protocol, float(s[group].mean()), float(y[group].mean()), len(group)])
+        labels, scores, counts = equal_mass_bins(y, s, bins)
+        rows += [[job.backbone, job.protocol, float(score / n), float(label / n), int(n)]
+                 for label, score, n in zip(labels, scores, counts)]
     return pd.DataFrame(rows, columns=["backbone", "protocol", "predicted", "observed", "count"])
