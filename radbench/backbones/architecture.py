@@ -18,10 +18,23 @@ class Architecture:
     lora_aliases: tuple[tuple[str, tuple[str, ...]], ...] = ()  # a LoRA target's names in this family (qkv -> ...)
 
     def lora_missing(self, targets: list[str]) -> list[str]:
-        """The LoRA targets this trunk has no module for (the rule training.models.apply_lora resolves by)."""
-        aliases = dict(self.lora_aliases)
-        return [t for t in targets if t not in self.module_names
-                and not any(a in self.module_names for a in aliases.get(t, ()))]
+        """The LoRA targets this trunk has no module for."""
+        return resolve_lora_targets(targets, self.module_names, dict(self.lora_aliases))[1]
+
+
+def resolve_lora_targets(targets: list[str], present: set[str] | frozenset[str],
+                         aliases: dict) -> tuple[list[str], list[str]]:
+    """(module names LoRA adapts, targets with no module): a target is a module name of the trunk, or a name its
+    family gives under another one (timm's `qkv` is query/key/value in transformers). Missing targets stay in the
+    first list too, so that peft's own error names them where no check ran before."""
+    resolved, missing = [], []
+    for target in targets:
+        options = [target] if target in present else list(aliases.get(target, [target]))
+        found = [t for t in options if t in present]
+        resolved += found or [target]
+        if not found:
+            missing.append(target)
+    return resolved, missing
 
 
 def architecture(cfg: BackboneConfig, image_size: int = 224) -> Architecture | None:

@@ -81,12 +81,10 @@ def apply_lora(model: Classifier, rank: int, alpha: float, dropout: float, targe
     """LoRA adapters (peft) on the backbone's `targets` modules; the backbone's own weights are frozen."""
     from peft import LoraConfig, get_peft_model
 
-    names = getattr(model.trunk, "lora_target_names", {})  # e.g. timm's `qkv` is query/key/value in transformers
+    from radbench.backbones.architecture import resolve_lora_targets
+
     present = {name.rsplit(".", 1)[-1] for name, _ in model.trunk.named_modules()}
-    resolved = []
-    for target in targets:
-        options = [target] if target in present else names.get(target, [target])
-        resolved += [t for t in options if t in present] or [target]  # unknown names: peft's error names them
+    resolved, _ = resolve_lora_targets(targets, present, getattr(model.trunk, "lora_target_names", {}))
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=resolved, bias="none")
     try:
         model.trunk = get_peft_model(model.trunk, config)
