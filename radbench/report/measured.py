@@ -39,14 +39,14 @@ def backbone_rows(jobs: pd.DataFrame) -> pd.DataFrame:
 
 def dataset_rows(store, jobs: pd.DataFrame) -> pd.DataFrame:
     """dataset, task, test_patients, test_samples, positives — from one stored job per dataset."""
+    first = jobs.groupby("dataset", sort=True).head(1)
+    cases_per_job = (store.sample_metrics().groupby("job").sample_id.nunique()
+                     if (first.task == "segmentation").any() else pd.Series(dtype=int))
     rows = []
-    for dataset, group in jobs.groupby("dataset", sort=True):
-        job = group.iloc[0]
-        config = json.loads(job.config)["dataset"]
+    for job in first.itertuples():
         if job.task == "segmentation":
-            cases = store.sample_metrics()
-            count = int(cases[cases.job == job.key].sample_id.nunique()) if not cases.empty else 0
-            rows.append([dataset, "segmentation", count, count, "—"])
+            count = int(cases_per_job.get(job.key, 0))
+            rows.append([job.dataset, "segmentation", count, count, "—"])
             continue
         class_names, _, targets, _ = store.predictions(job.key)
         patients = len(set(store.patient_ids(job.key)))
@@ -54,5 +54,5 @@ def dataset_rows(store, jobs: pd.DataFrame) -> pd.DataFrame:
             positives = f"{class_names[1]}: {int(np.nansum(targets[:, 1]))}"
         else:
             positives = ", ".join(f"{name}: {int(np.nansum(targets[:, c]))}" for c, name in enumerate(class_names))
-        rows.append([dataset, config.get("task", job.task), patients, len(targets), positives])
+        rows.append([job.dataset, job.task, patients, len(targets), positives])
     return pd.DataFrame(rows, columns=["dataset", "task", "test_patients", "test_samples", "positives"])
