@@ -89,4 +89,6 @@ def test_a_dict_study_expands_variables_as_its_yaml_would(tmp_path, pneumonia_np
     study = tiny_study(tmp_path, [{"name": "p", "adapter": "medmnist", "path": "${RADBENCH_TEST_NPZ}", "limit": 20}],
                        [{"knn": {"k": [3]}}])
     results = radbench.run(study)
-    assert results.jobs.config.iloc[0]["dataset"]["path"] == str(pneumonia_npz)
+    from pathlib import Path
+
+    assert Path(results.jobs.config.iloc[0]["dataset"]["path"]).resolve() == Path(pneumonia_npz).resolve()
