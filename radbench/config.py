@@ -172,6 +172,7 @@ def parse_study(raw: Any, base_dir: Path, source: str = "study") -> StudyConfig:
     if datasets and protocols and all(d is not None for d in datasets) and all(p is not None for p in protocols):
         _check_kinds(errors, datasets, protocols)  # a misspelled entry would only add a second, false error
     _check_crop(errors, settings, datasets)
+    _check_shifts(errors, [d for d in datasets if d])
     _check_restrictions(errors, backbones, protocols)
     _check_names(errors, [("backbones", b.display_name) for b in backbones if b] +
                  [("datasets", d.name) for d in datasets if d] + [("protocols", p.label) for p in protocols if p])
@@ -280,6 +281,36 @@ def _check_crop(errors: list[str], settings, datasets: list) -> None:
                 (dataset.resize or (settings.resize if settings else None)) == "crop":
             errors.append(f"datasets: {dataset.name!r} is a segmentation dataset; resize: crop is for "
                           "classification (use resize or pad)")
+
+
+def _check_shifts(errors: list[str], datasets: list) -> None:
+    """External tests name other classification datasets of the study; shifts apply to classification only."""
+    kinds = {d.name: ADAPTERS.get(d.adapter).kind for d in datasets}
+    named = set()
+    for i, dataset in enumerate(datasets):
+        where = f"datasets[{i}] ({dataset.name})"
+        if kinds[dataset.name] == "segmentation":
+            for key in ("external_tests", "subgroups", "corruptions", "external_only"):
+                if getattr(dataset, key):
+                    errors.append(f"{where}.{key}: applies to classification datasets, not segmentation")
+            continue
+        if dataset.volume is not None and (dataset.external_tests or dataset.corruptions):
+            errors.append(f"{where}: external_tests and corruptions apply to 2D images; this dataset holds volumes")
+        for j, external in enumerate(dataset.external_tests):
+            named.add(external.dataset)
+            if external.dataset == dataset.name:
+                errors.append(f"{where}.external_tests[{j}]: a dataset cannot be its own external test")
+            elif external.dataset not in kinds:
+                errors.append(f"{where}.external_tests[{j}]: {external.dataset!r} is not a dataset of this study"
+                              + did_you_mean(external.dataset, kinds))
+            elif kinds[external.dataset] != "classification":
+                errors.append(f"{where}.external_tests[{j}]: {external.dataset!r} is a segmentation dataset")
+        if dataset.external_only and (dataset.corruptions or dataset.external_tests):
+            errors.append(f"{where}: external_only datasets run no protocol; corruptions and external_tests "
+                          "belong on the dataset the models are trained on")
+    for i, dataset in enumerate(datasets):
+        if dataset.external_only and dataset.name not in named:
+            errors.append(f"datasets[{i}] ({dataset.name}).external_only: no dataset names it in external_tests")
 
 
 def _check_kinds(errors: list[str], datasets: list, protocols: list) -> None:

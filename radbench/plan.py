@@ -52,9 +52,12 @@ def plan_study(study: StudyConfig, reporter: Reporter) -> list[UnitPlan]:
         except DownloadError as error:  # e.g. a hub model's processor config, offline: the run will need it
             reporter.warn(f"backbone {backbone.display_name}: not checked ({str(error).splitlines()[0]})")
             plans += [UnitPlan(backbone.display_name, cfg.name, sum(len(s) for s in datasets[cfg.name].splits.values()),
-                               0, 0, 0, False, None, unchecked=True) for cfg in study.datasets]
+                               0, 0, 0, False, None, unchecked=True) for cfg in study.datasets
+                      if not cfg.external_only]
             continue
         for cfg in study.datasets:
+            if cfg.external_only:
+                continue
             dataset = datasets[cfg.name]
             preprocess = preprocess_for(study, backbone, description, cfg)
             if uses_precache(dataset, settings.preprocess_cache):

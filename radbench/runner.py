@@ -50,6 +50,7 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
     arrayfile.set_repair(repair)
     datasets = check_before_work(study, reporter, ranks, store_given=store is not None)
     store = StudyStore(study, ranks, store)
+    store.record_groups(datasets)
     device = ranks.device
     precision = effective_precision(device, settings.precision)
     provider = FeatureProvider(cache=FeatureCache(study.feature_cache_dir, reporter.warn), device=device,
@@ -64,7 +65,8 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
     with store.heartbeat():
         for unit, last_of_backbone in schedule.units(units):
             context = UnitContext(study=study, unit=unit, raw=datasets[unit.dataset_cfg.name], provider=provider,
-                                  precision=precision, device=device, reporter=reporter, ranks=ranks)
+                                  precision=precision, device=device, reporter=reporter, ranks=ranks,
+                                  datasets=datasets)
             with schedule.preparing(unit):
                 pending = _prepare(context, store.finished_keys(), extract_only, summary)
             store.plan_jobs(*unit.names, context.jobs)
@@ -85,7 +87,10 @@ def _prepare(context: UnitContext, finished: set[str], extract_only: bool, summa
     jobs = context.prepare()
     for note in shrink_notes(context.study, context.unit.backbone, context.dataset) if context.ranks.main else ():
         context.reporter.note(note)
-    pending = [job for job in jobs if job.key not in finished]
+    pending = [job for job in jobs if job.key not in finished or not finished.issuperset(job.evaluation_keys)]
+    for job in pending:  # stored before its study asked for these extra test sets: rerun for their rows only
+        job.claim_key = job.key if job.key not in finished else \
+            next(key for key in job.evaluation_keys if key not in finished)
     summary.jobs_total += len(jobs)
     summary.jobs_skipped += len(jobs) - len(pending)
     context.reporter.info(f"{context.unit.backbone.display_name} x {context.dataset.name}: {len(pending)} of "

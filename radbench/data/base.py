@@ -13,6 +13,7 @@ from pydantic import field_validator
 
 from radbench.data.fingerprint import file_fingerprint  # noqa: F401  (the adapters import it from here)
 from radbench.data.intensity import IntensityConfig
+from radbench.data.shifts import CorruptionsConfig, ExternalTestConfig
 from radbench.data.volumes import VolumeConfig
 from radbench.schema import InputPath, StrictModel
 
@@ -93,6 +94,7 @@ class Split:
     patient_ids: np.ndarray  # str; equals sample_ids when the data has no patient ids
     labels: np.ndarray  # single-label: int64 (N,); multi-label: float32 (N, C), NaN = missing
     images: ImageSource
+    groups: dict[str, np.ndarray] = field(default_factory=dict)  # subgroup column -> per-sample value (str)
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -108,6 +110,7 @@ class Split:
             patient_ids=self.patient_ids[indices],
             labels=self.labels[indices],
             images=self.images.subset(indices),
+            groups={column: values[indices] for column, values in self.groups.items()},
         )
 
 
@@ -164,6 +167,12 @@ class DatasetConfigBase(StrictModel):
     intensity: IntensityConfig | None = None  # window preset / [center, width] / percentiles
     volume: VolumeConfig | None = None  # 3D data: axis, slice sampling, 2.5D, aggregation, spacing
     on_bad_file: Literal["error", "skip"] = "error"  # unreadable images: stop before extraction, or skip them
+    # does the winner generalise (data/shifts.py): other datasets' test splits, metadata subgroups, corrupted tests
+    external_tests: list[ExternalTestConfig] = []
+    external_only: bool = False  # serves as another dataset's external test only: no protocol runs on it
+    subgroups: list[str] = []  # metadata columns, e.g. [Patient Gender, Patient Age, View Position]
+    age_bins: list[float] | None = None  # edges for numeric subgroup columns, e.g. [0, 40, 60, 80, 120]
+    corruptions: CorruptionsConfig | None = None
 
     @field_validator("limit")
     @classmethod

@@ -14,6 +14,7 @@ from pydantic import Field
 from radbench.data.base import DatasetConfigBase, FileImages, LabeledDataset, Split, Task, file_fingerprint
 from radbench.data.build import assemble_dataset
 from radbench.data.registry import ADAPTERS, Adapter
+from radbench.data.subgroups import read_groups
 from radbench.data.volumes import FileVolumes
 from radbench.errors import DataError, did_you_mean
 from radbench.schema import InputPath
@@ -197,7 +198,7 @@ def dataset_from_table(cfg: DatasetConfigBase, table: pd.DataFrame, spec: TableS
         notes.append("no patient column: each image is treated as its own patient")
     source = (FileVolumes(paths, cfg.intensity, cfg.volume.spacing) if volumes
               else FileImages(paths, cfg.intensity))
-    whole = Split("all", sample_ids, patients, labels, source)
+    whole = Split("all", sample_ids, patients, labels, source, read_groups(cfg, table, spec.source))
     if spec.split_column:
         names = text_column(table, spec.split_column, spec.source)
         canonical = np.array([SPLIT_ALIASES.get(n.lower(), "") for n in names])

@@ -13,7 +13,7 @@ import numpy as np
 from radbench.data.base import DatasetConfigBase, LabeledDataset
 from radbench.data.csv_table import TableSpec, dataset_from_table, line_of, read_table
 from radbench.data.registry import ADAPTERS, Adapter
-from radbench.errors import DataError
+from radbench.errors import DataError, did_you_mean
 from radbench.schema import InputPath
 
 if TYPE_CHECKING:
@@ -76,6 +76,10 @@ def load_nih(cfg: NihConfig) -> LabeledDataset:
     source = _label_file(cfg)
     table = read_table(source, text_columns=("Image Index", "Patient ID"),
                        required=("Image Index", "Finding Labels", "Patient ID", "View Position"))
+    for column in cfg.subgroups:
+        if column not in table.columns:
+            raise DataError(f"dataset {cfg.name!r}: subgroups: column {column!r} is not in {source}"
+                            f"{did_you_mean(column, table.columns)}; columns are: {', '.join(table.columns)}")
     findings = table["Finding Labels"].astype(str).str.split("|")
     for row, labels in enumerate(findings):
         strange = [label for label in labels if label not in NIH_FINDINGS and label != "No Finding"]
@@ -84,6 +88,9 @@ def load_nih(cfg: NihConfig) -> LabeledDataset:
     frame = pd.DataFrame({"image": table["Image Index"], "patient": table["Patient ID"]}, index=table.index)
     for finding in cfg.findings:
         frame[finding] = [float(finding in labels) for labels in findings]
+    for column in cfg.subgroups:  # metadata of the label file (Patient Gender, Patient Age, View Position)
+        if column in table.columns and column not in frame.columns:
+            frame[column] = table[column]
     if cfg.views:
         frame = frame[table["View Position"].isin(cfg.views)]
     images = index_images(cfg.images or cfg.path)

@@ -69,7 +69,8 @@ def slice_view(dataset) -> SliceView:
         owner = np.array([v for v, _ in items], dtype=np.int64)
         source = SliceImages(split.images, cfg, tuple(items))
         splits[name] = replace(split, sample_ids=np.array([f"{split.sample_ids[v]}#{k}" for v, k in items]),
-                               patient_ids=split.patient_ids[owner], labels=split.labels[owner], images=source)
+                               patient_ids=split.patient_ids[owner], labels=split.labels[owner], images=source,
+                               groups={column: values[owner] for column, values in split.groups.items()})
         volume_of[name] = owner
     return SliceView(replace(dataset, splits=splits), volume_of, cfg.aggregate)
 

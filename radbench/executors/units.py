@@ -49,6 +49,8 @@ def study_units(study: StudyConfig) -> list[Unit]:
     units = []
     for backbone in study.backbones:
         for dataset in study.datasets:
+            if getattr(dataset, "external_only", False):
+                continue  # scored by the other units' jobs, never a unit of its own
             segmentation = ADAPTERS.get(dataset.adapter).kind == "segmentation"
             entries = [e for e in study.protocols if (PROTOCOLS.get(e.type).inputs == "segmentation") == segmentation
                        and e.runs_on(backbone)]

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from radbench.backbones import BackboneConfig, BackboneDescription, FeatureBackbone, build_backbone
-from radbench.data.base import SPLITS, LabeledDataset
+from radbench.data.base import LabeledDataset
 from radbench.data.transforms import Preprocess
 from radbench.distributed import Ranks
 from radbench.features.cache import EXTRACTION_VERSION, CachedFeatures, FeatureCache, ids_digest, stable_hash
@@ -68,7 +68,7 @@ class FeatureProvider:
         layout = backbone.layout(blocks_needed)
         if dataset.volume is not None:
             layout = replace(layout, parts=dataset.volume.parts)
-        for split in SPLITS:
+        for split in dataset.splits:  # train, val, test (a shifted test set: test alone)
             if self.cache.split_intact(self.cache.folder(key, layout), split, sizes[split]):
                 self.reporter.info(f"  features: {split} already extracted, kept")
                 continue

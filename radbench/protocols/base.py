@@ -49,6 +49,7 @@ class ImageContext:
     model_folder: Path | None = None  # where `save_model` writes this job's trained model
     description: dict = field(default_factory=dict)  # backbone, dataset, protocol, seed: recorded with a saved model
     slices: object = None  # a 3D dataset read slice-wise (data/slices.py: SliceView): `dataset` is its slices
+    extra_images: dict = field(default_factory=dict)  # extra test set name -> its images (study/extra_tests.py)
 
     def item_targets(self, targets: np.ndarray, split: str) -> np.ndarray:
         """The targets of each training item of `split` (a slice carries its volume's)."""
@@ -97,6 +98,8 @@ class ProtocolResult:
     details: dict = field(default_factory=dict)
     costs: dict[str, float] = field(default_factory=dict)  # trainable_params, train_seconds, ...
     val_scores: np.ndarray | None = None  # the chosen model's val probabilities (thresholds are chosen on them)
+    # the tested model scoring another set (an external or corrupted test) by its split name: (N, C) probabilities
+    predict: Callable[[str], np.ndarray] | None = None
 
 
 def pick_best(values: list[float]) -> int:

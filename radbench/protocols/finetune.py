@@ -134,6 +134,13 @@ def run_trainable(cfg: TrainingConfig, inputs: ProtocolInput, adapt: Callable[[C
     outcome.costs = {"trainable_params": float(trainable), "total_params": float(total), "train_seconds": seconds,
                      "infer_ms_per_image": infer_ms, "peak_mem_mb": peak_memory_mb(inputs.device)}
     outcome.details["trainable_fraction"] = trainable / total
+
+    def scores_of(split: str) -> np.ndarray:  # an extra test set (external, corrupted): the tested model, unchanged
+        images = context.extra_images[split]
+        blank = np.zeros((len(images), dataset.num_classes), dtype=np.float32)
+        return predict(model, inputs.task, TrainingImages(images, preprocess, blank), evaluation)[0]
+
+    outcome.predict = scores_of
     if cfg.save_model and context.model_folder is not None:
         from radbench.training.saving import save_trained
 

@@ -77,11 +77,17 @@ def run_knn(cfg: KnnConfig, inputs: ProtocolInput) -> ProtocolResult:
             cache[(feature_type, k)] = scores
     chosen = pick_best([c["val"] for c in candidates])
     feature_type, k = candidates[chosen]["params"]["feature"], candidates[chosen]["params"]["k"]
-    sims, idx = nearest(inputs.train_val_features(feature_type), inputs.features.get(feature_type, "test"), k, inputs.device)
-    test_scores = vote(sims, idx, inputs.train_val_targets, cfg.temperature)
+    bank, bank_targets = inputs.train_val_features(feature_type), inputs.train_val_targets
+
+    def scores_of(split: str) -> np.ndarray:
+        sims, idx = nearest(bank, inputs.features.get(feature_type, split), k, inputs.device)
+        return vote(sims, idx, bank_targets, cfg.temperature)
+
+    test_scores = scores_of("test")
     details = {"k_clamped": f"k {clamped[k]} > {bank_size} training samples: used k = {k}"} if k in clamped else {}
     result = finish(inputs, candidates, chosen, cache[(feature_type, k)], test_scores, details)
     result.costs["trainable_params"] = 0.0  # a kNN memorises the bank; nothing is trained
+    result.predict = scores_of
     return result
 
 

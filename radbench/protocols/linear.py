@@ -209,6 +209,7 @@ def run_linear(cfg: LinearConfig, inputs: ProtocolInput) -> ProtocolResult:
                                       f"  linear: refit on {'+'.join(inputs.refit_splits)}, epochs")
     test_scores = predict(inputs, refit, refit_scaler, [feature_types[t]], "test")[0, 0]
     result = finish(inputs, candidates, chosen, val_scores[t, l], test_scores, {"heads": count})
+    result.predict = lambda split: predict(inputs, refit, refit_scaler, [feature_types[t]], split)[0, 0]
     result.costs["trainable_params"] = float(len(inputs.features.columns(feature_types[t])) + 1) * test_scores.shape[1]
     return result
 

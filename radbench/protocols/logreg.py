@@ -105,6 +105,7 @@ def run_logreg(cfg: LogregConfig, inputs: ProtocolInput) -> ProtocolResult:
     if refit.constant_classes:
         details["constant_classes"] = [inputs.class_names[c] for c in refit.constant_classes]
     result = finish(inputs, candidates, chosen, kept_scores[chosen], test_scores, details)
+    result.predict = lambda split: refit.predict(inputs.features.get(feature_type, split))
     result.costs["trainable_params"] = float(len(inputs.features.columns(feature_type)) + 1) * test_scores.shape[1]
     return result
 

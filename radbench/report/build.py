@@ -16,6 +16,7 @@ from radbench.errors import RadbenchError
 from radbench.paths import job_folder
 from radbench.report import figures, plots
 from radbench.report.api import Results, load
+from radbench.report.generalisation_page import generalisation_section
 from radbench.report.html import Page, Section, findings
 from radbench.report.tables import write_table
 from radbench.report.verdicts import MIN_RUNS
@@ -28,7 +29,8 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
     """`say` hears each step as it starts (the CLI prints them: a large study's report takes minutes)."""
     start = time.perf_counter()
     results = load(output_dir)
-    jobs = _usable_jobs(results, output_dir, warn)
+    every_job = _usable_jobs(results, output_dir, warn)
+    jobs = every_job[~every_job.protocol.str.contains("@corrupt:", regex=False)]  # their own section below
     say(f"report: leaderboard of {len(jobs)} jobs ({resamples} patient resamples each)")
     board = results.leaderboard(resamples, seed)
     page = Page(out, ", ".join(sorted(jobs.study.unique())) or Path(output_dir).resolve().name)
@@ -77,6 +79,8 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
                         "against cost"), f"cost-{dataset}", f"{dataset} cost",
                         "Mean over seeds; one point per backbone × protocol.")
         _representations(page, section, results, dataset, tables, patch_images, warn)
+    say("report: external tests, subgroups, robustness")
+    generalisation_section(page, results.store, every_job, tables, resamples, seed)
     return page.write(), board
 
 

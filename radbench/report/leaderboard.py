@@ -42,6 +42,7 @@ def leaderboard(store: ResultsStore, resamples: int = 1000, seed: int = 0, alpha
     with_cases = set(cases.job)
     unusable = store.unusable_predictions()  # the report names them once; they are left out here
     jobs = jobs[~jobs.key.isin(unusable)].reset_index(drop=True)
+    jobs = jobs[~jobs.protocol.str.contains("@corrupt:", regex=False)].reset_index(drop=True)  # their own section
     if jobs.empty:
         return pd.DataFrame(columns=COLUMNS)
     jobs["job"] = jobs["key"]

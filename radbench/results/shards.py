@@ -89,6 +89,9 @@ class ShardWriter:
         _write_shard(self.output_dir, "job", lambda store: store.save(record))
         return True
 
+    def save_groups(self, *args) -> None:
+        _write_shard(self.output_dir, "groups", lambda store: store.save_groups(*args))
+
     def record_failure(self, *args, **kwargs) -> None:
         _write_shard(self.output_dir, "failure", lambda store: store.record_failure(*args, **kwargs))
 
@@ -142,6 +145,7 @@ def _merge_one(main: ResultsStore, path: Path) -> int:
                 conn.execute("DROP TABLE temp.new_keys")
                 # several units share a backbone x dataset (features, each training job): plans add up
                 conn.execute("INSERT OR REPLACE INTO main.planned_jobs SELECT * FROM shard.planned_jobs")
+                conn.execute("INSERT OR REPLACE INTO main.sample_groups SELECT * FROM shard.sample_groups")
                 conn.execute("INSERT OR REPLACE INTO main.failures SELECT * FROM shard.failures "
                              "WHERE key NOT IN (SELECT key FROM main.jobs)")
                 conn.execute("DELETE FROM main.failures WHERE key IN (SELECT key FROM main.jobs)")

@@ -91,6 +91,13 @@ CREATE TABLE IF NOT EXISTS planned_jobs (
     seed INTEGER NOT NULL,
     repeat INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sample_groups (
+    dataset TEXT NOT NULL,
+    sample_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (dataset, sample_id, name)
+);
 CREATE TABLE IF NOT EXISTS failures (
     key TEXT PRIMARY KEY,
     backbone TEXT NOT NULL,
@@ -130,6 +137,7 @@ class JobRecord:
     extra_metrics: dict[str, float] = field(default_factory=dict)  # e.g. costs, reported with the test metrics
     sample_metrics: list[dict] | None = None  # segmentation: one dict per test case (sample_id + metrics)
     patient_ids: list[str] | None = None  # of the test samples: what a bootstrap resamples
+    evaluations: list["JobRecord"] = field(default_factory=list)  # its model on extra test sets: rows of their own
 
 
 def _dumps(value) -> str:
@@ -257,43 +265,64 @@ class ResultsStore(PlanRecords):
         return bool(self._read("SELECT 1 FROM jobs WHERE key = ?", (key,)))
 
     def save(self, record: JobRecord) -> bool:
-        """Store a finished job and drop its claim, in one transaction. False (nothing written) when the job is
-        already stored: a job is never overwritten by a second computation."""
-        from radbench import __version__
-
-        metrics = [(record.key, "val", n, _real(v)) for n, v in record.val_metrics.items()]
-        metrics += [(record.key, "test", n, _real(v)) for n, v in {**record.test_metrics, **record.extra_metrics}.items()]
+        """Store a finished job, the rows of its extra test sets, and drop its claim, in one transaction. False
+        (nothing written) when all of them are stored: a row is never overwritten by a second computation. A job
+        stored before its study asked for extra test sets gains only the missing rows."""
         with self._guard(), closing(self._connect()) as conn, conn:  # one transaction: all of the job or none
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("DELETE FROM claims WHERE key = ?", (record.key,))
             conn.execute("DELETE FROM failures WHERE key = ?", (record.key,))
-            if conn.execute("SELECT 1 FROM jobs WHERE key = ?", (record.key,)).fetchone() is not None:
-                return False
+            written = [self._insert(conn, row) for row in (record, *record.evaluations)]
+        return any(written)
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, record: JobRecord) -> bool:
+        from radbench import __version__
+
+        if conn.execute("SELECT 1 FROM jobs WHERE key = ?", (record.key,)).fetchone() is not None:
+            return False
+        metrics = [(record.key, "val", n, _real(v)) for n, v in record.val_metrics.items()]
+        metrics += [(record.key, "test", n, _real(v)) for n, v in {**record.test_metrics, **record.extra_metrics}.items()]
+        conn.execute(
+            "INSERT INTO jobs (key, study, backbone, dataset, protocol, protocol_type, seed, repeat, "
+            "task, config, selected, candidates, details, timings, feature_cache, radbench_version, finished_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (record.key, record.study, record.backbone, record.dataset, record.protocol, record.protocol_type,
+             record.seed, record.repeat, record.task, _dumps(record.config), _dumps(record.selected),
+             _dumps(record.candidates), _dumps(record.details), _dumps(record.timings), record.feature_cache,
+             __version__, time.strftime("%Y-%m-%dT%H:%M:%S")),
+        )
+        conn.execute("DELETE FROM metrics WHERE job_key = ?", (record.key,))
+        conn.executemany("INSERT INTO metrics VALUES (?,?,?,?)", metrics)
+        if record.test_scores is not None:
             conn.execute(
-                "INSERT INTO jobs (key, study, backbone, dataset, protocol, protocol_type, seed, repeat, "
-                "task, config, selected, candidates, details, timings, feature_cache, radbench_version, finished_at) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (record.key, record.study, record.backbone, record.dataset, record.protocol, record.protocol_type,
-                 record.seed, record.repeat, record.task, _dumps(record.config), _dumps(record.selected),
-                 _dumps(record.candidates), _dumps(record.details), _dumps(record.timings), record.feature_cache,
-                 __version__, time.strftime("%Y-%m-%dT%H:%M:%S")),
+                "INSERT OR REPLACE INTO predictions (job_key, class_names, sample_ids, targets, scores, shape, "
+                "patient_ids) VALUES (?,?,?,?,?,?,?)",
+                (record.key, _dumps(list(record.class_names)), _dumps(list(record.sample_ids)),
+                 record.test_targets.astype(np.float32).tobytes(), record.test_scores.astype(np.float64).tobytes(),
+                 _dumps(list(record.test_scores.shape)),
+                 None if record.patient_ids is None else _dumps(list(record.patient_ids))),
             )
-            conn.execute("DELETE FROM metrics WHERE job_key = ?", (record.key,))
-            conn.executemany("INSERT INTO metrics VALUES (?,?,?,?)", metrics)
-            if record.test_scores is not None:
-                conn.execute(
-                    "INSERT OR REPLACE INTO predictions (job_key, class_names, sample_ids, targets, scores, shape, "
-                    "patient_ids) VALUES (?,?,?,?,?,?,?)",
-                    (record.key, _dumps(list(record.class_names)), _dumps(list(record.sample_ids)),
-                     record.test_targets.astype(np.float32).tobytes(), record.test_scores.astype(np.float64).tobytes(),
-                     _dumps(list(record.test_scores.shape)),
-                     None if record.patient_ids is None else _dumps(list(record.patient_ids))),
-                )
-            conn.execute("DELETE FROM sample_metrics WHERE job_key = ?", (record.key,))
-            conn.executemany("INSERT INTO sample_metrics VALUES (?,?,?,?)", [
-                (record.key, case["sample_id"], name, _real(value))
-                for case in record.sample_metrics or [] for name, value in case.items() if name != "sample_id"])
+        conn.execute("DELETE FROM sample_metrics WHERE job_key = ?", (record.key,))
+        conn.executemany("INSERT INTO sample_metrics VALUES (?,?,?,?)", [
+            (record.key, case["sample_id"], name, _real(value))
+            for case in record.sample_metrics or [] for name, value in case.items() if name != "sample_id"])
         return True
+
+    def save_groups(self, dataset: str, sample_ids, groups: dict) -> None:
+        """Subgroup values of a dataset's samples (written at the start of a run; the report joins them with any
+        job's predictions on that dataset, jobs stored before the study named subgroups included)."""
+        rows = [(dataset, str(sample), column, str(value)) for column, values in groups.items()
+                for sample, value in zip(sample_ids, values)]
+        with self._guard(), closing(self._connect()) as conn, conn:
+            conn.executemany("INSERT OR REPLACE INTO sample_groups VALUES (?,?,?,?)", rows)
+
+    def sample_groups(self, dataset: str) -> pd.DataFrame:
+        """One row per sample of `dataset`, one column per subgroup column (empty frame when none stored)."""
+        frame = self._frame("SELECT sample_id, name, value FROM sample_groups WHERE dataset = ?", (dataset,))
+        if frame.empty:
+            return pd.DataFrame()
+        return frame.pivot(index="sample_id", columns="name", values="value")
 
     def superseded(self) -> set[str]:
         """Jobs that a later job of the same backbone, dataset, protocol, seed, repeat and stored config replaces:

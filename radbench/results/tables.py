@@ -126,9 +126,13 @@ def predictions(store: ResultsStore, backbone: str | None = None, dataset: str |
         if value is not None:
             jobs = jobs[jobs[column] == value]
     frames = []
+    metadata: dict[str, pd.DataFrame] = {}
     for job in jobs.itertuples():
         if not store.has_predictions(job.key):  # segmentation jobs keep per-case metrics instead
             continue
+        owner = json.loads(job.details).get("evaluation", {}).get("groups_dataset", job.dataset)
+        if owner not in metadata:
+            metadata[owner] = store.sample_groups(owner)
         class_names, sample_ids, targets, scores = store.predictions(job.key)
         frame = pd.DataFrame({"backbone": job.backbone, "dataset": job.dataset, "protocol": job.protocol,
                               "seed": job.seed, "repeat": job.repeat, "sample_id": sample_ids,
@@ -137,6 +141,8 @@ def predictions(store: ResultsStore, backbone: str | None = None, dataset: str |
             frame[f"target_{name}"] = targets[:, c]
         for c, name in enumerate(class_names):
             frame[f"score_{name}"] = scores[:, c]
+        for column in metadata[owner].columns:  # subgroup values (dataset `subgroups:`), of the samples' own dataset
+            frame[f"group_{column}"] = metadata[owner][column].reindex(sample_ids).to_numpy()
         frame["job"] = job.key
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(

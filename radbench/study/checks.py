@@ -16,6 +16,7 @@ from radbench.data import LabeledDataset, load_dataset
 from radbench.data.check import check_files
 from radbench.data.fingerprint import FINGERPRINT_MEMO, digest_memo
 from radbench.distributed import Ranks
+from radbench.errors import DataError
 from radbench.extras import check_study
 from radbench.feasibility import check_blocks
 from radbench.progress import Reporter
@@ -50,14 +51,41 @@ def load_datasets(study: StudyConfig, reporter: Reporter, learn: bool = True) ->
     """Every dataset is read and checked before any model is built or any job runs. File fingerprints consult the
     cache folder's digest memo (a touched, unchanged file re-keys nothing); `learn=False` (plan) only reads it."""
     with digest_memo(study.feature_cache_dir / FINGERPRINT_MEMO, write=learn):
-        return _load_datasets(study, reporter)
+        datasets = _load_datasets(study, reporter)
+    check_shift_data(study, datasets)
+    return datasets
+
+
+def check_shift_data(study: StudyConfig, datasets: dict) -> None:
+    """External tests' class matching and subgroup columns, on the loaded data, before any model is built."""
+    from radbench.data.subgroups import MISSING
+    from radbench.study.extra_tests import check_external_tests
+
+    check_external_tests(study, datasets)
+    for i, cfg in enumerate(study.datasets):
+        dataset = datasets.get(cfg.name)
+        if dataset is None or not getattr(cfg, "subgroups", None):
+            continue
+        test = dataset.splits["test"]
+        for column in cfg.subgroups:
+            if column not in test.groups:
+                raise DataError(f"datasets[{i}] ({cfg.name}).subgroups: the {cfg.adapter} adapter has no per-sample "
+                                f"metadata column {column!r}; subgroups come from table layouts (csv, nih, chexpert, "
+                                "mimic_cxr)")
+            if (test.groups[column] == MISSING).all():
+                raise DataError(f"datasets[{i}] ({cfg.name}).subgroups: column {column!r} is empty for every one of "
+                                f"the {len(test)} test samples")
 
 
 def _load_datasets(study: StudyConfig, reporter: Reporter) -> dict[str, LabeledDataset]:
     datasets = {}
+    needed = None
+    if study.focus is not None:  # an executor's unit reads its own dataset only, and the ones it tests on
+        own = next(cfg for cfg in study.datasets if cfg.name == study.focus.dataset)
+        needed = {own.name, *(external.dataset for external in getattr(own, "external_tests", []))}
     for cfg in study.datasets:
-        if study.focus is not None and cfg.name != study.focus.dataset:
-            continue  # an executor's unit reads its own dataset only
+        if needed is not None and cfg.name not in needed:
+            continue
         dataset = load_dataset(cfg)
         sizes = ", ".join(f"{name} {len(split)}" for name, split in dataset.splits.items())
         task = getattr(dataset, "task", None)

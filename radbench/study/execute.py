@@ -9,9 +9,11 @@ import time
 import numpy as np
 
 from radbench.config import StudyConfig
+from radbench.metrics import classification_metrics
 from radbench.metrics.clinical import calibrated_metrics, clinical_metrics
 from radbench.progress import Reporter
 from radbench.results import JobRecord
+from radbench.study.extra_tests import evaluation_key
 from radbench.study.plan import Job
 from radbench.study.prepare import JobInputs
 from radbench.training.loop import peak_memory_mb
@@ -41,11 +43,41 @@ def run_job(study: StudyConfig, job: Job, prepared: JobInputs, reporter: Reporte
     inputs, dataset = prepared.inputs, job.dataset
     test_scores = np.asarray(result.test_scores, dtype=np.float64)
     test = dataset.splits["test"]
+    evaluations = [evaluation_record(job, prepared, result, extra, common, reporter)
+                   for extra in prepared.extra_tests]
     return JobRecord(**common, task=dataset.task.value, feature_cache=prepared.cache_name,
                      sample_ids=[str(s) for s in test.sample_ids], patient_ids=[str(p) for p in test.patient_ids],
                      test_targets=dataset.targets("test"), test_scores=test_scores,
                      extra_metrics={**_clinical(job, inputs, result, test_scores),
-                                    **_costs(result, prepared, seconds, inputs.device)})
+                                    **_costs(result, prepared, seconds, inputs.device)},
+                     evaluations=evaluations)
+
+
+def evaluation_record(job: Job, prepared: JobInputs, result, extra, common: dict, reporter: Reporter) -> JobRecord:
+    """The job's tested model on an extra test set: its own row, `<protocol>@<set>`, with predictions. Thresholds
+    and operating points come from the source's val split (as a deployed model would carry them)."""
+    inputs = prepared.inputs
+    start = time.perf_counter()
+    scores = extra.scores(result.predict(extra.name))
+    seconds = time.perf_counter() - start
+    metrics, notes = classification_metrics(extra.task, extra.targets, scores, extra.class_names)
+    val_targets = inputs.targets.get("val")
+    clinical, clinical_notes = clinical_metrics(
+        extra.task, val_targets=None if val_targets is None else val_targets[:, extra.columns],
+        val_scores=None if result.val_scores is None else extra.scores(result.val_scores),
+        test_targets=extra.targets, test_scores=scores, class_names=extra.class_names)
+    metric = job.selection_metric if job.selection_metric in metrics else "auroc"
+    reporter.info(f"    {extra.name}: {metric} {metrics.get(metric, float('nan')):.4f} ({len(scores)} images)")
+    details = {"evaluation": {**extra.details, "of_job": job.key, "test_set": extra.name,
+                              "groups_dataset": extra.groups_dataset},
+               **({"test": notes} if notes else {}), **({"clinical": clinical_notes} if clinical_notes else {})}
+    return JobRecord(**{**common, "key": evaluation_key(job.key, extra.name),
+                        "protocol": f"{job.label}@{extra.name}", "candidates": [], "details": details,
+                        "timings": {"predict_seconds": seconds}, "val_metrics": {}, "test_metrics": metrics,
+                        "class_names": extra.class_names},
+                     task=extra.task.value, feature_cache=None,
+                     sample_ids=[str(s) for s in extra.sample_ids], patient_ids=[str(p) for p in extra.patient_ids],
+                     test_targets=extra.targets, test_scores=scores, extra_metrics=clinical)
 
 
 def job_config(study: StudyConfig, job: Job, prepared: JobInputs) -> dict:

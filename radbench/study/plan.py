@@ -17,6 +17,7 @@ from radbench.metrics import default_selection_metric, selectable_metrics
 from radbench.metrics.calibration import check_method
 from radbench.protocols import PROTOCOLS, ProtocolConfigBase
 from radbench.protocols.base import ProtocolSpec
+from radbench.study.extra_tests import SCORES_OTHER_SETS, evaluation_key, extra_test_names
 
 
 @dataclass
@@ -32,6 +33,12 @@ class Job:
     feature_types: list[str]
     selection_metric: str
     key: str
+    evaluations: tuple[str, ...] = ()  # extra test sets its final model scores (study/extra_tests.py)
+    claim_key: str | None = None  # what a process claims to run it: its key, or (stored, extra sets missing) theirs
+
+    @property
+    def evaluation_keys(self) -> list[str]:
+        return [evaluation_key(self.key, name) for name in self.evaluations]
 
     @property
     def uses_features(self) -> bool:
@@ -46,6 +53,7 @@ def plan_jobs(study: StudyConfig, backbone: BackboneConfig, dataset, data_key: s
     """Every (protocol variant, seed, repeat) of the protocols that apply to this dataset's kind."""
     jobs = []
     segmentation = isinstance(dataset, SegmentationDataset)
+    extra_tests = () if segmentation else tuple(extra_test_names(_dataset_entry(study, dataset.name)))
     for entry in study.protocols:
         spec = PROTOCOLS.get(entry.type)
         if (spec.inputs == "segmentation") != segmentation or not entry.runs_on(backbone):
@@ -75,8 +83,13 @@ def plan_jobs(study: StudyConfig, backbone: BackboneConfig, dataset, data_key: s
                     }, length=20)
                     jobs.append(Job(backbone=owner, dataset=dataset, entry=entry, spec=spec, label=label,
                                     config=variant, seed=seed, repeat=repeat, feature_types=feature_types,
-                                    selection_metric=metric, key=key))
+                                    selection_metric=metric, key=key,
+                                    evaluations=extra_tests if entry.type in SCORES_OTHER_SETS else ()))
     return jobs
+
+
+def _dataset_entry(study: StudyConfig, name: str):
+    return next((cfg for cfg in study.datasets if cfg.name == name), None)
 
 
 def _check_calibration(entry: ProtocolEntry, dataset, segmentation: bool) -> None:
@@ -116,7 +129,8 @@ class UnitPlan:
 def plan_units(study: StudyConfig) -> list[UnitPlan]:
     """Every backbone x dataset of the study (an executor's worker: its one unit), backbone by backbone."""
     return [UnitPlan(backbone, cfg) for backbone in study.backbones for cfg in study.datasets
-            if study.focus is None or study.focus.covers(backbone.display_name, cfg.name)]
+            if not getattr(cfg, "external_only", False)  # an external test set only: scored by other units' jobs
+            and (study.focus is None or study.focus.covers(backbone.display_name, cfg.name))]
 
 
 def unit_jobs(study: StudyConfig, unit: UnitPlan, dataset, data_key: str) -> list[Job]:

@@ -5,7 +5,7 @@ there, not a change to the run loop."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +25,7 @@ from radbench.progress import Reporter
 from radbench.protocols import ProtocolInput
 from radbench.protocols.base import ImageContext
 from radbench.protocols.segmentation import SegmentationInput
+from radbench.study.extra_tests import ExtraTest, corruption_set, external_set, feature_source_with
 from radbench.study.plan import SCRATCH_LABEL, Job, UnitPlan, unit_jobs
 
 
@@ -52,6 +53,7 @@ class JobInputs:
     identity: dict  # the backbone's weights identity (hub revision, checkpoint hash, ...)
     feature_costs: dict | None = None  # frozen features: backbone_params, infer_ms_per_image from the cache
     cache_name: str | None = None  # the feature cache entry read
+    extra_tests: list = field(default_factory=list)  # the extra test sets the job's model scores (ExtraTest)
 
 
 @dataclass
@@ -66,6 +68,7 @@ class UnitContext:
     device: object  # torch.device
     reporter: Reporter
     ranks: Ranks
+    datasets: dict = field(default_factory=dict)  # every checked dataset by name (external tests read others)
 
     def prepare(self) -> list[Job]:
         """Describe the backbone, build (or find) the preprocessing cache; the unit's planned jobs."""
@@ -77,6 +80,7 @@ class UnitContext:
         self.key = feature_key(self.description, self.preprocess, self.dataset, settings.cache_dtype, self.precision)
         self.jobs = unit_jobs(self.study, self.unit, self.dataset, self.key)
         self.cached = None
+        self.extra_tests: dict[str, ExtraTest] = {}
         return self.jobs
 
     def at_size(self, size: int):
@@ -91,10 +95,38 @@ class UnitContext:
     def extract(self, jobs: list[Job]) -> None:
         """The cached features `jobs` read (extracted once, for the deepest block any of them asks for)."""
         feature_jobs = [job for job in jobs if job.uses_features]
+        needed = max((blocks_needed(t) for job in feature_jobs for t in job.feature_types), default=0)
         if feature_jobs:
-            needed = max(blocks_needed(t) for job in feature_jobs for t in job.feature_types)
             self.cached = self.provider.get(self.unit.backbone, self.description, self.dataset, self.preprocess,
                                             blocks_needed=needed)
+        names = list(dict.fromkeys(name for job in jobs for name in job.evaluations))
+        for name in names:
+            extra = self.extra_test(name)
+            if any(job.uses_features and name in job.evaluations for job in jobs):
+                extra.features = self.provider.get(self.unit.backbone, self.description, extra.dataset,
+                                                   extra.preprocess, blocks_needed=needed)
+            self.extra_tests[name] = extra
+
+    def extra_test(self, name: str) -> ExtraTest:
+        """An external dataset at its own preprocessing for this backbone, or this unit's test split corrupted."""
+        cfg = self.unit.dataset_cfg
+        if name.startswith("corrupt:"):
+            return corruption_set(self.dataset, self.preprocess, name, cfg.corruptions.modality)
+        config = next(e for e in cfg.external_tests if e.name == name)
+        external_cfg = next(d for d in self.study.datasets if d.name == config.dataset)
+        raw = self.datasets[config.dataset]
+        if external_cfg.external_only and config.split == "test":  # nobody trains on it: its test split alone
+            raw = replace(raw, splits={"test": raw.splits["test"]})
+        base = replace(preprocess_for(self.study, self.unit.backbone, self.description, external_cfg),
+                       image_size=self.base_preprocess.image_size)
+        settings = self.study.settings
+        with self.ranks.rank_zero_first():
+            dataset, preprocess = precache_dataset(
+                raw, base, root=self.study.feature_cache_dir / "preprocessed", dtype=settings.preprocess_dtype,
+                mode=settings.preprocess_cache, on_bad_file=external_cfg.on_bad_file, workers=file_workers(settings),
+                reporter=self.reporter)
+        where = f"datasets ({cfg.name}).external_tests ({config.dataset})"
+        return external_set(self.dataset, dataset, preprocess, config, where)
 
     def inputs(self, job: Job) -> JobInputs:
         """What the job's protocol declared it takes, built by INPUTS under that name."""
@@ -130,8 +162,11 @@ def feature_inputs(unit: UnitContext, job: Job) -> JobInputs:
     costs = {"backbone_params": float(manifest.get("backbone_params", 0)),
              "infer_ms_per_image": 1000 * sum(manifest.get("extract_seconds", {}).values()) / max(1, images)}
     feature_types = list(dict.fromkeys(cached.layout.resolve(t) for t in job.feature_types))
-    inputs = unit.protocol_input(job, features=cached.source, feature_types=feature_types)
-    return JobInputs(inputs, unit.preprocess, manifest["backbone"], costs, cached.folder.name)
+    extras = {name: unit.extra_tests[name] for name in job.evaluations}
+    features = feature_source_with(cached, extras, feature_types) if extras else cached.source
+    inputs = unit.protocol_input(job, features=features, feature_types=feature_types)
+    return JobInputs(inputs, unit.preprocess, manifest["backbone"], costs, cached.folder.name,
+                     extra_tests=list(extras.values()))
 
 
 def image_inputs(unit: UnitContext, job: Job) -> JobInputs:
@@ -147,8 +182,10 @@ def image_inputs(unit: UnitContext, job: Job) -> JobInputs:
         precision=unit.precision,
         num_workers=0 if in_memory and settings.num_workers is None else file_workers(settings),
         cache_folder=unit.study.feature_cache_dir / f"{unit.key}-tokens", model_folder=unit.folder("models", job),
-        description=unit.model_description(job, unit.preprocess, weights_identity=identity), slices=slices)
-    return JobInputs(unit.protocol_input(job, images=context), unit.preprocess, identity)
+        description=unit.model_description(job, unit.preprocess, weights_identity=identity), slices=slices,
+        extra_images={name: unit.extra_tests[name].images() for name in job.evaluations})
+    return JobInputs(unit.protocol_input(job, images=context), unit.preprocess, identity,
+                     extra_tests=[unit.extra_tests[name] for name in job.evaluations])
 
 
 def segmentation_inputs(unit: UnitContext, job: Job) -> JobInputs:

@@ -59,15 +59,16 @@ class Schedule:
     def claimed(self, job):
         """True while this process holds the job's claim (released however the job ends); False: another process
         holds it, and it is left to it."""
-        if not self.store.claim(job.key):
+        key = job.claim_key or job.key
+        if not self.store.claim(key):
             self.progress.skipped(1)
-            self._say_left_to(job.key)
+            self._say_left_to(key)
             yield False
             return
         try:
             yield True
         finally:
-            self.store.release(job.key)
+            self.store.release(key)
 
     def running(self, together: bool):
         """Where the job's training runs: every rank together, or this process alone."""

@@ -55,6 +55,15 @@ class StudyStore:
     def finished_keys(self) -> set[str]:
         return self.writer.finished_keys()
 
+    def record_groups(self, datasets: dict) -> None:
+        """Every dataset's subgroup values, once per run (by the main process)."""
+        if not self.ranks.main:
+            return
+        for name, dataset in datasets.items():
+            for split in dataset.splits.values():
+                if getattr(split, "groups", None):
+                    self.writer.save_groups(name, split.sample_ids, split.groups)
+
     # records and failures
     def save(self, record: JobRecord) -> bool:
         return self.writer.save(record)
