@@ -17,7 +17,9 @@ from sklearn.metrics import roc_auc_score
 from tests.conftest import run_cli, tiny_study, write_study
 
 PROTOCOLS = [{"knn": {"k": [5]}}, {"logreg": {"C": [0.1, 1.0]}},
-             {"finetune": {"epochs": 1, "lr": [1e-4], "batch_size": 32, "augment": None}}]
+             {"finetune": {"epochs": 1, "lr": [1e-4], "batch_size": 32, "augment": None}},
+             {"transformer_head": {"epochs": 1, "width": 16, "depth": 1, "num_heads": 2, "batch_size": 32}}]
+TRAINED = ("knn", "logreg", "finetune", "transformer_head")
 
 
 def _datasets(shared_data: Path, corruptions=None, **nih) -> list[dict]:
@@ -54,10 +56,10 @@ def _nih_entries(shared_data: Path) -> pd.DataFrame:
 def test_rows_for_every_extra_test_set(run):
     folder, _, _ = run
     protocols = set(pd.read_csv(folder / "out" / "report" / "tables" / "robustness.csv").protocol)
-    assert protocols == {"knn", "logreg", "finetune"}
+    assert protocols == set(TRAINED)
     with sqlite3.connect(folder / "out" / "results.sqlite") as conn:
         stored = {row[0] for row in conn.execute("SELECT protocol FROM jobs")}
-    for protocol in ("knn", "logreg", "finetune"):
+    for protocol in TRAINED:
         assert {f"{protocol}@external:nih", f"{protocol}@corrupt:gaussian_noise:1", f"{protocol}@corrupt:jpeg:5"} \
             <= stored
 
@@ -138,7 +140,7 @@ def test_external_and_corrupted_metrics_recompute_with_sklearn(run):
         targets = group["target_pneumonia"].to_numpy()
         assert stored[protocol] == pytest.approx(roc_auc_score(targets, group["score_pneumonia"]), abs=1e-9)
         checked += 1
-    assert checked == 15  # 3 protocols x (1 external + 2 corruptions x 2 severities)
+    assert checked == 20  # 4 protocols x (1 external + 2 corruptions x 2 severities)
 
 
 def test_subgroups_recompute_from_exported_predictions(run, shared_data):
@@ -180,7 +182,7 @@ def test_report_shows_all_three(run):
     for heading in ("Does it generalise?", "External test sets", "Subgroups", "Robustness to acquisition shifts"):
         assert heading in page
     summary = pd.read_csv(folder / "out" / "report" / "tables" / "robustness-summary.csv")
-    assert set(summary.protocol) == {"knn", "logreg", "finetune"}
+    assert set(summary.protocol) == set(TRAINED)
     assert summary.relative_robustness.between(0, 1.5).all()
     board = pd.read_csv(folder / "out" / "report" / "tables" / "leaderboard.csv")
     assert not board.protocol.str.contains("@corrupt:").any()
@@ -189,7 +191,7 @@ def test_report_shows_all_three(run):
 def test_rerun_resumes_and_a_new_severity_adds_only_its_rows(run, shared_data, cli):
     folder, study, _ = run
     again = cli("run", study)
-    assert again.exit_code == 0 and "0 of 3 jobs to run" in again.output
+    assert again.exit_code == 0 and "0 of 4 jobs to run" in again.output
     with sqlite3.connect(folder / "out" / "results.sqlite") as conn:
         before = dict(conn.execute("SELECT key, finished_at FROM jobs").fetchall())
     more = tiny_study(folder, _datasets(shared_data, {"kinds": ["gaussian_noise", "jpeg"], "severities": [1, 3, 5]}),

@@ -167,6 +167,14 @@ def run_transformer_head(cfg: TransformerHeadConfig, inputs: ProtocolInput) -> P
                       "backbone_trained": tuned, "init": cfg.init,
                       **({"keep_blocks": cfg.keep_blocks[0]} if cfg.keep_blocks else {})})
     outcome.selected = {"lr": lr, "epochs": best_epoch}
+
+    def scores_of(split: str) -> np.ndarray:  # an extra test set: its tokens computed live, the head unchanged
+        images = context.extra_images[split]
+        blank = np.zeros((len(images), dataset.num_classes), dtype=np.float32)
+        live = LiveTokens(backbone, model) if cached else model
+        return predict(live, inputs.task, TrainingImages(images, preprocess, blank), evaluation)[0]
+
+    outcome.predict = scores_of
     head_model = model if cached else model.head
     trainable, head_total = parameter_counts(model if tuned else head_model)
     backbone_params = sum(p.numel() for p in backbone.model.parameters())

@@ -72,7 +72,8 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
         _per_sample(page, section, results, dataset_jobs, tables)
         _clinical(page, section, results, dataset, dataset_jobs, tables, seed)
         _segmentation(page, section, results, dataset, dataset_jobs, Path(output_dir))
-        points = board[(board.dataset == dataset) & (board.metric == headline[dataset])]
+        points = board[(board.dataset == dataset) & (board.metric == headline[dataset])
+                       & ~board.protocol.str.contains("@external:", regex=False)]  # no costs of their own
         points = points.merge(costs, on=["backbone", "dataset", "protocol"], how="left") if not costs.empty else None
         if points is not None and len(points) > 1:
             page.figure(section, plots.cost_scatter(points, headline[dataset], f"{dataset}: {headline[dataset]} "

@@ -55,8 +55,10 @@ def generalisation_section(page: Page, store, jobs: pd.DataFrame, tables, resamp
         for (dataset, source), rows in subgroups.groupby(["dataset", "source"]):
             section.table(["backbone", "protocol", "column", "group", "images", "positives", "AUROC", "gap to all"],
                           [[r.backbone, r.protocol, r.column, r.group, r.images, r.positives,
-                            stats._text(r.value, r.ci), f"{r.gap_to_overall:+.3f}"] for r in rows.itertuples()],
-                          ["failed" if r.flagged else "" for r in rows.itertuples()])
+                            stats._text(r.value, r.ci),
+                            f"{r.gap_to_overall:+.3f}" if np.isfinite(r.gap_to_overall) else "–"]
+                           for r in rows.itertuples()],
+                          ["worse" if r.flagged else "" for r in rows.itertuples()])
             page.figure(section, gap_plot(rows), f"subgroups-{dataset}-{source}", f"{dataset} subgroups ({source})",
                         "Per backbone x protocol: each group's AUROC minus the whole test set's, 95 % interval of "
                         "the group's AUROC shifted alike; hollow markers: flagged groups.")

@@ -37,8 +37,15 @@ def backbone_rows(jobs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["backbone", "weights", "model", "random_init"])
 
 
+def _tested_on(job) -> str:
+    evaluation = (json.loads(job.details) if isinstance(job.details, str) else job.details).get("evaluation", {})
+    return f"{evaluation['dataset']} (external test)" if evaluation.get("kind") == "external" else job.dataset
+
+
 def dataset_rows(store, jobs: pd.DataFrame) -> pd.DataFrame:
-    """dataset, task, test_patients, test_samples, positives — from one stored job per dataset."""
+    """dataset, task, test_patients, test_samples, positives — from one stored job per dataset (and per external
+    test set, named "<dataset> (external test)": its own images, on the classes matched)."""
+    jobs = jobs.assign(dataset=[_tested_on(job) for job in jobs.itertuples()])
     first = jobs.groupby("dataset", sort=True).head(1)
     cases_per_job = (store.sample_metrics().groupby("job").sample_id.nunique()
                      if (first.task == "segmentation").any() else pd.Series(dtype=int))

@@ -18,6 +18,9 @@ NAME_WIDTH = 40  # a name column never narrower than its longest name (up to thi
 def summary_tables(data: pd.DataFrame, split: str, output_dir, wide: bool = False) -> list[Table]:
     if data.empty:
         return []
+    corrupted = data.protocol.astype(str).str.contains("@corrupt:", regex=False)
+    hidden = f"; {int(corrupted.sum())} corrupted-test rows: --wide" if corrupted.any() and not wide else ""
+    data = data if wide else data[~corrupted]
     segmentation = data["dice"].notna() if "dice" in data.columns else pd.Series(False, index=data.index)
     tables = []
     for kind, rows in (("classification", data[~segmentation]), ("segmentation", data[segmentation])):
@@ -27,7 +30,7 @@ def summary_tables(data: pd.DataFrame, split: str, output_dir, wide: bool = Fals
         shown = family if wide else [m for m in family if m in NARROW[kind]]
         metrics = [m for m in shown if m in rows.columns  # an undefined AUROC still shows why (one class)
                    and (rows[m].notna().any() or (m == "auroc" and rows["missing"].astype(bool).any()))]
-        table = _table(f"{kind}: {split} metrics (mean ± std over seeds and repeats) — {output_dir}", rows,
+        table = _table(f"{kind}: {split} metrics (mean ± std over seeds and repeats) — {output_dir}{hidden}", rows,
                        ["runs", *metrics])
         for row in rows.itertuples(index=False):
             values = row._asdict()
@@ -37,7 +40,8 @@ def summary_tables(data: pd.DataFrame, split: str, output_dir, wide: bool = Fals
             table.add_row(*cells)
         tables.append(table)
     costs = [c for c in COST_HEADERS if c in data.columns]
-    if costs:
+    data = data[data[costs].notna().any(axis=1)] if costs else data  # extra test sets: the job's costs are its own
+    if costs and not data.empty:
         table = _table("costs (mean over runs): trainable parameters, training time, inference, peak memory", data,
                        [COST_HEADERS[c] for c in costs])
         for row in data.itertuples(index=False):
