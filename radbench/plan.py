@@ -66,13 +66,18 @@ def plan_study(study: StudyConfig, reporter: Reporter) -> list[UnitPlan]:
             jobs = plan_jobs(study, backbone, dataset, key)
             for note in shrink_notes(study, backbone, dataset):
                 reporter.note(note)
+            extra = sorted({name for job in jobs for name in job.evaluations})
+            if extra and backbone is study.backbones[0]:
+                reporter.note(f"dataset {cfg.name}: each job's model is also scored on {len(extra)} extra test "
+                              f"set(s) ({', '.join(extra[:4])}{' ...' if len(extra) > 4 else ''}), rows of their own")
             feature_jobs = [job for job in jobs if job.uses_features]
             images = sum(len(split) for split in dataset.splits.values())
             cached = any((folder / "manifest.json").is_file() for folder in study.feature_cache_dir.glob(f"{key}-*"))
             rate = throughput.get(json.dumps(description.identity, sort_keys=True))
             estimate = None if rate is None else (0.0 if cached or not feature_jobs else images * rate / 1000)
             plans.append(UnitPlan(backbone.display_name, cfg.name, images, len(jobs),
-                                  sum(job.key in finished for job in jobs), len(feature_jobs), cached, estimate))
+                                  sum(finished.issuperset([job.key, *job.evaluation_keys]) for job in jobs),
+                                  len(feature_jobs), cached, estimate))
     return plans
 
 

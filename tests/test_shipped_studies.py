@@ -101,7 +101,10 @@ def test_each_shipped_file_runs_its_documented_shrink_line_to_a_rendered_report(
     results = radbench.load(out)
     assert len(results.jobs) > 0 and results.status.failed.sum() == 0
     if run[0] == "run":
-        assert len(results.jobs) == _jobs(planned.stdout)  # what plan counted is what ran
+        extra = results.jobs.protocol.str.contains("@external:|@corrupt:")  # rows of a job's extra test sets
+        assert (~extra).sum() == _jobs(planned.stdout)  # what plan counted is what ran
+        if config == "studies/dinov2-radiology":  # NIH <-> CheXpert, both ways, from every frozen/trained job
+            assert set(results.jobs[extra].protocol.str.split("@external:").str[1]) == {"nih", "chexpert"}
         monkeypatch.setenv("RADBENCH_DATA", str(data_root))
         from radbench.config import load_study
 
