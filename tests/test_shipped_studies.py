@@ -43,6 +43,9 @@ def test_every_shipped_study_is_planned_and_its_jobs_counted(data_root, cli, tmp
         "foundation-medical": (8 * 4 * (1 + 1 + 1 + 2) + 7 * 4 * (3 + 4 + 4)) * seeds,
         "dino-cxr": 3 * 2 * 2 * seeds,
         "medmnist-plus": 7 * 48 * 2 * seeds,
+        # biomedclip (an hf-hub model) not checked offline; zero_shot, knn, logreg, few_shot 5 shots x 3 draws
+        "zero-shot-cxr": 2 * 2 * (1 + 1 + 1 + 5 * 3) * seeds,
+        "zero-shot-medmnist": 2 * 3 * (1 + 1 + 3 * 3) * seeds,
     }
     assert {p.stem for p in STUDIES.glob("*.yaml")} == set(expected)
     for name, jobs in expected.items():

@@ -119,6 +119,8 @@ class Family:
     build: Callable[[BackboneEntry, BackboneConfig, int], FeatureBackbone]
     exists: Callable[[str], bool]
     describe: Callable[[BackboneEntry, BackboneConfig], BackboneDescription]
+    text: Callable | None = None  # (entry, cfg) -> TextTower (backbones/text.py), for vision-language models
+    has_text: Callable[[BackboneEntry], bool] | None = None
 
 
 BACKBONES: Registry[BackboneEntry] = Registry("backbone")

@@ -75,32 +75,38 @@ def describe_openclip(entry: BackboneEntry, cfg: BackboneConfig) -> BackboneDesc
     return BackboneDescription(identity, normalisation)
 
 
-def build_openclip(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> FeatureBackbone:
+def _create(entry: BackboneEntry, cfg: BackboneConfig, image_size: int | None):
+    """The whole open_clip model (both towers), weights as `cfg.weights` says."""
     import open_clip
     import torch
-
-    from radbench.backbones.adapters import OpenClipTrunk
-    from radbench.backbones.timm_family import timm_feature_backbone
 
     model_name, tag = split_id(entry.model_id)
     path = checkpoint_path(cfg)
     pretrained = str(path) if path is not None else (tag if cfg.weights_kind == "hub" else None)
     if cfg.weights_kind == "hub":
         offline_if_unreachable()
+    sized = {"force_image_size": image_size} if image_size else {}
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            model = open_clip.create_model(model_name, pretrained=pretrained, force_image_size=image_size,
-                                           load_weights=cfg.weights_kind != "none", **cfg.model_kwargs)
+            return open_clip.create_model(model_name, pretrained=pretrained, load_weights=cfg.weights_kind != "none",
+                                          **sized, **cfg.model_kwargs)
     except Exception as error:
         message = " ".join(str(error).split())[:400] or type(error).__name__
         error_type = DownloadError if cfg.weights_kind == "hub" else BackboneError
         raise error_type(f"could not build backbone {cfg.name!r} (open_clip {entry.model_id}): {message}") from None
+
+
+def build_openclip(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> FeatureBackbone:
+    from radbench.backbones.adapters import OpenClipTrunk
+    from radbench.backbones.timm_family import timm_feature_backbone
+
+    model = _create(entry, cfg, image_size)
     visual = model.visual.eval().requires_grad_(False)
     description = describe_openclip(entry, cfg)
     trunk = getattr(visual, "trunk", None)
-    if trunk is not None:  # a timm model inside (BiomedCLIP): radbench's timm path as it is
-        return timm_feature_backbone(trunk, cfg, description, entry, image_size)
+    if trunk is not None:  # a timm model inside (BiomedCLIP): radbench's timm path, with open_clip's projection
+        return timm_feature_backbone(trunk, cfg, description, entry, image_size, project=_timm_projection(visual))
     if not hasattr(visual, "transformer"):
         raise BackboneError(f"backbone {cfg.name!r}: open_clip tower {type(visual).__name__} is not supported")
     wrapped = OpenClipTrunk(visual).eval()
@@ -112,7 +118,44 @@ def build_openclip(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -
                            embed=0 if projection is None else int(projection.shape[1]))
 
 
-FAMILIES.add("open_clip", Family("open_clip", build_openclip, openclip_exists, describe_openclip))
+def _timm_projection(visual):
+    """CLS -> open_clip's image embedding for a timm trunk pooling its CLS token ('token'): the trunk's own head
+    (norm, classifier: empty in CLIP towers) then open_clip's projection. Other poolings offer no `embed`."""
+    trunk = visual.trunk
+    if getattr(trunk, "global_pool", None) != "token":
+        return None
+    return lambda cls: visual.head(trunk.forward_head(cls[:, None, :]))
+
+
+def _has_text(entry: BackboneEntry) -> bool:
+    return True  # every open_clip model is a CLIP-style pair of towers
+
+
+def text_openclip(entry: BackboneEntry, cfg: BackboneConfig):
+    import numpy as np
+    import open_clip
+    import torch
+
+    from radbench.backbones.text import TextTower
+
+    model = _create(entry, cfg, None).eval()
+    model_name, _ = split_id(entry.model_id)
+    try:
+        tokenizer = open_clip.get_tokenizer(model_name)
+    except Exception as error:  # an hf-hub tokenizer, offline
+        raise DownloadError(f"backbone {cfg.name!r}: cannot load {model_name}'s tokenizer "
+                            f"({type(error).__name__})") from None
+
+    def encode(prompts: list[str]) -> np.ndarray:
+        with torch.no_grad():
+            return model.encode_text(tokenizer(prompts)).float().numpy()
+
+    bias = getattr(model, "logit_bias", None)
+    return TextTower(encode, float(model.logit_scale.detach().exp()), None if bias is None else float(bias.detach()))
+
+
+FAMILIES.add("open_clip", Family("open_clip", build_openclip, openclip_exists, describe_openclip, text_openclip,
+                                  _has_text))
 BACKBONES.add("biomedclip", BackboneEntry(
     "biomedclip", "open_clip", "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224",
     "BiomedCLIP ViT-B/16 image tower (PMC-15M)", 86.2, 224, 16, "clip", "mit", True))

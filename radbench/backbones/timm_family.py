@@ -104,8 +104,9 @@ def build_timm(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> Fe
 
 
 def timm_feature_backbone(model: torch.nn.Module, cfg: BackboneConfig, description: BackboneDescription,
-                          entry: BackboneEntry, image_size: int) -> FeatureBackbone:
-    """A built timm model as a FeatureBackbone: CLS-token ViTs give the token bundle, others a pooled vector."""
+                          entry: BackboneEntry, image_size: int, project=None) -> FeatureBackbone:
+    """A built timm model as a FeatureBackbone: CLS-token ViTs give the token bundle, others a pooled vector.
+    `project`: CLS -> a CLIP-style image embedding (open_clip towers on a timm trunk), offered as `embed`."""
     import torch
 
     _check_patch_size(model, image_size, cfg.name)
@@ -118,6 +119,10 @@ def timm_feature_backbone(model: torch.nn.Module, cfg: BackboneConfig, descripti
     if is_token_model:
         head = model.get_classifier() if entry.embed else None
         embed = int(head.out_features) if isinstance(head, torch.nn.Linear) else 0
+        if project is not None:
+            head = project
+            with torch.no_grad():
+                embed = int(project(torch.zeros(1, model.embed_dim)).shape[1])
         return FeatureBackbone(cfg.display_name, model, "tokens", model.embed_dim, description,
                                lambda x, layout: token_bundle(model, x, layout, head), embed=embed)
     if entry.pool == "last_block":  # e.g. SAM: the last block's tokens (NCHW), averaged over positions

@@ -54,10 +54,11 @@ def study_units(study: StudyConfig) -> list[Unit]:
             segmentation = ADAPTERS.get(dataset.adapter).kind == "segmentation"
             entries = [e for e in study.protocols if (PROTOCOLS.get(e.type).inputs == "segmentation") == segmentation
                        and e.runs_on(backbone)]
-            if any(PROTOCOLS.get(e.type).inputs == "features" for e in entries):
+            reads_features = {e.label: "features" in PROTOCOLS.get(e.type).inputs.split("+") for e in entries}
+            if any(reads_features.values()):
                 units.append(Unit(backbone.display_name, dataset.name, "features"))
             units += [Unit(backbone.display_name, dataset.name, e.label, seed) for e in entries
-                      if PROTOCOLS.get(e.type).inputs != "features" for seed in study.settings.seeds]
+                      if not reads_features[e.label] for seed in study.settings.seeds]
     return units
 
 

@@ -9,6 +9,7 @@ from radbench.protocols import (  # noqa: F401
     logreg,
     segmentation,
     transformer_head,
+    zero_shot,
 )
 from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolInput, ProtocolResult
 

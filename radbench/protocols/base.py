@@ -75,6 +75,7 @@ class ProtocolInput:
     repeat: int = 0  # index of a repeated draw (few-shot samples), 0 otherwise
     refit_splits: tuple[str, ...] = ("train", "val")  # what the chosen hyperparameters are refitted on
     images: ImageContext | None = None  # for protocols that train on images
+    text: object = None  # a vision-language backbone's prompt encoder (features/text_cache.py), for zero-shot
 
     def metrics(self, split_targets: np.ndarray, scores: np.ndarray) -> tuple[dict[str, float], dict]:
         return classification_metrics(self.task, split_targets, scores, self.class_names)

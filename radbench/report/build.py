@@ -216,9 +216,16 @@ def _p_text(p_value: float, test: str, resamples: int) -> str:
 
 def _curves(page: Page, section: Section, board: pd.DataFrame, dataset: str, metric: str, jobs: pd.DataFrame):
     points = figures.curve_points(board[board.dataset == dataset], metric)
+    zero = board[(board.dataset == dataset) & (board.metric == metric)
+                 & board.protocol.str.fullmatch(r"zero_shot[^@]*")]  # no labelled patient: a level across the curve
     for curve, rows in points.groupby("curve"):
-        page.figure(section, figures.curve_plot(rows, dataset, curve, metric), f"curve-{dataset}-{curve}-{metric}",
-                    f"{dataset} / {curve}", "Mean over seeds and repeats; band: 95 % bootstrap interval.", half=True)
+        shots = rows.axis.iloc[0].startswith("patients") and not zero.empty
+        page.figure(section, figures.curve_plot(rows, dataset, curve, metric, zero if shots else None),
+                    f"curve-{dataset}-{curve}-{metric}", f"{dataset} / {curve}",
+                    "Mean over seeds and repeats; band: 95 % bootstrap interval."
+                    + (" Dashed: zero-shot (no labelled patient), dotted its 95 % interval: where a curve crosses "
+                       "it, that many labelled patients per class beat the prompts." if shots else ""), half=True)
+    _prompt_sensitivity(section, jobs, dataset)
     pretrained = figures.pretraining_points(board[board.dataset == dataset], metric)
     for run, rows in pretrained.groupby("curve"):
         page.figure(section, figures.curve_plot(rows, dataset, f"{run} pretraining", metric),
@@ -239,6 +246,26 @@ def _curves(page: Page, section: Section, board: pd.DataFrame, dataset: str, met
         page.figure(section, plots.adaptation_bars(tuned, metric, f"{dataset}: frozen vs fine-tuned vs PEFT"),
                     f"adaptation-{dataset}-{metric}", f"{dataset} adaptation",
                     "Plain bars: frozen backbone; dotted: the backbone trained (fully, LoRA or BitFit).")
+
+
+def _prompt_sensitivity(section: Section, jobs: pd.DataFrame, dataset: str) -> None:
+    """Zero-shot jobs: the test metric of each template alone and of their ensemble (shown, never chosen on)."""
+    rows = []
+    for job in jobs[(jobs.dataset == dataset) & (jobs.protocol_type == "zero_shot")
+                    & ~jobs.protocol.str.contains("@", regex=False)].itertuples():
+        details = json.loads(job.details) if isinstance(job.details, str) else job.details
+        stored = details.get("templates_test", {})
+        values = {k: stored[k] for k in ["ensemble", *sorted(set(stored) - {"ensemble"})] if stored[k] is not None}
+        if values:
+            spread = np.array([v for k, v in values.items() if k != "ensemble"], dtype=float)
+            rows.append([job.backbone, job.protocol, job.seed, *(f"{values.get(k, np.nan):.3f}" for k in values),
+                         f"{np.nanmax(spread) - np.nanmin(spread):.3f}" if len(spread) else "–"])
+            header = list(values)
+    if rows:
+        section.heading("Prompt sensitivity (zero-shot)")
+        section.text("Test metric of each template alone and of the ensemble (mean of the normalised text embeddings);"
+                     " spread = best − worst single template. Shown only: nothing is chosen on test.")
+        section.table(["backbone", "protocol", "seed", *header, "spread"], rows)
 
 
 def _resolutions(jobs: pd.DataFrame) -> pd.DataFrame:

@@ -193,15 +193,22 @@ def training_log_plot(log: pd.DataFrame, title: str):
     return figure
 
 
-def curve_plot(points: pd.DataFrame, dataset: str, curve: str, metric: str):
-    """Metric against shots / blocks per backbone: mean over seeds and repeats, band = 95 % bootstrap interval."""
+def curve_plot(points: pd.DataFrame, dataset: str, curve: str, metric: str, levels: pd.DataFrame | None = None):
+    """Metric against shots / blocks per backbone: mean over seeds and repeats, band = 95 % bootstrap interval.
+    `levels`: a flat line per backbone across the curve (zero-shot: no labelled patient), dashed, its interval dotted."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5.5, 3.4))
-    colours, shapes = palette(sorted(points.backbone.unique())), markers(sorted(points.backbone.unique()))
+    names = sorted(set(points.backbone) | (set(levels.backbone) if levels is not None else set()))
+    colours, shapes = palette(names), markers(names)
     for backbone, rows in points.groupby("backbone"):
         rows = rows.sort_values("x")
         axis.plot(rows.x, rows["mean"], marker=shapes[backbone], color=colours[backbone], label=backbone)
         axis.fill_between(rows.x, rows.ci_low, rows.ci_high, alpha=0.2, color=colours[backbone])
+    for row in (levels.itertuples() if levels is not None else ()):
+        axis.axhline(row.mean, color=colours[row.backbone], linestyle="--", linewidth=1.2,
+                     label=f"{row.backbone} {row.protocol}")
+        for bound in (row.ci_low, row.ci_high):
+            axis.axhline(bound, color=colours[row.backbone], linestyle=":", linewidth=0.8)
     axis.set_xlabel(points.axis.iloc[0])
     axis.set_ylabel(f"test {metric}")
     axis.set_title(f"{dataset} / {curve}")

@@ -59,9 +59,11 @@ def load_datasets(study: StudyConfig, reporter: Reporter, learn: bool = True) ->
 def check_shift_data(study: StudyConfig, datasets: dict) -> None:
     """External tests' class matching and subgroup columns, on the loaded data, before any model is built."""
     from radbench.data.subgroups import MISSING
+    from radbench.protocols.zero_shot import check_zero_shot
     from radbench.study.extra_tests import check_external_tests
 
     check_external_tests(study, datasets)
+    check_zero_shot(study, datasets)
     for i, cfg in enumerate(study.datasets):
         dataset = datasets.get(cfg.name)
         if dataset is None or not getattr(cfg, "subgroups", None):

@@ -21,7 +21,7 @@ from radbench.features.source import FeatureSource
 
 # protocols whose final model can score other images: frozen-feature heads and end-to-end training
 SCORES_OTHER_SETS = ("knn", "linear", "logreg", "few_shot", "decapitation", "finetune", "lora", "bitfit",
-                     "progressive_freezing", "transformer_head")
+                     "progressive_freezing", "transformer_head", "zero_shot")
 
 
 def extra_test_names(dataset_cfg) -> list[str]:

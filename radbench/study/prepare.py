@@ -206,5 +206,16 @@ def segmentation_inputs(unit: UnitContext, job: Job) -> JobInputs:
     return JobInputs(inputs, preprocess, identity)
 
 
+def text_inputs(unit: UnitContext, job: Job) -> JobInputs:
+    """Cached image embeddings plus the backbone's text tower behind a prompt cache (zero-shot)."""
+    from radbench.features.text_cache import TextEncoder
+
+    prepared = feature_inputs(unit, job)
+    prepared.inputs.text = TextEncoder(unit.unit.backbone, unit.description.identity,
+                                       unit.study.feature_cache_dir / "text")
+    return prepared
+
+
 INPUTS: dict[str, Callable[[UnitContext, Job], JobInputs]] = {
-    "features": feature_inputs, "images": image_inputs, "segmentation": segmentation_inputs}
+    "features": feature_inputs, "images": image_inputs, "segmentation": segmentation_inputs,
+    "features+text": text_inputs}

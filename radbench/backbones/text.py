@@ -1,0 +1,38 @@
+"""Text towers of vision-language backbones (CLIP, OpenCLIP, BiomedCLIP): prompts -> embeddings in the image
+embedding's space (the `embed` feature type), with the model's own logit scale (and bias, for sigmoid models).
+A family offers one through `Family.text`; `has_text_tower` answers without building anything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from radbench.errors import BackboneError
+
+
+@dataclass
+class TextTower:
+    encode: Callable[[list[str]], np.ndarray]  # prompts -> (N, D) float32 text embeddings (not normalised)
+    logit_scale: float  # exp of the model's learned temperature parameter
+    logit_bias: float | None = None  # sigmoid-loss models (SigLIP): the learned bias
+
+
+def has_text_tower(cfg) -> bool:
+    from radbench.backbones.base import FAMILIES, resolve_entry
+
+    entry = resolve_entry(cfg.name)
+    family = FAMILIES.get(entry.family)
+    return family.has_text is not None and family.has_text(entry)
+
+
+def build_text_tower(cfg) -> TextTower:
+    from radbench.backbones.base import FAMILIES, resolve_entry
+
+    entry = resolve_entry(cfg.name)
+    family = FAMILIES.get(entry.family)
+    if family.text is None or not family.has_text(entry):
+        raise BackboneError(f"backbone {cfg.display_name!r} has no text tower (zero-shot needs a CLIP-style model "
+                            "built by open_clip, e.g. open_clip:ViT-B-16/openai or biomedclip)")
+    return family.text(entry, cfg)
