@@ -146,9 +146,10 @@ def text_openclip(entry: BackboneEntry, cfg: BackboneConfig):
         raise DownloadError(f"backbone {cfg.name!r}: cannot load {model_name}'s tokenizer "
                             f"({type(error).__name__})") from None
 
-    def encode(prompts: list[str]) -> np.ndarray:
+    def encode(prompts: list[str], batch: int = 256) -> np.ndarray:
         with torch.no_grad():
-            return model.encode_text(tokenizer(prompts)).float().numpy()
+            return np.concatenate([model.encode_text(tokenizer(prompts[i:i + batch])).float().numpy()
+                                   for i in range(0, len(prompts), batch)])
 
     bias = getattr(model, "logit_bias", None)
     return TextTower(encode, float(model.logit_scale.detach().exp()), None if bias is None else float(bias.detach()))

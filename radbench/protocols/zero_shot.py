@@ -61,12 +61,12 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def class_embeddings(text, phrases: list[list[str]], templates: list[str]) -> np.ndarray:
-    """(T, C, D) normalised embedding of each class under each template (mean over its phrases)."""
-    out = []
-    for template in templates:
-        per_class = [_unit(_unit(text.embed([template.format(p) for p in options])).mean(0)) for options in phrases]
-        out.append(np.stack(per_class))
-    return np.stack(out)
+    """(T, C, D) normalised embedding of each class under each template (mean over its phrases). Every prompt goes
+    through the text encoder in one call (batched there), not one call per class."""
+    prompts = list(dict.fromkeys(template.format(p) for template in templates for options in phrases for p in options))
+    embedded = dict(zip(prompts, _unit(text.embed(prompts))))
+    return np.stack([np.stack([_unit(np.mean([embedded[template.format(p)] for p in options], axis=0))
+                               for options in phrases]) for template in templates])
 
 
 def scores(images: np.ndarray, positive: np.ndarray, negative: np.ndarray | None, text, cfg: ZeroShotConfig,
