@@ -207,3 +207,67 @@ def test_a_backbone_without_text_tower_and_a_class_without_prompt(tmp_path, shar
     result = cli("run", write_study(tmp_path, _study(tmp_path, tiny_clip, [breast], [{"zero_shot": {}}]), "b.yaml"))
     assert result.exit_code == 2 and "no prompt for class" in result.output and "add `prompts:" in result.output
     assert not (tmp_path / "out" / "results.sqlite").exists()
+
+
+@pytest.fixture(scope="module")
+def hf_clip(tmp_path_factory) -> Path:
+    """A tiny transformers CLIPModel with CLIP's real BPE tokenizer (open_clip's bundled vocabulary), written by
+    save_pretrained — loaded by radbench as `weights:` of an `hf:` backbone."""
+    import open_clip
+    import torch
+    import transformers
+
+    folder = tmp_path_factory.mktemp("hf-clip")
+    simple = open_clip.tokenizer.SimpleTokenizer()
+    (folder / "vocab.json").write_text(json.dumps(simple.encoder))
+    merges = sorted(simple.bpe_ranks, key=simple.bpe_ranks.get)
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
+    tokenizer = transformers.CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    text = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+            "vocab_size": len(tokenizer), "max_position_embeddings": 77, "eos_token_id": tokenizer.eos_token_id,
+            "bos_token_id": tokenizer.bos_token_id, "pad_token_id": tokenizer.pad_token_id}
+    vision = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "image_size": 32, "patch_size": 8}
+    torch.manual_seed(2)
+    transformers.CLIPModel(transformers.CLIPConfig(text_config=text, vision_config=vision, projection_dim=32)
+                           ).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+                                    ).save_pretrained(folder)
+    return folder
+
+
+def test_transformers_clip_scores_equal_get_features(tmp_path, shared_data, hf_clip):
+    import torch
+    import transformers
+
+    import radbench
+    from radbench.config import load_study
+    from radbench.data import load_dataset
+    from radbench.data.transforms import Preprocess
+
+    study = {**tiny_study(tmp_path, [_pneumonia(shared_data)], [{"zero_shot": {"templates": ["an x-ray of {}."]}}]),
+             "cache_dtype": "float32", "backbones": [{"name": "hf:org/tiny-clip", "weights": str(hf_clip)}]}
+    path = write_study(tmp_path, study)
+    run_cli("run", path)
+    results = radbench.load(tmp_path / "out")
+    job = results.jobs.iloc[0]
+    stored = results.predictions[["score_normal", "score_pneumonia"]].to_numpy()
+    model = transformers.CLIPModel.from_pretrained(hf_clip).eval()
+    tokenizer = transformers.CLIPTokenizer.from_pretrained(hf_clip)
+    preprocess = Preprocess.from_identity(job.config["preprocess"])
+    images = load_dataset(load_study(path).datasets[0]).splits["test"].images
+    with torch.no_grad():
+        pixels = torch.stack([preprocess(images.load(i)) for i in range(len(images))])
+        image = model.get_image_features(pixel_values=pixels)
+        image = getattr(image, "pooler_output", image).double()
+        rows = []
+        for name in ("normal", "pneumonia"):
+            tokens = tokenizer([f"an x-ray of {p}." for p in job.details["phrases"][name]], padding=True,
+                               return_tensors="pt")
+            text = model.get_text_features(**tokens)
+            text = getattr(text, "pooler_output", text).double()
+            text = (text / text.norm(dim=1, keepdim=True)).mean(0)
+            rows.append(text / text.norm())
+        logits = float(model.logit_scale.exp()) * (image / image.norm(dim=1, keepdim=True)) @ torch.stack(rows).T
+    np.testing.assert_allclose(stored, torch.softmax(logits, dim=1).numpy(), atol=1e-5)

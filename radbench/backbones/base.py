@@ -120,7 +120,7 @@ class Family:
     exists: Callable[[str], bool]
     describe: Callable[[BackboneEntry, BackboneConfig], BackboneDescription]
     text: Callable | None = None  # (entry, cfg) -> TextTower (backbones/text.py), for vision-language models
-    has_text: Callable[[BackboneEntry], bool] | None = None
+    has_text: Callable[[BackboneEntry, BackboneConfig], bool] | None = None
 
 
 BACKBONES: Registry[BackboneEntry] = Registry("backbone")

@@ -10,6 +10,7 @@ repository's image-processor config."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from radbench.backbones.base import (
@@ -25,7 +26,7 @@ from radbench.backbones.base import (
     hub_revision,
 )
 from radbench.backbones.hub import offline_if_unreachable
-from radbench.errors import BackboneError, DownloadError
+from radbench.errors import BackboneError, DownloadError, RadbenchError
 
 # PIL resampling codes the image processors store -> torch interpolation modes
 RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
@@ -185,8 +186,10 @@ def build_hf(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> Feat
     if trunk.has_cls:
         from radbench.backbones.timm_family import token_bundle
 
+        projection = getattr(model, "visual_projection", None)  # CLIP: normed CLS @ projection = image embedding
         backbone = FeatureBackbone(cfg.display_name, trunk, "tokens", trunk.embed_dim, description,
-                                   lambda x, layout: token_bundle(trunk, x, layout))
+                                   lambda x, layout: token_bundle(trunk, x, layout, projection),
+                                   embed=int(projection.out_features) if projection is not None else 0)
     else:
         backbone = FeatureBackbone(cfg.display_name, trunk, "pooled", trunk.embed_dim, description,
                                    lambda x, layout: trunk.forward_head(trunk.forward_features(x), pre_logits=True))
@@ -196,7 +199,50 @@ def build_hf(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> Feat
     return backbone
 
 
-FAMILIES.add("hf", Family("hf", build_hf, hf_exists, describe_hf))
+def hf_has_text(entry: BackboneEntry, cfg: BackboneConfig) -> bool:
+    """A CLIP / SigLIP-style model: its config holds a text tower (read from a local folder's config.json, or the
+    hub's config when it can be had; the named vision-language entries without either)."""
+    source = _source(entry, cfg)
+    if Path(source).is_dir():
+        path = Path(source) / "config.json"
+        return path.is_file() and "text_config" in json.loads(path.read_text())
+    if entry.name in HF_TEXT_TOWERS:
+        return True
+    try:
+        return getattr(_load("AutoConfig", source, cfg.name), "text_config", None) is not None
+    except RadbenchError:
+        return False
+
+
+def text_hf(entry: BackboneEntry, cfg: BackboneConfig):
+    """transformers CLIPModel / SiglipModel (and kin): get_text_features with the model's own tokenizer."""
+    import numpy as np
+    import torch
+
+    from radbench.backbones.text import TextTower
+
+    source = _source(entry, cfg)
+    model = _load("AutoModel", source, cfg.name).eval()
+    tokenizer = _load("AutoTokenizer", source, cfg.name)
+    # sigmoid-loss models were trained on prompts padded to the full length
+    padding = "max_length" if "siglip" in getattr(model.config, "model_type", "") else True
+
+    def encode(prompts: list[str], batch: int = 256) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(prompts), batch):
+                tokens = tokenizer(prompts[i:i + batch], padding=padding, truncation=True, return_tensors="pt")
+                features = model.get_text_features(**tokens)
+                features = getattr(features, "pooler_output", features)  # newer transformers return an output
+                out.append(features.float().numpy())
+        return np.concatenate(out)
+
+    bias = getattr(model, "logit_bias", None)
+    return TextTower(encode, float(model.logit_scale.detach().exp()), None if bias is None else float(bias.detach()))
+
+
+HF_TEXT_TOWERS = {"medsiglip"}  # named entries that are vision-language pairs
+FAMILIES.add("hf", Family("hf", build_hf, hf_exists, describe_hf, text_hf, hf_has_text))
 
 
 # Names people type for the transformers models the seed studies and today's users name. Their architecture and

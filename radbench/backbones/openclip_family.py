@@ -127,7 +127,7 @@ def _timm_projection(visual):
     return lambda cls: visual.head(trunk.forward_head(cls[:, None, :]))
 
 
-def _has_text(entry: BackboneEntry) -> bool:
+def _has_text(entry: BackboneEntry, cfg: BackboneConfig) -> bool:
     return True  # every open_clip model is a CLIP-style pair of towers
 
 

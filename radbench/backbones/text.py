@@ -24,7 +24,7 @@ def has_text_tower(cfg) -> bool:
 
     entry = resolve_entry(cfg.name)
     family = FAMILIES.get(entry.family)
-    return family.has_text is not None and family.has_text(entry)
+    return family.has_text is not None and family.has_text(entry, cfg)
 
 
 def build_text_tower(cfg) -> TextTower:
@@ -32,7 +32,8 @@ def build_text_tower(cfg) -> TextTower:
 
     entry = resolve_entry(cfg.name)
     family = FAMILIES.get(entry.family)
-    if family.text is None or not family.has_text(entry):
-        raise BackboneError(f"backbone {cfg.display_name!r} has no text tower (zero-shot needs a CLIP-style model "
-                            "built by open_clip, e.g. open_clip:ViT-B-16/openai or biomedclip)")
+    if family.text is None or not family.has_text(entry, cfg):
+        raise BackboneError(f"backbone {cfg.display_name!r} has no text tower (zero-shot needs a CLIP-style model: "
+                            "open_clip, e.g. open_clip:ViT-B-16/openai or biomedclip, or a transformers CLIP / "
+                            "SigLIP model)")
     return family.text(entry, cfg)

@@ -127,8 +127,9 @@ def check_zero_shot(study, datasets: dict) -> None:
         for backbone in study.backbones:
             if entry.runs_on(backbone) and not has_text_tower(backbone):
                 raise ConfigError(f"{where}: backbone {backbone.display_name!r} has no text tower (zero-shot needs a "
-                                  "CLIP-style open_clip model, e.g. open_clip:ViT-B-16/openai or biomedclip); give "
-                                  "the protocol `backbones: [...]` without it")
+                                  "CLIP-style model: open_clip, e.g. open_clip:ViT-B-16/openai or biomedclip, or a "
+                                  "transformers CLIP / SigLIP model); give the protocol `backbones: [...]` without "
+                                  "it")
         classes = {name for d in datasets.values() if hasattr(d, "task") for name in d.class_names}
         for name in entry.config.prompts or {}:
             if name not in classes:
