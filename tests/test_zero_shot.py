@@ -271,3 +271,53 @@ def test_transformers_clip_scores_equal_get_features(tmp_path, shared_data, hf_c
             rows.append(text / text.norm())
         logits = float(model.logit_scale.exp()) * (image / image.norm(dim=1, keepdim=True)) @ torch.stack(rows).T
     np.testing.assert_allclose(stored, torch.softmax(logits, dim=1).numpy(), atol=1e-5)
+
+
+MAP_POOLED = {"embed_dim": 64, "init_logit_bias": -10,
+              "vision_cfg": {"image_size": 32, "timm_model_name": "test_vit", "timm_model_pretrained": False,
+                             "timm_pool": "map", "timm_proj": "none"},
+              "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}}
+
+
+def test_sigmoid_scores_of_a_timm_tower_with_attention_pooling(tmp_path, shared_data):
+    """An open_clip tower on a timm trunk that pools by attention (as SigLIP's), with a learned logit bias: the
+    cached `embed` is encode_image, and `multilabel: sigmoid` is sigmoid(scale x cosine + bias)."""
+    import open_clip
+    import torch
+
+    import radbench
+
+    (tmp_path / "radbench-map-clip.json").write_text(json.dumps(MAP_POOLED))
+    open_clip.add_model_config(tmp_path / "radbench-map-clip.json")
+    torch.manual_seed(3)
+    model = open_clip.create_model("radbench-map-clip", pretrained=None).eval()
+    with torch.no_grad():
+        model.logit_bias.fill_(0.5)  # scores near the middle, where a wrong bias or scale shows
+    torch.save(model.state_dict(), tmp_path / "map.pt")
+    nih = {**_nih(shared_data), "label_columns": ["Effusion", "Infiltration"]}
+    study = {**_study(tmp_path, tmp_path / "map.pt", [nih], [{"zero_shot": {"multilabel": "sigmoid",
+                                                                            "templates": ["{}."]}}]),
+             "backbones": [{"name": "open_clip:radbench-map-clip", "weights": str(tmp_path / "map.pt")}]}
+    path = write_study(tmp_path, study)
+    run_cli("run", path)
+    results = radbench.load(tmp_path / "out")
+    job = results.jobs.iloc[0]
+    from radbench.config import load_study
+    from radbench.data import load_dataset
+    from radbench.data.transforms import Preprocess
+
+    preprocess = Preprocess.from_identity(job.config["preprocess"])
+    images = load_dataset(load_study(path).datasets[0]).splits["test"].images
+    tokenizer = open_clip.get_tokenizer("radbench-map-clip")
+    with torch.no_grad():
+        image = model.encode_image(torch.stack([preprocess(images.load(i)) for i in range(len(images))])).double()
+        image = image / image.norm(dim=1, keepdim=True)
+        rows = []
+        for name in ("Effusion", "Infiltration"):
+            text = model.encode_text(tokenizer([f"{p}." for p in job.details["phrases"][name]])).double()
+            text = (text / text.norm(dim=1, keepdim=True)).mean(0)
+            rows.append(text / text.norm())
+        expected = torch.sigmoid(float(model.logit_scale.exp()) * image @ torch.stack(rows).T + float(model.logit_bias))
+    stored = results.predictions[["score_Effusion", "score_Infiltration"]].to_numpy()
+    assert 0.2 < stored.mean() < 0.95
+    np.testing.assert_allclose(stored, expected.numpy(), rtol=1e-5, atol=1e-7)

@@ -98,6 +98,8 @@ def _create(entry: BackboneEntry, cfg: BackboneConfig, image_size: int | None):
 
 
 def build_openclip(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> FeatureBackbone:
+    import torch
+
     from radbench.backbones.adapters import OpenClipTrunk
     from radbench.backbones.timm_family import timm_feature_backbone
 
@@ -105,6 +107,10 @@ def build_openclip(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -
     visual = model.visual.eval().requires_grad_(False)
     description = describe_openclip(entry, cfg)
     trunk = getattr(visual, "trunk", None)
+    if trunk is not None and getattr(trunk, "cls_token", None) is None:  # SigLIP-style: no CLS token, pooled
+        width = int(visual(torch.zeros(1, 3, image_size, image_size)).shape[1])
+        return FeatureBackbone(cfg.display_name, visual, "pooled", width, description,
+                               lambda x, layout: visual(x))  # the image embedding (encode_image, unnormalised)
     if trunk is not None:  # a timm model inside (BiomedCLIP): radbench's timm path, with open_clip's projection
         return timm_feature_backbone(trunk, cfg, description, entry, image_size, project=_timm_projection(visual))
     if not hasattr(visual, "transformer"):
@@ -118,13 +124,21 @@ def build_openclip(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -
                            embed=0 if projection is None else int(projection.shape[1]))
 
 
+class _TokensToEmbedding:
+    """The last block's normed tokens -> open_clip's image embedding for a timm trunk: the trunk's own pooling and
+    head (CLS, mean or attention pooling; norm), then open_clip's projection — what encode_image computes."""
+
+    full_tokens = True
+
+    def __init__(self, visual):
+        self.visual = visual
+
+    def __call__(self, tokens):
+        return self.visual.head(self.visual.trunk.forward_head(tokens))
+
+
 def _timm_projection(visual):
-    """CLS -> open_clip's image embedding for a timm trunk pooling its CLS token ('token'): the trunk's own head
-    (norm, classifier: empty in CLIP towers) then open_clip's projection. Other poolings offer no `embed`."""
-    trunk = visual.trunk
-    if getattr(trunk, "global_pool", None) != "token":
-        return None
-    return lambda cls: visual.head(trunk.forward_head(cls[:, None, :]))
+    return _TokensToEmbedding(visual)
 
 
 def _has_text(entry: BackboneEntry, cfg: BackboneConfig) -> bool:

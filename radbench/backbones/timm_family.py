@@ -122,7 +122,8 @@ def timm_feature_backbone(model: torch.nn.Module, cfg: BackboneConfig, descripti
         if project is not None:
             head = project
             with torch.no_grad():
-                embed = int(project(torch.zeros(1, model.embed_dim)).shape[1])
+                probe = torch.zeros(1, 1 + getattr(model, "num_prefix_tokens", 1), model.embed_dim)
+                embed = int(project(probe if getattr(project, "full_tokens", False) else probe[:, 0]).shape[1])
         return FeatureBackbone(cfg.display_name, model, "tokens", model.embed_dim, description,
                                lambda x, layout: token_bundle(model, x, layout, head), embed=embed)
     if entry.pool == "last_block":  # e.g. SAM: the last block's tokens (NCHW), averaged over positions
@@ -160,7 +161,11 @@ def token_bundle(model: torch.nn.Module, images: torch.Tensor, layout: BundleLay
     )
     cls_tokens = [prefix[:, 0] for _, prefix in outputs]
     patch_mean = outputs[-1][0].mean(dim=1)
-    parts = [*cls_tokens, patch_mean] + ([project(cls_tokens[-1])] if layout.embed else [])
+    if layout.embed:  # a projection of the last CLS, or (`full_tokens`) of the whole last token sequence
+        last = torch.cat([outputs[-1][1], outputs[-1][0]], dim=1) if getattr(project, "full_tokens", False) \
+            else cls_tokens[-1]
+        embedding = [project(last)]
+    parts = [*cls_tokens, patch_mean] + (embedding if layout.embed else [])
     return torch.cat(parts, dim=1)
 
 
