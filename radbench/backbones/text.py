@@ -19,6 +19,18 @@ class TextTower:
     logit_bias: float | None = None  # sigmoid-loss models (SigLIP): the learned bias
 
 
+def entry_has_text(entry) -> bool:
+    """Whether a named entry has a text tower, known without loading anything (open_clip models, the named
+    vision-language transformers models)."""
+    from radbench.backbones.base import FAMILIES
+
+    if entry.family == "open_clip":
+        return True
+    from radbench.backbones.hf_family import HF_TEXT_TOWERS
+
+    return FAMILIES.get(entry.family).text is not None and entry.name in HF_TEXT_TOWERS
+
+
 def has_text_tower(cfg) -> bool:
     from radbench.backbones.base import FAMILIES, resolve_entry
 

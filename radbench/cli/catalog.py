@@ -35,25 +35,26 @@ def list_(what: ListWhat = typer.Argument(..., help="backbones, datasets or prot
     table = Table()
     if what is ListWhat.backbones:
         from radbench.backbones import BACKBONES
+        from radbench.backbones.text import entry_has_text
 
-        for column in ("name", "family", "source", "params", "native", "patch", "norm", "features", "licence",
-                       "description"):
+        for column in ("name", "family", "source", "params", "native", "patch", "norm", "features", "text",
+                       "licence", "description"):
             table.add_column(column, justify="right" if column in ("params", "native", "patch") else "left",
                              overflow="fold")
         for name, entry in BACKBONES.items():
             table.add_row(name, entry.family, entry.model_id, f"{entry.params_m:g}M" if entry.params_m else "",
                           str(entry.native or ""), str(entry.patch or "-"), entry.normalisation, entry.feature_types,
-                          entry.licence, entry.description)
-        table.add_row("timm:<model>", "timm", "any timm model", "", "", "", "from its config", "by model", "",
+                          "zero-shot" if entry_has_text(entry) else "-", entry.licence, entry.description)
+        table.add_row("timm:<model>", "timm", "any timm model", "", "", "", "from its config", "by model", "-", "",
                       "e.g. timm:convnext_small.fb_in22k")
         table.add_row("hf:<org/repo>", "hf", "a transformers vision model", "", "", "", "its image processor",
-                      "cls, mean, lastN (pool without CLS)", "the repo's",
+                      "cls, mean, lastN (pool without CLS)", "CLIP / SigLIP repos", "the repo's",
                       "e.g. hf:microsoft/rad-dino, hf:facebook/vit-msn-base, hf:google/medsiglip-448; or weights: a "
                       "save_pretrained folder")
         table.add_row("open_clip:<model>/<tag>", "open_clip", "an open_clip image tower", "", "", "",
-                      "its preprocess config", "cls, mean, lastN", "the tag's",
+                      "its preprocess config", "cls, mean, lastN, embed", "zero-shot", "the tag's",
                       "e.g. open_clip:ViT-B-16/laion2b_s34b_b88k, open_clip:hf-hub:<repo>")
-        table.add_row("xrv:<weights>", "xrv", "a torchxrayvision model", "", "", "-", "xrv [-1024, 1024]", "pool",
+        table.add_row("xrv:<weights>", "xrv", "a torchxrayvision model", "", "", "-", "xrv [-1024, 1024]", "pool", "-",
                       "apache-2.0", "e.g. xrv:densenet121-res224-chex")
     elif what is ListWhat.datasets:
         from radbench.data import ADAPTERS
