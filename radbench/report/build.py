@@ -65,7 +65,7 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
     datasets = sorted(board.dataset.unique())
     for number, dataset in enumerate(datasets, 1):
         say(f"report: dataset {dataset} ({number} of {len(datasets)}; {time.perf_counter() - start:.0f} s so far)")
-        section = page.section(f"Dataset {dataset}")
+        section = page.section(f"Dataset {dataset}", dataset=dataset)
         dataset_jobs = jobs[jobs.dataset == dataset]
         _leaderboards(page, section, board, dataset, headline[dataset], resamples)
         _curves(page, section, board, dataset, headline[dataset], dataset_jobs)

@@ -23,10 +23,18 @@ figure { margin: 1em 0; } figure.half { display: inline-block; width: 48%; verti
 figcaption { color: #555; font-size: 0.85em; }
 nav a { margin-right: 1em; } .gallery figure.item { display: inline-block; width: 32%; margin: 0.3%;
  vertical-align: top; } .gallery figure.item img { width: 100%; }
+table.sortable th { cursor: pointer; user-select: none; } th.asc::after { content: " ▲"; }
+th.desc::after { content: " ▼"; } #filters { position: sticky; top: 0; background: #fff; padding: 0.4em 0;
+ border-bottom: 1px solid #ddd; z-index: 1; } #filters label { margin-right: 1em; font-size: 0.9em; }
 </style></head><body>
 <h1>radbench report — {{ title }}</h1>
 <nav>{% for section in sections %}<a href="#{{ section.anchor }}">{{ section.title }}</a>{% endfor %}</nav>
+<div id="filters">{% for key in ("backbone", "dataset", "protocol") %}<label>{{ key }}
+<select data-key="{{ key }}"><option value="">all</option></select></label>{% endfor %}
+<span class="note">click a column header to sort; the filters hide table rows (and other datasets' sections)</span>
+</div>
 {% for section in sections %}
+<section{% if section.dataset %} data-dataset="{{ section.dataset }}"{% endif %}>
 <h2 id="{{ section.anchor }}">{{ section.title }}</h2>
 {% for block in section.blocks %}
 {% if block.kind == "list" %}<ul>{% for line in block.lines %}<li>{{ line }}</li>{% endfor %}</ul>
@@ -38,11 +46,85 @@ nav a { margin-right: 1em; } .gallery figure.item { display: inline-block; width
 <figcaption>{{ image.title }}</figcaption><img alt="{{ image.title }}" title="{{ image.title }}"
  src="data:image/png;base64,{{ image.png }}"></figure>{% endfor %}
 <figcaption>{{ block.caption }}</figcaption></figure>
-{% elif block.kind == "table" %}<table><tr>{% for column in block.columns %}<th>{{ column }}</th>{% endfor %}</tr>
-{% for row in block.rows %}<tr class="{{ block.row_classes[loop.index0] }}">{% for cell in row %}<td>{{ cell }}</td>
-{% endfor %}</tr>{% endfor %}</table>{% endif %}
-{% endfor %}{% endfor %}
+{% elif block.kind == "table" %}<table class="sortable"><thead><tr>{% for column in block.columns %}<th>{{ column }}</th>{% endfor %}</tr></thead>
+<tbody>{% for row in block.rows %}<tr class="{{ block.row_classes[loop.index0] }}">{% for cell in row %}<td>{{ cell }}</td>
+{% endfor %}</tr>{% endfor %}</tbody></table>{% endif %}
+{% endfor %}</section>{% endfor %}
+<script>{{ script }}</script>
 </body></html>
+"""
+
+# Sorting and filtering in the page itself (no network, no library): a header click sorts its table by that
+# column (numbers by their leading value, "0.894 [0.80, 0.97]" as 0.894; text alphabetically; again: reversed);
+# the selects keep the rows whose backbone / dataset / protocol cell matches, and the sections of that dataset.
+SCRIPT = """
+(function () {
+  function key(text) {
+    var match = /^\\s*[-+\u2212]?\\d*\\.?\\d+(e[-+]?\\d+)?/i.exec(text.replace('\u2212', '-'));
+    return match ? parseFloat(match[0].replace('\u2212', '-')) : null;
+  }
+  function sortBy(table, index, header) {
+    var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
+    var descending = header.classList.contains('asc');
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (cell) { cell.classList.remove('asc', 'desc'); });
+    header.classList.add(descending ? 'desc' : 'asc');
+    rows.sort(function (a, b) {
+      var x = a.cells[index].textContent.trim(), y = b.cells[index].textContent.trim();
+      var kx = key(x), ky = key(y), order;
+      if (kx !== null && ky !== null) { order = kx - ky; }
+      else if (kx !== null) { order = -1; } else if (ky !== null) { order = 1; }
+      else { order = x.localeCompare(y); }
+      return descending ? -order : order;
+    });
+    rows.forEach(function (row) { body.appendChild(row); });
+  }
+  var tables = document.querySelectorAll('table.sortable');
+  Array.prototype.forEach.call(tables, function (table) {
+    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (header, index) {
+      header.addEventListener('click', function () { sortBy(table, index, header); });
+    });
+  });
+  var selects = document.querySelectorAll('#filters select'), seen = {};
+  function columnOf(table, name) {
+    var cells = table.tHead.rows[0].cells;
+    for (var i = 0; i < cells.length; i++) { if (cells[i].textContent.trim() === name) { return i; } }
+    return -1;
+  }
+  Array.prototype.forEach.call(selects, function (select) {
+    var name = select.dataset.key, values = {};
+    Array.prototype.forEach.call(tables, function (table) {
+      var index = columnOf(table, name);
+      if (index < 0) { return; }
+      Array.prototype.forEach.call(table.tBodies[0].rows, function (row) { values[row.cells[index].textContent.trim()] = 1; });
+    });
+    Object.keys(values).sort().forEach(function (value) {
+      var option = document.createElement('option'); option.value = value; option.textContent = value;
+      select.appendChild(option);
+    });
+    select.addEventListener('change', apply);
+  });
+  function apply() {
+    var wanted = {};
+    Array.prototype.forEach.call(selects, function (select) { wanted[select.dataset.key] = select.value; });
+    Array.prototype.forEach.call(tables, function (table) {
+      var indices = {};
+      Object.keys(wanted).forEach(function (name) { indices[name] = columnOf(table, name); });
+      Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
+        var keep = Object.keys(wanted).every(function (name) {
+          return !wanted[name] || indices[name] < 0 || row.cells[indices[name]].textContent.trim() === wanted[name];
+        });
+        row.style.display = keep ? '' : 'none';
+      });
+    });
+    Array.prototype.forEach.call(document.querySelectorAll('section[data-dataset]'), function (section) {
+      section.style.display = !wanted.dataset || section.dataset.dataset === wanted.dataset ? '' : 'none';
+    });
+  }
+  window.radbenchFilter = function (name, value) {
+    Array.prototype.forEach.call(selects, function (select) { if (select.dataset.key === name) { select.value = value; } });
+    apply();
+  };
+})();
 """
 
 
@@ -51,6 +133,7 @@ class Section:
     title: str
     anchor: str
     blocks: list[dict] = field(default_factory=list)
+    dataset: str | None = None  # a dataset's own section: hidden when the page is filtered to another dataset
 
     def text(self, text: str) -> None:
         self.blocks.append({"kind": "text", "text": text})
@@ -73,8 +156,8 @@ class Page:
         self.folder, self.title = folder, title
         self.sections: list[Section] = []
 
-    def section(self, title: str) -> Section:
-        section = Section(title, figures.slug(title) or f"section-{len(self.sections)}")
+    def section(self, title: str, dataset: str | None = None) -> Section:
+        section = Section(title, figures.slug(title) or f"section-{len(self.sections)}", dataset=dataset)
         self.sections.append(section)
         return section
 
@@ -86,7 +169,10 @@ class Page:
     def write(self) -> Path:
         from jinja2 import Environment
 
-        html = Environment(autoescape=True).from_string(TEMPLATE).render(title=self.title, sections=self.sections)
+        from markupsafe import Markup
+
+        html = Environment(autoescape=True).from_string(TEMPLATE).render(title=self.title, sections=self.sections,
+                                                                           script=Markup(SCRIPT))
         path = self.folder / "index.html"
         self.folder.mkdir(parents=True, exist_ok=True)
         path.write_text(html)
