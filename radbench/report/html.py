@@ -168,7 +168,6 @@ class Page:
 
     def write(self) -> Path:
         from jinja2 import Environment
-
         from markupsafe import Markup
 
         html = Environment(autoescape=True).from_string(TEMPLATE).render(title=self.title, sections=self.sections,
