@@ -26,6 +26,7 @@ EXTRAS = {  # extra -> (module it provides, pip distribution)
     "pretrain": ("lightly", "lightly"),
     "slurm": ("submitit", "submitit"),
     "ray": ("ray", "ray"),
+    "mlflow": ("mlflow", "mlflow"),
 }
 FAMILY_EXTRAS = {"hf": "hf", "open_clip": "openclip", "xrv": "xrv"}
 

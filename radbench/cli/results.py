@@ -11,6 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from radbench.cli.common import (
+    TRACK,
+    TRACK_OPTIONAL,
     Split,
     _open_store,
     _print_summary,
@@ -95,18 +97,30 @@ def report(
     seed: int = typer.Option(0, help="seed of the resamples"),
     patch_images: int = typer.Option(3, min=0, help="test images per dataset in the PCA patch-feature maps (0: none; "
                                      "the only part that runs a backbone)"),
+    track: Optional[str] = TRACK,
+    track_optional: bool = TRACK_OPTIONAL,
 ):
     """The study's answer: index.html (findings, status, leaderboards with 95 % patient-level bootstrap intervals
     and significance, ranking, curves, ROC / confusion / per-class AUROC, segmentation cases and overlays, cost,
     CKA and PCA patch maps), every figure as PNG + SVG and every table as CSV / Markdown / LaTeX."""
     from radbench.report.build import build_report
     from radbench.report.publish import check_resamples, publish
+    from radbench.results.tracking import tracker_for
 
     target = out or output_dir / "report"
-    check_resamples(resamples, _open_store(output_dir).largest_test_split())
+    store = _open_store(output_dir)
+    check_resamples(resamples, store.largest_test_split())
+    studies = sorted(store.jobs().study.unique())
+    tracker = tracker_for(track, track_optional, output_dir, studies[0] if studies else output_dir.name,
+                          lambda m: err.print(f"warning: {escape(m)}"))
     _, board = publish(target, lambda folder: build_report(output_dir, folder, resamples, seed, patch_images,
                                                             warn=lambda m: err.print(f"warning: {escape(m)}"),
                                                             say=lambda m: err.print(escape(m), highlight=False)))
     page = target / "index.html"
     err.print(f"report: {page} ({len(board)} leaderboard rows, {resamples} patient resamples; tables in "
               f"{target / 'tables'}, figures in {target / 'figures'})")
+    if tracker is not None:
+        logged = tracker.sync(store)
+        run_id = tracker.log_report(target)
+        err.print(f"tracking: the page and tables logged to MLflow run {run_id} at {tracker.uri} ({logged} job(s) "
+                  "not logged before were logged too)", highlight=False)

@@ -22,6 +22,8 @@ from radbench.cli.common import (
     OUTPUT_DIR,
     QUIET,
     SEEDS,
+    TRACK,
+    TRACK_OPTIONAL,
     WEIGHTS,
     _load,
     _open_store,
@@ -56,6 +58,8 @@ def run(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="run only the units with failed jobs"),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="stop at the first failing job (default: record it, "
                                    "run every other job, exit non-zero with a summary)"),
+    track: Optional[str] = TRACK,
+    track_optional: bool = TRACK_OPTIONAL,
 ):
     """Run every backbone x dataset x protocol x seed of a study; finished jobs are skipped."""
     import os
@@ -64,6 +68,7 @@ def run(
 
     loaded = _load(study, data_root, output_dir, limit, backbone, weights, image_size, seeds, epochs)
     config = _with_overrides(loaded, device, batch_size, num_workers)
+    tracker = _tracker(track, track_optional, config.settings.output_dir, config.settings.name)
     options = ExecutorOptions(executor, max_parallel, retries, gpus_per_job, cpus_per_job, partition,
                               slurm_args=_key_values(slurm_arg or []), address=address)
     rank = int(os.environ.get("RANK", "0"))
@@ -78,6 +83,10 @@ def run(
         failures = _run_units(config, options, units, quiet, fail_fast)
     if rank != 0:
         return
+    if tracker is not None:
+        logged = tracker.sync(_open_store(config.settings.output_dir))
+        err.print(f"tracking: {logged} job(s) logged to MLflow at {tracker.uri} (experiment {config.settings.name!r})",
+                  highlight=False)
     _print_summary(config.settings.output_dir)
     out_dir = config.settings.output_dir
     if failures:
@@ -87,6 +96,13 @@ def run(
             err.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     err.print(f"next: radbench report {out_dir}   (the page: {out_dir / 'report' / 'index.html'})", highlight=False)
+
+
+def _tracker(track: str | None, optional: bool, output_dir: Path, study: str):
+    from radbench.results.tracking import tracker_for
+
+    return tracker_for(track, optional, output_dir, study, lambda message: err.print(
+        f"[yellow]warning:[/] {escape(message)}", highlight=False))
 
 
 def _key_values(items: list[str]) -> dict[str, str]:
