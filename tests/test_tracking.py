@@ -5,6 +5,8 @@ is an artifact; an unreachable server is one line before any model is built."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -33,7 +35,9 @@ def server(tmp_path_factory):
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                "--backend-store-uri", f"sqlite:///{folder / 'db.sqlite'}", "--artifacts-destination",
                str(folder / "artifacts")]
-    process = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=open(folder / "log", "w"))
+    # its own session: the server's workers (uvicorn, job consumers) are stopped with it, as one process group
+    process = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=open(folder / "log", "w"),
+                               start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -45,11 +49,14 @@ def server(tmp_path_factory):
                 pytest.fail("mlflow server exited: " + (folder / "log").read_text()[-2000:])
             time.sleep(0.5)
     else:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
         pytest.fail("mlflow server did not answer within 120 s")
     yield uri
-    process.terminate()
-    process.wait(timeout=30)
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _stored(out: Path) -> dict:

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from radbench.results.plan_records import PlanRecords, claim_alive, describe_claim
+from radbench.results.side_tables import SideTables
 from radbench.results.store_file import LOCK_WAIT_SECONDS, StoreError, check_store_file, guarded
 
 SCHEMA = """
@@ -98,6 +99,15 @@ CREATE TABLE IF NOT EXISTS sample_groups (
     value TEXT NOT NULL,
     PRIMARY KEY (dataset, sample_id, name)
 );
+CREATE TABLE IF NOT EXISTS stat_cache (
+    job_key TEXT NOT NULL,
+    statistic TEXT NOT NULL,
+    resamples INTEGER NOT NULL,
+    seed INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    PRIMARY KEY (job_key, statistic, resamples, seed, version)
+);
 CREATE TABLE IF NOT EXISTS failures (
     key TEXT PRIMARY KEY,
     backbone TEXT NOT NULL,
@@ -155,7 +165,7 @@ def _json_default(value):
 HEARTBEAT_SECONDS = 15.0
 
 
-class ResultsStore(PlanRecords):
+class ResultsStore(PlanRecords, SideTables):
     journal_mode = "WAL"  # readers do not block the writer; shards (one writer, maybe over NFS) use DELETE
 
     def __init__(self, path: Path):
@@ -308,21 +318,6 @@ class ResultsStore(PlanRecords):
             (record.key, case["sample_id"], name, _real(value))
             for case in record.sample_metrics or [] for name, value in case.items() if name != "sample_id"])
         return True
-
-    def save_groups(self, dataset: str, sample_ids, groups: dict) -> None:
-        """Subgroup values of a dataset's samples (written at the start of a run; the report joins them with any
-        job's predictions on that dataset, jobs stored before the study named subgroups included)."""
-        rows = [(dataset, str(sample), column, str(value)) for column, values in groups.items()
-                for sample, value in zip(sample_ids, values)]
-        with self._guard(), closing(self._connect()) as conn, conn:
-            conn.executemany("INSERT OR REPLACE INTO sample_groups VALUES (?,?,?,?)", rows)
-
-    def sample_groups(self, dataset: str) -> pd.DataFrame:
-        """One row per sample of `dataset`, one column per subgroup column (empty frame when none stored)."""
-        frame = self._frame("SELECT sample_id, name, value FROM sample_groups WHERE dataset = ?", (dataset,))
-        if frame.empty:
-            return pd.DataFrame()
-        return frame.pivot(index="sample_id", columns="name", values="value")
 
     def superseded(self) -> set[str]:
         """Jobs that a later job of the same backbone, dataset, protocol, seed, repeat and stored config replaces:
