@@ -69,5 +69,5 @@ def test_an_input_kind_nothing_prepares_is_one_line(tmp_path, pneumonia_npz, cli
     finally:
         PROTOCOLS._items.pop("toy_unprepared")
     assert result.exit_code == 1
-    assert "takes inputs 'features+sound', which nothing prepares; known: features, images, segmentation" in \
+    assert "takes inputs 'features+sound', which nothing prepares; known: features, features+text, images, segmentation" in \
         " ".join(result.stderr.split())
