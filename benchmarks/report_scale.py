@@ -5,13 +5,14 @@ and per-finding prevalence — then the report's wall time and peak memory, and 
 
     python benchmarks/report_scale.py                      # the full shape: 1 728 jobs
     python benchmarks/report_scale.py --backbones 2 --scale 0.1 --resamples 200   # a quick slice
+    python benchmarks/report_scale.py --backbones 2 --scale 0.1 --again --then-add 10   # cached, incremental
 
 Prints what it measured, nothing else; the store is written once per shape and reused."""
 
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import subprocess
 import sys
 import time
@@ -71,6 +72,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of NIH's 25 596 test images")
     parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--again", action="store_true",
+                        help="then time a second report with nothing changed (the statistics cached by the first)")
+    parser.add_argument("--then-add", type=int, default=0, help="then store N more jobs and time the report again")
     args = parser.parse_args()
     folder = args.out / f"b{args.backbones}-s{args.seeds}-x{args.scale:g}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -78,12 +82,46 @@ def main() -> None:
     jobs = write_store(folder, args.backbones, args.seeds, args.scale)
     print(f"store: {jobs} jobs, {(folder / 'results.sqlite').stat().st_size / 2**30:.2f} GiB "
           f"(written or found in {time.perf_counter() - start:.0f} s)")
+    timed_report(folder, args.resamples, "report")
+    if args.again:
+        timed_report(folder, args.resamples, "report again, nothing changed")
+    if args.then_add:
+        add_jobs(folder, args.then_add, args.scale)
+        timed_report(folder, args.resamples, f"report after {args.then_add} new jobs")
+
+
+def timed_report(folder: Path, resamples: int, label: str) -> None:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "radbench", "report", str(folder), "--resamples", str(args.resamples),
-                    "--patch-images", "0"], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB -> GiB
-    print(f"report ({args.resamples} resamples): {time.perf_counter() - start:.1f} s, peak {peak:.2f} GiB")
+    child = subprocess.Popen([sys.executable, "-m", "radbench", "report", str(folder), "--resamples", str(resamples),
+                              "--patch-images", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    if status != 0:
+        raise SystemExit(f"radbench report failed (status {status})")
+    print(f"{label} ({resamples} resamples): {time.perf_counter() - start:.1f} s, "
+          f"peak {usage.ru_maxrss / 2**20:.2f} GiB")  # KiB -> GiB
+
+
+def add_jobs(folder: Path, count: int, scale: float) -> None:
+    """`count` more jobs of a new backbone on the NIH split (its plain protocols, then further seeds)."""
+    from radbench.results import JobRecord, ResultsStore
+
+    store = ResultsStore(folder / "results.sqlite")
+    rng = np.random.default_rng(1)
+    n = max(60, int(TEST_SIZES["nih"] * scale))
+    _, samples, targets, _ = store.predictions(store.jobs().query("dataset == 'nih'").key.iloc[0])
+    patients = store.patient_ids(store.jobs().query("dataset == 'nih'").key.iloc[0])
+    assert len(samples) == n
+    for i in range(count):
+        protocol, seed = PLAIN[i % len(PLAIN)], i // len(PLAIN)
+        noise = rng.normal(size=targets.shape)
+        scores = 1 / (1 + np.exp(-(0.9 * (2 * targets - 1) + noise - 1.5)))
+        store.save(JobRecord(
+            key=f"nih-new-{protocol}-{seed}", study="scale", backbone="backbone_new", dataset="nih",
+            protocol=protocol, protocol_type=protocol, seed=seed, repeat=0, task="multilabel",
+            config={"backbone": {"name": "backbone_new", "weights": "none"}, "seed": seed}, selected={},
+            candidates=[], details={}, timings={}, feature_cache=None, val_metrics={}, test_metrics={},
+            class_names=FINDINGS, sample_ids=samples, test_targets=np.asarray(targets), test_scores=scores,
+            extra_metrics={}, patient_ids=patients))
 
 
 if __name__ == "__main__":
