@@ -40,7 +40,7 @@ def list_(what: ListWhat = typer.Argument(..., help="backbones, datasets or prot
         for column in ("name", "family", "source", "params", "native", "patch", "norm", "features", "text",
                        "licence", "description"):
             table.add_column(column, justify="right" if column in ("params", "native", "patch") else "left",
-                             overflow="fold")
+                             overflow="fold", no_wrap=column == "name")  # a name is copied whole, never folded
         for name, entry in BACKBONES.items():
             table.add_row(name, entry.family, entry.model_id, f"{entry.params_m:g}M" if entry.params_m else "",
                           str(entry.native or ""), str(entry.patch or "-"), entry.normalisation, entry.feature_types,
