@@ -13,7 +13,8 @@ import numpy as np
 from radbench.data.base import DatasetConfigBase, LabeledDataset
 from radbench.data.csv_table import TableSpec, dataset_from_table, line_of, read_table
 from radbench.data.registry import ADAPTERS, Adapter
-from radbench.errors import DataError, did_you_mean
+from radbench.data.subgroups import check_columns
+from radbench.errors import DataError
 from radbench.schema import InputPath
 
 if TYPE_CHECKING:
@@ -76,10 +77,7 @@ def load_nih(cfg: NihConfig) -> LabeledDataset:
     source = _label_file(cfg)
     table = read_table(source, text_columns=("Image Index", "Patient ID"),
                        required=("Image Index", "Finding Labels", "Patient ID", "View Position"))
-    for column in cfg.subgroups:
-        if column not in table.columns:
-            raise DataError(f"dataset {cfg.name!r}: subgroups: column {column!r} is not in {source}"
-                            f"{did_you_mean(column, table.columns)}; columns are: {', '.join(table.columns)}")
+    check_columns(cfg, table.columns, source)  # the label file's own columns, before the frame narrows them
     findings = table["Finding Labels"].astype(str).str.split("|")
     for row, labels in enumerate(findings):
         strange = [label for label in labels if label not in NIH_FINDINGS and label != "No Finding"]

@@ -18,13 +18,16 @@ MAX_LEVELS = 12  # a column with more distinct numeric values than this needs bi
 
 def read_groups(cfg, table: pd.DataFrame, source) -> dict[str, np.ndarray]:
     """{column: values} for the dataset's `subgroups`, read from `table` (rows as the dataset keeps them)."""
-    groups = {}
+    check_columns(cfg, table.columns, source)
+    return {column: group_values(cfg, column, table[column]) for column in getattr(cfg, "subgroups", None) or []}
+
+
+def check_columns(cfg, columns, source) -> None:
+    """Every `subgroups` column is one of `columns` (of `source`, named in the error with what it has)."""
     for column in getattr(cfg, "subgroups", None) or []:
-        if column not in table.columns:
+        if column not in columns:
             raise DataError(f"dataset {cfg.name!r}: subgroups: column {column!r} is not in {source}"
-                            f"{did_you_mean(column, table.columns)}; columns are: {', '.join(map(str, table.columns))}")
-        groups[column] = group_values(cfg, column, table[column])
-    return groups
+                            f"{did_you_mean(column, columns)}; columns are: {', '.join(map(str, columns))}")
 
 
 def group_values(cfg, column: str, values: pd.Series) -> np.ndarray:

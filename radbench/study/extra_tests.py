@@ -8,7 +8,7 @@ preprocessing (its own unit then finds it cached), a corrupted test split once p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -51,6 +51,7 @@ class ExtraTest:
     groups_dataset: str  # whose sample metadata (subgroups) applies
     preprocess: object = None
     features: object = None  # CachedFeatures, when frozen-feature jobs need them
+    _bundle: np.ndarray | None = field(default=None, repr=False)  # the features, read once for every job
 
     @property
     def sample_ids(self) -> np.ndarray:
@@ -67,7 +68,7 @@ class ExtraTest:
         return parts[0] if len(parts) == 1 else ConcatImages(*parts)
 
     def bundle(self) -> np.ndarray:
-        if getattr(self, "_bundle", None) is None:  # read once, shared by every job of the unit
+        if self._bundle is None:
             self._bundle = np.concatenate([np.asarray(self.features.bundle(s), dtype=np.float32) for s in self.splits])
         return self._bundle
 
