@@ -13,6 +13,7 @@ stored predictions (so `radbench results --predictions` recomputes every number)
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -37,6 +38,12 @@ def _details(job) -> dict:
     return json.loads(details) if isinstance(details, str) else details
 
 
+@functools.lru_cache(maxsize=4)
+def _weights(patients: tuple, resamples: int, seed: int) -> np.ndarray:
+    """One test set's resample weights, drawn once for all its jobs (every corruption, every run, the parent)."""
+    return patient_weights(np.array(patients), resamples, seed)
+
+
 def _scored(store, key: str, columns: np.ndarray | None = None, task: Task | None = None, keep=None,
             resamples: int = 1000, seed: int = 0):
     """(estimate, draws) of the metric for one job's predictions (columns / samples restricted when given)."""
@@ -46,7 +53,7 @@ def _scored(store, key: str, columns: np.ndarray | None = None, task: Task | Non
         targets, scores, patients = targets[keep], scores[keep], patients[keep]
     if columns is not None:
         targets, scores = targets[:, columns], scores[:, columns]
-    weights = patient_weights(patients, resamples, seed)
+    weights = _weights(tuple(patients), resamples, seed)
     estimate = metrics_under_weights(task, targets, scores, np.ones((1, len(targets))))[METRIC][0]
     return float(estimate), metrics_under_weights(task, targets, scores, weights)[METRIC], targets
 
