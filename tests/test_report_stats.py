@@ -76,6 +76,48 @@ def test_a_resample_is_the_metric_of_explicitly_resampled_patients():
             assert ours[name][0] == pytest.approx(stored[name], abs=1e-12), name
 
 
+@pytest.mark.parametrize("task,classes", [(Task.MULTILABEL, 4), (Task.MULTICLASS, 3)])
+def test_patient_resamples_give_the_metrics_of_the_explicitly_resampled_images(task, classes):
+    """The per-patient path (report/resamples.py: counts per patient, the AUROC loop over blocks of resamples)
+    against scikit-learn on the images of the drawn patients, concatenated: unknown labels, tied scores, patients of
+    different sizes, and a resample count that leaves a partial block (70 = 64 + 6)."""
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    from radbench.report.resamples import patient_resamples
+
+    rng = np.random.default_rng(5)
+    sizes = rng.integers(1, 6, 40)
+    patients = np.repeat([f"p{i:02d}" for i in range(40)], sizes)
+    n = len(patients)
+    if task is Task.MULTILABEL:
+        targets = (rng.random((n, classes)) < 0.3).astype(np.float32)
+        targets[rng.random(targets.shape) < 0.15] = np.nan
+    else:
+        targets = np.eye(classes)[rng.integers(0, classes, n)]
+    scores = (rng.random((n, classes)) + 0.5 * np.nan_to_num(targets)).round(1)  # many ties
+    resamples = patient_resamples(patients, 70, seed=11)
+    ours = metrics_under_weights(task, targets, scores, resamples)
+    dense = metrics_under_weights(task, targets, scores, patient_weights(patients, 70, seed=11))
+    for b in range(70):
+        keep = np.repeat(np.arange(n), resamples.dense()[b].astype(int))
+        t, s = targets[keep], scores[keep]
+        if task is Task.MULTILABEL:
+            aurocs, accuracies = [], []
+            for c in range(classes):
+                known = ~np.isnan(t[:, c])
+                y = t[known, c].astype(int)
+                aurocs.append(roc_auc_score(y, s[known, c]) if 0 < y.sum() < len(y) else np.nan)
+                accuracies.append(accuracy_score(y, s[known, c] >= 0.5))
+            expected = {"auroc": np.nanmean(aurocs), "label_accuracy": np.mean(accuracies)}
+        else:
+            true = t.argmax(1)  # one-vs-rest over the classes the resample holds
+            expected = {"auroc": np.mean([roc_auc_score(true == c, s[:, c]) for c in np.unique(true)]),
+                        "accuracy": accuracy_score(true, s.argmax(1))}
+        for name, value in expected.items():
+            assert ours[name][b] == pytest.approx(value, abs=1e-12), (name, b)
+            assert dense[name][b] == pytest.approx(value, abs=1e-12), (name, b)
+
+
 def test_bootstrap_intervals_are_seeded_contain_the_estimate_and_shrink_with_size():
     small_targets, small_scores = single_label(Task.BINARY, 200, 2, 4)
     big_targets, big_scores = single_label(Task.BINARY, 2000, 2, 4)

@@ -21,7 +21,8 @@ import pandas as pd
 
 from radbench.data.base import Task
 from radbench.report.leaderboard import _fewest, too_small
-from radbench.report.stats import bootstrap_p_value, metrics_under_weights, patient_weights
+from radbench.report.resamples import Resamples, patient_resamples
+from radbench.report.stats import bootstrap_p_value, metrics_under_weights
 from radbench.report.verdicts import Runs, interval, two_level_draws
 
 EXTERNAL, CORRUPTED = "@external:", "@corrupt:"
@@ -39,9 +40,9 @@ def _details(job) -> dict:
 
 
 @functools.lru_cache(maxsize=4)
-def _weights(patients: tuple, resamples: int, seed: int) -> np.ndarray:
-    """One test set's resample weights, drawn once for all its jobs (every corruption, every run, the parent)."""
-    return patient_weights(np.array(patients), resamples, seed)
+def _weights(patients: tuple, resamples: int, seed: int) -> Resamples:
+    """One test set's patient resamples, drawn once for all its jobs (every corruption, every run, the parent)."""
+    return patient_resamples(np.array(patients), resamples, seed)
 
 
 def _scored(store, key: str, columns: np.ndarray | None = None, task: Task | None = None, keep=None,

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from radbench.data.base import Task
+from radbench.report.resamples import Resamples, patient_resamples
 from radbench.report.stat_cache import STATISTIC, VERSION, digest, pack, unpack
-from radbench.report.stats import bootstrap_p_value, delong, holm, metrics_under_weights, patient_weights
+from radbench.report.stats import bootstrap_p_value, delong, holm, metrics_under_weights
 from radbench.report.verdicts import (
     MIN_RUNS,
     Runs,
@@ -57,13 +58,13 @@ def leaderboard(store: ResultsStore, resamples: int = 1000, seed: int = 0, alpha
     computed: dict[str, bytes] = {}
     for dataset, dataset_jobs in jobs.groupby("dataset"):
         scored = {}  # job key -> (estimates, resampled metrics, binary data, what identifies its predictions, ...)
-        weights_by_samples: dict[tuple, np.ndarray] = {}
+        weights_by_samples: dict[tuple, Resamples] = {}
         for job in dataset_jobs.itertuples():
             if job.key in with_cases:  # segmentation: the mean over test cases of per-case Dice / IoU
                 per_case = cases[cases.job == job.key].pivot(index="sample_id", columns="metric", values="value")
                 samples = tuple(per_case.index)
                 if samples not in weights_by_samples:
-                    weights_by_samples[samples] = patient_weights(np.array(samples), resamples, seed)
+                    weights_by_samples[samples] = patient_resamples(np.array(samples), resamples, seed)
                 estimates, draws = _case_means(per_case, weights_by_samples[samples])
                 scored[job.key] = (estimates, draws, None, digest(per_case.to_numpy()), len(samples), None, None)
                 continue
@@ -81,7 +82,7 @@ def leaderboard(store: ResultsStore, resamples: int = 1000, seed: int = 0, alpha
                 scored[job.key] = (estimates, draws, binary, identity, count, positives, fewest)
                 continue
             if samples not in weights_by_samples:  # one set of resamples per test split: paired comparisons
-                weights_by_samples[samples] = patient_weights(patients, resamples, seed)
+                weights_by_samples[samples] = patient_resamples(patients, resamples, seed)
             estimate = metrics_under_weights(task, targets, scores, np.ones((1, len(targets))))
             estimates = {k: float(v[0]) for k, v in estimate.items()}
             draws = metrics_under_weights(task, targets, scores, weights_by_samples[samples])
@@ -130,10 +131,11 @@ def _runs(backbone: str, group: pd.DataFrame, scored: dict, metric: str) -> Runs
                 [scored[k][2] for k in keys], identical=len({scored[k][3] for k in keys}) == 1)
 
 
-def _case_means(per_case: pd.DataFrame, weights: np.ndarray) -> tuple[dict, dict]:
+def _case_means(per_case: pd.DataFrame, resamples: Resamples) -> tuple[dict, dict]:
     """Mean of each per-case metric, and its value under every resample's case weights (cases without a value,
     e.g. HD95 of an empty mask, are left out as the stored mean leaves them out)."""
     estimates, draws = {}, {}
+    weights = resamples.dense()
     for metric in per_case.columns:
         values = per_case[metric].to_numpy(dtype=float)
         known = ~np.isnan(values)

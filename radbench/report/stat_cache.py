@@ -13,7 +13,7 @@ import json
 import numpy as np
 
 STATISTIC = "leaderboard"
-VERSION = 1  # bump when metrics_under_weights or the resampling changes: older payloads are then ignored
+VERSION = 2  # bump when metrics_under_weights or the resampling changes: older payloads are then ignored
 
 
 def digest(scores: np.ndarray) -> str:

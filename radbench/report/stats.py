@@ -3,7 +3,8 @@ AUROCs, paired bootstrap tests for the other metrics, Holm's correction.
 
 The bootstrap resamples *patients* (all of a patient's images together): resample b gives patient p a multiplicity
 w[b, p] ~ Multinomial(P, 1/P), and every metric is computed with those multiplicities as sample weights, for all
-resamples at once (weighted AUROC from one sort of the scores; the other metrics from weighted confusion matrices).
+resamples at once (weighted AUROC from one sort of the scores; the other metrics from weighted confusion matrices;
+report/resamples.py keeps the multiplicities per patient).
 With all weights 1 each metric equals radbench's stored value (scikit-learn's)."""
 
 from __future__ import annotations
@@ -16,38 +17,26 @@ from dataclasses import dataclass
 import numpy as np
 
 from radbench.data.base import Task
+from radbench.report.resamples import Resamples, auroc, patient_resamples
 
 
 def patient_weights(patient_ids: np.ndarray, resamples: int, seed: int) -> np.ndarray:
     """(resamples, N) sample weights: each patient drawn with replacement, its images carrying its multiplicity."""
-    patients, index = np.unique(np.asarray(patient_ids).astype(str), return_inverse=True)
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(len(patients), np.full(len(patients), 1.0 / len(patients)), size=resamples)
-    return counts[:, index].astype(np.float64)
+    return patient_resamples(patient_ids, resamples, seed).dense()
 
 
-def weighted_auroc(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """AUROC per row of `weights` (B, N): P(score of a positive > score of a negative), ties half, with sample
-    weights. NaN where a row has no positive or no negative weight."""
-    weights = np.atleast_2d(weights)
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores, positive = scores[order], y[order].astype(bool)
-    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])  # groups of tied scores
-    w = weights[:, order]
-    pos = np.add.reduceat(np.where(positive, w, 0.0), starts, axis=1)
-    neg = np.add.reduceat(np.where(positive, 0.0, w), starts, axis=1)
-    below = np.cumsum(neg, axis=1) - neg  # negative weight strictly below each group of scores
-    total = pos.sum(1) * neg.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, (pos * (below + 0.5 * neg)).sum(1) / total, np.nan)
+def as_resamples(weights: np.ndarray | Resamples) -> Resamples:
+    """Resamples as given, or (B, N) sample weights read as every sample its own patient."""
+    if isinstance(weights, Resamples):
+        return weights
+    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    return Resamples(weights, np.arange(weights.shape[1], dtype=np.int64))
 
 
-def _confusions(true: np.ndarray, predicted: np.ndarray, classes: int, weights: np.ndarray) -> np.ndarray:
-    """(B, C, C) weighted confusion matrices [true, predicted]."""
-    cell = true * classes + predicted
-    onehot = np.zeros((len(cell), classes * classes))
-    onehot[np.arange(len(cell)), cell] = 1.0
-    return (weights @ onehot).reshape(len(weights), classes, classes)
+def weighted_auroc(y: np.ndarray, scores: np.ndarray, weights: np.ndarray | Resamples) -> np.ndarray:
+    """AUROC per resample (row of `weights`, (B, N)): P(score of a positive > score of a negative), ties half, with
+    sample weights. NaN where a row has no positive or no negative weight."""
+    return auroc(y, scores, as_resamples(weights))
 
 
 def _from_confusions(matrices: np.ndarray, task: Task) -> dict[str, np.ndarray]:
@@ -68,27 +57,32 @@ def _from_confusions(matrices: np.ndarray, task: Task) -> dict[str, np.ndarray]:
     return out
 
 
-def metrics_under_weights(task: Task, targets: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> dict:
-    """The headline metrics for every row of `weights` (B, N): arrays of length B."""
-    weights = np.atleast_2d(weights)
+def metrics_under_weights(task: Task, targets: np.ndarray, scores: np.ndarray,
+                          weights: np.ndarray | Resamples) -> dict:
+    """The headline metrics under every resample (patient resamples, or rows of (B, N) sample weights): arrays of
+    length B."""
+    resamples = as_resamples(weights)
     if task is Task.MULTILABEL:
         aurocs, accuracies = [], []
         for c in range(targets.shape[1]):
             known = ~np.isnan(targets[:, c])
-            y, s, w = targets[known, c].astype(int), scores[known, c], weights[:, known]
-            aurocs.append(weighted_auroc(y, s, w))
+            y, s, seen = targets[known, c].astype(int), scores[known, c], resamples.subset(known)
+            aurocs.append(auroc(y, s, seen))
+            sums = seen.per_patient(np.stack([(s >= 0.5) == y, np.ones(len(y))], axis=1).astype(np.float64))
             with np.errstate(invalid="ignore", divide="ignore"):
-                accuracies.append((w * ((s >= 0.5) == y)).sum(1) / w.sum(1))
+                accuracies.append(sums[:, 0] / sums[:, 1])
         with np.errstate(invalid="ignore"), _quiet():
             return {"auroc": np.nanmean(np.stack(aurocs), axis=0),
                     "label_accuracy": np.nanmean(np.stack(accuracies), 0)}
     true, predicted = targets.argmax(1), scores.argmax(1)
     classes = targets.shape[1]
-    out = _from_confusions(_confusions(true, predicted, classes, weights), task)
+    cells = np.zeros((len(true), classes * classes))
+    cells[np.arange(len(true)), true * classes + predicted] = 1.0
+    out = _from_confusions(resamples.per_patient(cells).reshape(len(resamples), classes, classes), task)
     if classes == 2:
-        out["auroc"] = weighted_auroc(true, scores[:, 1], weights)
+        out["auroc"] = auroc(true, scores[:, 1], resamples)
     else:
-        per_class = np.stack([weighted_auroc((true == c).astype(int), scores[:, c], weights) for c in range(classes)])
+        per_class = np.stack([auroc((true == c).astype(int), scores[:, c], resamples) for c in range(classes)])
         with _quiet():
             out["auroc"] = np.nanmean(per_class, axis=0)  # one-vs-rest macro over the classes present
     return out
@@ -115,7 +109,7 @@ def bootstrap(task: Task, targets: np.ndarray, scores: np.ndarray, patient_ids: 
     """Percentile intervals over patient-level resamples, for every headline metric; the estimate is the metric
     on the test split as it is."""
     estimate = metrics_under_weights(task, targets, scores, np.ones((1, len(targets))))
-    draws = metrics_under_weights(task, targets, scores, patient_weights(patient_ids, resamples, seed))
+    draws = metrics_under_weights(task, targets, scores, patient_resamples(patient_ids, resamples, seed))
     tail = (1 - level) / 2
     out = {}
     for name, values in draws.items():
@@ -128,7 +122,7 @@ def bootstrap(task: Task, targets: np.ndarray, scores: np.ndarray, patient_ids: 
 def paired_bootstrap(task: Task, targets: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray,
                      patient_ids: np.ndarray, metric: str, resamples: int = 1000, seed: int = 0) -> float:
     """Two-sided p-value of `metric`(a) - `metric`(b) = 0, the two models scored on the same resamples."""
-    weights = patient_weights(patient_ids, resamples, seed)
+    weights = patient_resamples(patient_ids, resamples, seed)
     return bootstrap_p_value(metrics_under_weights(task, targets, scores_a, weights)[metric]
                              - metrics_under_weights(task, targets, scores_b, weights)[metric])
 
