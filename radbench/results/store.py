@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from radbench.results import prediction_blobs as blobs
 from radbench.results.plan_records import PlanRecords, claim_alive, describe_claim
 from radbench.results.side_tables import SideTables
 from radbench.results.store_file import LOCK_WAIT_SECONDS, StoreError, check_store_file, guarded
@@ -308,10 +309,10 @@ class ResultsStore(PlanRecords, SideTables):
             conn.execute(
                 "INSERT OR REPLACE INTO predictions (job_key, class_names, sample_ids, targets, scores, shape, "
                 "patient_ids) VALUES (?,?,?,?,?,?,?)",
-                (record.key, _dumps(list(record.class_names)), _dumps(list(record.sample_ids)),
-                 record.test_targets.astype(np.float32).tobytes(), record.test_scores.astype(np.float64).tobytes(),
+                (record.key, _dumps(list(record.class_names)), blobs.pack_ids(record.sample_ids),
+                 blobs.pack_targets(record.test_targets), blobs.pack_scores(record.test_scores),
                  _dumps(list(record.test_scores.shape)),
-                 None if record.patient_ids is None else _dumps(list(record.patient_ids))),
+                 None if record.patient_ids is None else blobs.pack_ids(record.patient_ids)),
             )
         conn.execute("DELETE FROM sample_metrics WHERE job_key = ?", (record.key,))
         conn.executemany("INSERT INTO sample_metrics VALUES (?,?,?,?)", [
@@ -353,23 +354,21 @@ class ResultsStore(PlanRecords, SideTables):
         """Jobs whose test predictions a report cannot use, with why: none stored (and no per-case metrics), or a
         blob whose size does not match its recorded shape (a torn or edited row). Read without loading blobs."""
         rows = self._read(
-            "SELECT j.key, p.shape, length(p.targets), length(p.scores), p.job_key IS NOT NULL, "
-            "EXISTS (SELECT 1 FROM sample_metrics s WHERE s.job_key = j.key) FROM jobs j "
+            "SELECT j.key, p.shape, substr(p.targets, 1, 4), length(p.targets), length(p.scores), "
+            "p.job_key IS NOT NULL, EXISTS (SELECT 1 FROM sample_metrics s WHERE s.job_key = j.key) FROM jobs j "
             "LEFT JOIN predictions p ON p.job_key = j.key")
         problems = {}
-        for key, shape, target_bytes, score_bytes, stored, cases in rows:
+        for key, shape, targets_head, target_bytes, score_bytes, stored, cases in rows:
             if not stored:
                 if not cases:
                     problems[key] = "no stored test predictions"
                 continue
             try:
-                size = int(np.prod(json.loads(shape)))
+                why = blobs.plausible(tuple(json.loads(shape)), targets_head, target_bytes, score_bytes)
             except (ValueError, TypeError):
-                problems[key] = "predictions damaged (unreadable shape)"
-                continue
-            if target_bytes != 4 * size or score_bytes != 8 * size:
-                problems[key] = (f"predictions damaged ({score_bytes} score bytes for shape {shape}, "
-                                 f"{8 * size} expected)")
+                why = "unreadable shape"
+            if why:
+                problems[key] = f"predictions damaged ({why})"
         return problems
 
     def largest_test_split(self) -> int:
@@ -391,16 +390,18 @@ class ResultsStore(PlanRecords, SideTables):
             raise KeyError(key)
         row = rows[0]
         shape = tuple(json.loads(row[4]))
-        targets = np.frombuffer(row[2], dtype=np.float32).reshape(shape)
-        scores = np.frombuffer(row[3], dtype=np.float64).reshape(shape)  # exact scores the metrics used
-        return json.loads(row[0]), json.loads(row[1]), targets, scores
+        try:
+            targets, scores = blobs.unpack_targets(row[2], shape), blobs.unpack_scores(row[3], shape)
+        except blobs.DamagedPredictions as error:
+            raise StoreError(f"{self.path}: job {key}: predictions damaged ({error})") from None
+        return json.loads(row[0]), blobs.unpack_ids(row[1]), targets, scores
 
     def patient_ids(self, key: str) -> list[str]:
         """The patients of one job's test samples (stores from before they were kept: each sample its own)."""
         rows = self._read("SELECT sample_ids, patient_ids FROM predictions WHERE job_key = ?", (key,))
         if not rows:
             raise KeyError(key)
-        return json.loads(rows[0][1] if rows[0][1] is not None else rows[0][0])
+        return blobs.unpack_ids(rows[0][1] if rows[0][1] is not None else rows[0][0])
 
 
 def _real(value) -> float | None:
