@@ -132,12 +132,15 @@ def test_the_report_shows_them_with_intervals_and_reliability_diagrams(tmp_path,
     assert "Youden" in (tmp_path / "out" / "report" / "index.html").read_text()
 
 
+@pytest.mark.parametrize("per_patient", [False, True])
 @pytest.mark.parametrize("task", [Task.BINARY, Task.MULTILABEL])
-def test_the_reports_resampled_numbers_equal_clinical_metrics_on_each_written_out_resample(task):
-    """The report computes every resample at once from sample weights; written out (each patient's images
-    repeated by its multiplicity) and passed to clinical_metrics one by one, each resample gives the same."""
+def test_the_reports_resampled_numbers_equal_clinical_metrics_on_each_written_out_resample(task, per_patient):
+    """The report computes every resample at once (from patient multiplicities, or from sample weights); written
+    out (each patient's images repeated by its multiplicity) and passed to clinical_metrics one by one, each
+    resample gives the same."""
     from radbench.metrics.calibration import apply_calibration
     from radbench.report.clinical_weights import clinical_under_weights
+    from radbench.report.resamples import patient_resamples
     from radbench.report.stats import patient_weights
 
     rng = np.random.default_rng(7)
@@ -156,7 +159,8 @@ def test_the_reports_resampled_numbers_equal_clinical_metrics_on_each_written_ou
     patients = np.repeat(np.arange(60), [2] * 30 + [1] * 30)  # some patients with two images
     weights = patient_weights(patients, 40, seed=3)
     calibrated = apply_calibration({"method": "temperature", "temperature": 2.0}, task, scores)
-    vectorised = clinical_under_weights(task, targets, scores, names, thresholds, weights, calibrated)
+    given = patient_resamples(patients, 40, seed=3) if per_patient else weights
+    vectorised = clinical_under_weights(task, targets, scores, names, thresholds, given, calibrated)
     for r, row in enumerate(weights):
         idx = np.repeat(np.arange(n), row.astype(int))
         expected = clinical_metrics(task, None, None, targets[idx], scores[idx], names, thresholds)[0]

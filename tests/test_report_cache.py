@@ -74,3 +74,31 @@ def test_cached_statistics_are_reused_and_exact(store, monkeypatch):
     other = leaderboard(store, resamples=300)  # another resample count: its own entries
     assert len(calls) == 2 * 10 * 2
     assert not other.equals(fresh)
+
+
+def test_cached_clinical_statistics_are_reused_and_exact(store, monkeypatch):
+    """The operating points and calibration (200 resamples each) are cached the same way: a second report computes
+    none, a new job only its own, and the rows equal those computed with the cache emptied."""
+    import radbench.report.clinical as module
+
+    store, rng, targets, patients = store
+    calls = []
+    real = module.clinical_under_weights
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "clinical_under_weights", counted)
+    first = module.clinical_rows(store, store.jobs())
+    assert len(calls) == 2 * 9 and not first.empty
+    calls.clear()
+    pd.testing.assert_frame_equal(first, module.clinical_rows(store, store.jobs()))
+    assert calls == []
+    _save(store, "b3", 0, rng, targets, patients)
+    third = module.clinical_rows(store, store.jobs())
+    assert len(calls) == 2
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("DELETE FROM stat_cache")
+    pd.testing.assert_frame_equal(third, module.clinical_rows(store, store.jobs()))
+    assert len(calls) == 2 + 2 * 10

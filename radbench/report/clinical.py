@@ -13,7 +13,8 @@ import pandas as pd
 from radbench.data.base import Task
 from radbench.metrics.clinical import equal_mass_bins
 from radbench.report.clinical_weights import clinical_under_weights
-from radbench.report.stats import patient_weights
+from radbench.report.resamples import Resamples, patient_resamples
+from radbench.report.stat_cache import CLINICAL, StatCache, digest
 from radbench.report.verdicts import Runs, interval, two_level_draws
 
 SHOWN = ("sens@spec90", "spec@sens90", "sensitivity@youden", "specificity@youden", "ppv@youden", "npv@youden",
@@ -27,25 +28,20 @@ def clinical_rows(store, jobs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     multi-class task."""
     jobs = jobs[(jobs.task != "segmentation") & ~jobs.protocol.str.contains("@")]
     rows = []
-    weights_by_samples: dict[tuple, np.ndarray] = {}
+    weights_by_samples: dict[tuple, Resamples] = {}
+    cache = StatCache(store, CLINICAL, RESAMPLES, seed)
     for (protocol, backbone), group in jobs.groupby(["protocol", "backbone"]):
         per_run, keys, fingerprints = [], [], set()
         for job in group.itertuples():
-            class_names, sample_ids, targets, scores = store.predictions(job.key)
-            samples = tuple(sample_ids)
-            if samples not in weights_by_samples:
-                weights_by_samples[samples] = patient_weights(np.array(store.patient_ids(job.key)), RESAMPLES, seed)
-            details = json.loads(job.details or "{}")
-            thresholds = details.get("clinical", {}).get("youden_threshold", {})
-            task, names = Task(job.task), tuple(class_names)
-            calibrated = _calibrated_scores(details, task, scores)
-            estimate = {k: float(v[0]) for k, v in clinical_under_weights(
-                task, targets, scores, names, thresholds, np.ones((1, len(targets))), calibrated).items()}
-            draws = clinical_under_weights(task, targets, scores, names, thresholds, weights_by_samples[samples],
-                                           calibrated)
+            hit = cache.get(job.key)
+            if hit is None:
+                estimate, draws, identity = _job_statistics(store, job, weights_by_samples, seed)
+                cache.put(job.key, estimate, draws, identity=identity)
+            else:
+                estimate, draws, identity = hit[0], hit[1], hit[2]["identity"]
             per_run.append((estimate, draws))
             keys.append((int(job.seed), int(job.repeat)))
-            fingerprints.add(scores.tobytes())
+            fingerprints.add(identity)
         classes = sorted({key.split("/", 1)[1] for estimate, _ in per_run for key in estimate if "/" in key})
         for metric in [*SHOWN, *(f"{m}/{c}" for m in SHOWN for c in classes)]:
             if not all(metric in estimate for estimate, _ in per_run) or \
@@ -58,8 +54,25 @@ def clinical_rows(store, jobs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             finite = runs.estimates[np.isfinite(runs.estimates)]
             rows.append([backbone, protocol, metric, float(finite.mean()) if len(finite) else np.nan, low, high,
                          runs.interval_kind, len(keys)])
+    cache.save()
     return pd.DataFrame(rows, columns=["backbone", "protocol", "metric", "mean", "ci_low", "ci_high", "interval",
                                        "runs"])
+
+
+def _job_statistics(store, job, weights_by_samples: dict, seed: int) -> tuple[dict, dict, str]:
+    """(metrics on the test split, metrics under every patient resample, what identifies the predictions)."""
+    class_names, sample_ids, targets, scores = store.predictions(job.key)
+    samples = tuple(sample_ids)
+    if samples not in weights_by_samples:
+        weights_by_samples[samples] = patient_resamples(np.array(store.patient_ids(job.key)), RESAMPLES, seed)
+    details = json.loads(job.details or "{}")
+    thresholds = details.get("clinical", {}).get("youden_threshold", {})
+    task, names = Task(job.task), tuple(class_names)
+    calibrated = _calibrated_scores(details, task, scores)
+    estimate = {k: float(v[0]) for k, v in clinical_under_weights(
+        task, targets, scores, names, thresholds, np.ones((1, len(targets))), calibrated).items()}
+    draws = clinical_under_weights(task, targets, scores, names, thresholds, weights_by_samples[samples], calibrated)
+    return estimate, draws, digest(scores)
 
 
 def _calibrated_scores(details: dict, task: Task, scores: np.ndarray) -> np.ndarray | None:

@@ -10,14 +10,12 @@ Every job of a dataset is scored on the same patient resamples, so differences b
 
 from __future__ import annotations
 
-import sqlite3
-
 import numpy as np
 import pandas as pd
 
 from radbench.data.base import Task
 from radbench.report.resamples import Resamples, patient_resamples
-from radbench.report.stat_cache import STATISTIC, VERSION, digest, pack, unpack
+from radbench.report.stat_cache import LEADERBOARD, StatCache, digest
 from radbench.report.stats import bootstrap_p_value, delong, holm, metrics_under_weights
 from radbench.report.verdicts import (
     MIN_RUNS,
@@ -53,9 +51,7 @@ def leaderboard(store: ResultsStore, resamples: int = 1000, seed: int = 0, alpha
     setting = settings(jobs[["job", *KEYS, "config"]])
     jobs["protocol"] = [f"{p} ({s})" if s else p for p, s in zip(jobs.protocol, setting)]
     rows = []
-    cached = {key: unpack(payload) for key, payload in
-              store.cached_stats(STATISTIC, resamples, seed, VERSION).items()}
-    computed: dict[str, bytes] = {}
+    cache = StatCache(store, LEADERBOARD, resamples, seed)
     for dataset, dataset_jobs in jobs.groupby("dataset"):
         scored = {}  # job key -> (estimates, resampled metrics, binary data, what identifies its predictions, ...)
         weights_by_samples: dict[tuple, Resamples] = {}
@@ -69,40 +65,41 @@ def leaderboard(store: ResultsStore, resamples: int = 1000, seed: int = 0, alpha
                 scored[job.key] = (estimates, draws, None, digest(per_case.to_numpy()), len(samples), None, None)
                 continue
             task = Task(job.task)
-            if job.key in cached and task is not Task.BINARY:  # binary: DeLong needs the scores themselves
-                estimates, draws, identity, patients, positives, fewest = cached[job.key]
-                scored[job.key] = (estimates, draws, None, identity, patients, positives, fewest)
+            hit = cache.get(job.key)
+            if hit and task is not Task.BINARY:  # binary: DeLong needs the scores themselves
+                scored[job.key] = (hit[0], hit[1], None, *_split_facts(hit[2]))
                 continue
             _, sample_ids, targets, scores = store.predictions(job.key)
             patients = np.array(store.patient_ids(job.key))
             samples = tuple(sample_ids)
             binary = (samples, targets.argmax(1), scores[:, 1]) if task is Task.BINARY else None
-            if job.key in cached:
-                estimates, draws, identity, count, positives, fewest = cached[job.key]
-                scored[job.key] = (estimates, draws, binary, identity, count, positives, fewest)
+            if hit:
+                scored[job.key] = (hit[0], hit[1], binary, *_split_facts(hit[2]))
                 continue
             if samples not in weights_by_samples:  # one set of resamples per test split: paired comparisons
                 weights_by_samples[samples] = patient_resamples(patients, resamples, seed)
             estimate = metrics_under_weights(task, targets, scores, np.ones((1, len(targets))))
             estimates = {k: float(v[0]) for k, v in estimate.items()}
             draws = metrics_under_weights(task, targets, scores, weights_by_samples[samples])
-            identity = digest(scores)
-            scored[job.key] = (estimates, draws, binary, identity, len(set(patients)), _positives(task, targets),
-                               _fewest(targets))
-            computed[job.key] = pack(estimates, draws, identity, len(set(patients)), _positives(task, targets),
-                                     _fewest(targets))
+            facts = {"identity": digest(scores), "patients": len(set(patients)),
+                     "positives": _positives(task, targets), "fewest": _fewest(targets)}
+            scored[job.key] = (estimates, draws, binary, *_split_facts(facts))
+            cache.put(job.key, estimates, draws, **facts)
         for protocol, protocol_jobs in dataset_jobs.groupby("protocol"):
             metrics = sorted({m for key in protocol_jobs.key for m in scored[key][0]})
             for metric in metrics:
                 entries = [_runs(backbone, group, scored, metric) for backbone, group in protocol_jobs.groupby("backbone")]
                 first = scored[protocol_jobs.key.iloc[0]]  # size, (positives, negatives), the fewest of a class
                 rows += _rank(dataset, protocol, metric, entries, alpha, seed, first[4], first[5], first[6])
-    if computed:
-        try:
-            store.save_stats(STATISTIC, resamples, seed, VERSION, computed)
-        except (sqlite3.Error, OSError):  # a read-only store (a shared results folder): report it, cache nothing
-            pass
+    cache.save()
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _split_facts(facts: dict) -> tuple:
+    """(what identifies the predictions, patients, (positives, negatives) of a binary split, the fewest of a class)
+    as a job's cached header holds them."""
+    positives = tuple(facts["positives"]) if facts["positives"] is not None else None
+    return facts["identity"], facts["patients"], positives, tuple(facts["fewest"])
 
 
 def _fewest(targets: np.ndarray) -> tuple[int, int]:
