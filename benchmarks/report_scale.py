@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--again", action="store_true",
                         help="then time a second report with nothing changed (the statistics cached by the first)")
     parser.add_argument("--then-add", type=int, default=0, help="then store N more jobs and time the report again")
+    parser.add_argument("--screenshot", type=Path, help="then open the page in headless Chromium, time it, save this PNG")
     args = parser.parse_args()
     folder = args.out / f"b{args.backbones}-s{args.seeds}-x{args.scale:g}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -88,6 +89,23 @@ def main() -> None:
     if args.then_add:
         add_jobs(folder, args.then_add, args.scale)
         timed_report(folder, args.resamples, f"report after {args.then_add} new jobs")
+    if args.screenshot:
+        timed_screenshot(folder / "report" / "index.html", args.screenshot)
+
+
+def timed_screenshot(page: Path, png: Path) -> None:
+    """The page opened and drawn by headless Chromium (the browser's start included), as a user would open it."""
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        raise SystemExit("--screenshot needs Chromium (apt install chromium)")
+    start = time.perf_counter()
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--window-size=1400,2400", f"--screenshot={png.resolve()}", page.resolve().as_uri()],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+    print(f"page ({page.stat().st_size / 2**20:.1f} MB) opened and drawn by headless Chromium in "
+          f"{time.perf_counter() - start:.2f} s: {png}")
 
 
 def timed_report(folder: Path, resamples: int, label: str) -> None:

@@ -13,6 +13,7 @@ from radbench.metrics import classification_metrics
 from radbench.metrics.clinical import calibrated_metrics, clinical_metrics
 from radbench.progress import Reporter
 from radbench.results import JobRecord
+from radbench.results.prediction_blobs import as_stored
 from radbench.study.extra_tests import evaluation_key
 from radbench.study.plan import Job
 from radbench.study.prepare import JobInputs
@@ -58,7 +59,7 @@ def evaluation_record(job: Job, prepared: JobInputs, result, extra, common: dict
     and operating points come from the source's val split (as a deployed model would carry them)."""
     inputs = prepared.inputs
     start = time.perf_counter()
-    scores = extra.scores(result.predict(extra.name))
+    scores = as_stored(extra.scores(result.predict(extra.name)))
     seconds = time.perf_counter() - start
     metrics, notes = classification_metrics(extra.task, extra.targets, scores, extra.class_names)
     val_targets = inputs.targets.get("val")
