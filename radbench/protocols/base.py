@@ -14,7 +14,6 @@ from radbench.features.source import FeatureSource
 from radbench.metrics import classification_metrics
 from radbench.progress import Reporter
 from radbench.registry import Registry
-from radbench.results.prediction_blobs import as_stored
 from radbench.schema import FeatureTypes, MetricName, StrictModel, expand_feature_types
 
 if TYPE_CHECKING:
@@ -117,6 +116,8 @@ def finish(inputs: ProtocolInput, candidates: list[dict], chosen: int, val_score
            test_scores: np.ndarray, details: dict) -> ProtocolResult:
     """Score the chosen candidate on val (train-only fit) and on test (train+val refit); the test scores as the store
     keeps them, so the stored metrics recompute exactly from the stored predictions."""
+    from radbench.results.prediction_blobs import as_stored  # here: the results package imports pandas at load
+
     test_scores = as_stored(test_scores)
     val_metrics, val_notes = inputs.metrics(inputs.targets["val"], val_scores)
     test_metrics, test_notes = inputs.metrics(inputs.targets["test"], test_scores)
