@@ -137,29 +137,30 @@ def test_the_report_shows_them_with_intervals_and_reliability_diagrams(tmp_path,
 def test_the_reports_resampled_numbers_equal_clinical_metrics_on_each_written_out_resample(task, per_patient):
     """The report computes every resample at once (from patient multiplicities, or from sample weights); written
     out (each patient's images repeated by its multiplicity) and passed to clinical_metrics one by one, each
-    resample gives the same."""
+    resample gives the same. Sizes that reach the compiled walks' corners: two blocks of resamples (the second part
+    full), more tie groups than a block walks before it checks whether it may stop."""
     from radbench.metrics.calibration import apply_calibration
     from radbench.report.clinical_weights import clinical_under_weights
     from radbench.report.resamples import patient_resamples
     from radbench.report.stats import patient_weights
 
     rng = np.random.default_rng(7)
-    n = 90
+    n = 600
     if task is Task.BINARY:
         y = rng.integers(0, 2, n)
         targets = labels_to_targets(task, y, 2)
-        p = np.round(_scores(rng, y, 0.7), 2)  # rounded: ties, as small heads and kNN give
+        p = np.round(_scores(rng, y, 0.7), 3)  # rounded: ties, as small heads and kNN give
         scores, names = np.stack([1 - p, p], 1), ("a", "b")
         thresholds = {"b": 0.5}
     else:
         targets = (rng.random((n, 3)) < 0.25).astype(np.float64)
         targets[rng.random((n, 3)) < 0.1] = np.nan
-        scores = np.round(np.stack([_scores(rng, np.nan_to_num(targets[:, c]), 0.6) for c in range(3)], 1), 2)
+        scores = np.round(np.stack([_scores(rng, np.nan_to_num(targets[:, c]), 0.6) for c in range(3)], 1), 3)
         names, thresholds = ("a", "b", "c"), {"a": 0.4, "c": 0.6}
-    patients = np.repeat(np.arange(60), [2] * 30 + [1] * 30)  # some patients with two images
-    weights = patient_weights(patients, 40, seed=3)
+    patients = np.repeat(np.arange(400), [2] * 200 + [1] * 200)  # some patients with two images
+    weights = patient_weights(patients, 70, seed=3)
     calibrated = apply_calibration({"method": "temperature", "temperature": 2.0}, task, scores)
-    given = patient_resamples(patients, 40, seed=3) if per_patient else weights
+    given = patient_resamples(patients, 70, seed=3) if per_patient else weights
     vectorised = clinical_under_weights(task, targets, scores, names, thresholds, given, calibrated)
     for r, row in enumerate(weights):
         idx = np.repeat(np.arange(n), row.astype(int))

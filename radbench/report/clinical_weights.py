@@ -11,7 +11,7 @@ import numpy as np
 
 from radbench.data.base import Task
 from radbench.metrics.clinical import ECE_BINS, TARGETS, _classes, _column
-from radbench.report.resamples import Resamples
+from radbench.report.resamples import BLOCK, Resamples
 from radbench.report.stats import _quiet, as_resamples
 
 
@@ -50,7 +50,7 @@ def _operating_points(y, s, w: Resamples, positives, negatives) -> dict[str, np.
     ordered = s[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1], True]).astype(np.int64)
     sensitivity, false_positive_rate = _operating_walk(
-        w.patient[order], y[order].astype(np.bool_), starts, np.ascontiguousarray(w.counts),
+        w.patient[order], y[order].astype(np.bool_), starts, w.by_block,
         np.maximum(positives, 1), np.maximum(negatives, 1), np.array(TARGETS, dtype=np.float64))
     out = {}
     for t, target in enumerate(TARGETS):
@@ -61,41 +61,53 @@ def _operating_points(y, s, w: Resamples, positives, negatives) -> dict[str, np.
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _operating_walk(patient, positive, starts, counts, positives, negatives, targets):  # pragma: no cover
+def _operating_walk(patient, positive, starts, by_block, positives, negatives, targets):  # pragma: no cover
     """Down the scores, tie group by tie group: per resample and target, the sensitivity at the last point whose
     FPR is within 1 - target, and the FPR at the first point whose sensitivity reaches target ((0, 0) included).
-    Both rates only grow down the scores, so each is a comparison of running sums against fixed bounds."""
-    resamples, count = counts.shape[0], len(targets)
+    Both rates only grow down the scores, so each is a comparison of running sums against fixed bounds. Resamples
+    go in blocks side by side (report/resamples.py); a block stops once no bound can change any more."""
+    resamples, count = len(positives), len(targets)
     sensitivity = np.zeros((resamples, count))
     false_positive_rate = np.full((resamples, count), np.inf)
-    for b in numba.prange(resamples):
-        row = counts[b]
-        fp_bound = np.empty(count)  # FPR <= 1 - target, as a false-positive weight
-        tp_bound = np.empty(count)  # TPR >= target, as a true-positive weight
-        reached = np.zeros(count, dtype=np.bool_)
+    for block in numba.prange(by_block.shape[0]):
+        counts, first = by_block[block], block * BLOCK
+        lanes = min(resamples, first + BLOCK) - first
+        fp_bound = np.full((count, BLOCK), np.inf)  # FPR <= 1 - target, as a false-positive weight
+        tp_bound = np.zeros((count, BLOCK))  # TPR >= target, as a true-positive weight
+        last_tp = np.zeros((count, BLOCK))
+        first_fp = np.full((count, BLOCK), np.inf)
+        largest_fp_bound = 0.0
         for t in range(count):
-            fp_bound[t] = (1 - targets[t] + 1e-12) * negatives[b]
-            tp_bound[t] = (targets[t] - 1e-12) * positives[b]
-            if 0.0 >= tp_bound[t]:
-                false_positive_rate[b, t] = 0.0
-                reached[t] = True
-        tp = 0.0
-        fp = 0.0
-        last_tp = np.zeros(count)
+            for j in range(lanes):
+                fp_bound[t, j] = (1 - targets[t] + 1e-12) * negatives[first + j]
+                tp_bound[t, j] = (targets[t] - 1e-12) * positives[first + j]
+                largest_fp_bound = max(largest_fp_bound, fp_bound[t, j])
+            for j in range(BLOCK):
+                if 0.0 >= tp_bound[t, j]:
+                    first_fp[t, j] = 0.0  # reached before the first score (and the padding lanes: done)
+        tp = np.zeros(BLOCK)
+        fp = np.zeros(BLOCK)
         for g in range(len(starts) - 1):
             for k in range(starts[g], starts[g + 1]):
+                row = counts[patient[k]]
                 if positive[k]:
-                    tp += row[patient[k]]
+                    for j in range(BLOCK):
+                        tp[j] += row[j]
                 else:
-                    fp += row[patient[k]]
+                    for j in range(BLOCK):
+                        fp[j] += row[j]
             for t in range(count):
-                if fp <= fp_bound[t]:
-                    last_tp[t] = tp
-                if not reached[t] and tp >= tp_bound[t]:
-                    false_positive_rate[b, t] = fp / negatives[b]
-                    reached[t] = True
+                for j in range(BLOCK):
+                    if fp[j] <= fp_bound[t, j]:
+                        last_tp[t, j] = tp[j]
+                    if first_fp[t, j] == np.inf and tp[j] >= tp_bound[t, j]:
+                        first_fp[t, j] = fp[j]
+            if g % 256 == 255 and fp[:lanes].min() > largest_fp_bound and first_fp.max() < np.inf:
+                break  # every bound passed in every resample: nothing further down can change a value
         for t in range(count):
-            sensitivity[b, t] = last_tp[t] / positives[b]
+            for j in range(lanes):
+                sensitivity[first + j, t] = last_tp[t, j] / positives[first + j]
+                false_positive_rate[first + j, t] = first_fp[t, j] / negatives[first + j]
     return sensitivity, false_positive_rate
 
 
@@ -106,47 +118,55 @@ def _calibration(y, s, w: Resamples) -> dict[str, np.ndarray]:
     order = np.argsort(s, kind="mergesort")
     with np.errstate(invalid="ignore", divide="ignore"):
         return {"brier": sums[:, 0] / sums[:, 1],
-                "ece": _ece_walk(w.patient[order], (y - s)[order], np.ascontiguousarray(w.counts), sums[:, 1],
-                                 ECE_BINS)}
+                "ece": _ece_walk(w.patient[order], (y - s)[order], w.by_block, sums[:, 1], ECE_BINS)}
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _ece_walk(patient, gap, counts, totals, bins):  # pragma: no cover - compiled
+def _ece_walk(patient, gap, by_block, totals, bins):  # pragma: no cover - compiled
     """Per resample: its copies in score order cut into `bins` parts as np.array_split cuts (the first parts one
-    larger), the |sum of (label - score)| of each part added up, over the copies."""
-    out = np.empty(counts.shape[0])
-    for b in numba.prange(counts.shape[0]):
-        total = totals[b]
-        if total <= 0:
-            out[b] = np.nan
-            continue
-        parts = min(bins, total)
-        size = total // parts
-        extra = total % parts
-        sums = np.zeros(bins)
-        part = 0
-        position = 0.0
-        end = min(size + min(1.0, extra), total)  # where part 0 ends
-        row = counts[b]
+    larger), the |sum of (label - score)| of each part added up, over the copies. Walked as the running sum of the
+    gaps over the copies, read where it crosses each part's end; resamples in blocks side by side."""
+    resamples = len(totals)
+    out = np.empty(resamples)
+    for block in numba.prange(by_block.shape[0]):
+        counts, first = by_block[block], block * BLOCK
+        lanes = min(resamples, first + BLOCK) - first
+        parts = np.zeros(BLOCK)
+        size = np.zeros(BLOCK)
+        extra = np.zeros(BLOCK)
+        total = np.zeros(BLOCK)
+        end = np.full(BLOCK, np.inf)  # where the current part ends (in copies); inf: no part left
+        part = np.zeros(BLOCK)
+        position = np.zeros(BLOCK)
+        running = np.zeros(BLOCK)  # the gaps summed over the copies so far
+        at_last_end = np.zeros(BLOCK)
+        absolute = np.zeros(BLOCK)
+        for j in range(lanes):
+            total[j] = totals[first + j]
+            if total[j] > 0:
+                parts[j] = min(bins, total[j])
+                size[j] = total[j] // parts[j]
+                extra[j] = total[j] % parts[j]
+                end[j] = min(size[j] + min(1.0, extra[j]), total[j])
         for k in range(len(patient)):
-            remaining = row[patient[k]]
-            if remaining <= 0:
+            row, gap_k = counts[patient[k]], gap[k]
+            crossed = False
+            for j in range(BLOCK):
+                running[j] += row[j] * gap_k
+                position[j] += row[j]
+                crossed |= position[j] >= end[j]
+            if not crossed:
                 continue
-            if position + remaining <= end:  # all its copies in the current part: the common case
-                sums[part] += remaining * gap[k]
-                position += remaining
-                continue
-            while remaining > 0 and part < bins:
-                room = end - position
-                if room <= 0:
-                    part += 1
-                    end = min((part + 1) * size + min(part + 1.0, extra), total)
-                    continue
-                take = min(room, remaining)
-                sums[part] += take * gap[k]
-                position += take
-                remaining -= take
-        out[b] = np.abs(sums).sum() / total
+            for j in range(BLOCK):
+                while position[j] >= end[j]:  # a part ends among these copies (bins times per resample)
+                    crossing = running[j] - (position[j] - end[j]) * gap_k
+                    absolute[j] += abs(crossing - at_last_end[j])
+                    at_last_end[j] = crossing
+                    part[j] += 1
+                    end[j] = np.inf if part[j] >= parts[j] else \
+                        min((part[j] + 1) * size[j] + min(part[j] + 1, extra[j]), total[j])
+        for j in range(lanes):
+            out[first + j] = absolute[j] / total[j] if total[j] > 0 else np.nan
     return out
 
 
