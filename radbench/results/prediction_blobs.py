@@ -1,5 +1,6 @@
-"""How a job's test predictions sit in the store: scores as float32 (half of float64; every metric recomputed from
-them stays within 1e-6 of the one computed from the float64 scores, tests/test_store_blobs.py), targets and the
+"""How a job's test predictions sit in the store: scores as float32 (half of float64; a job's metrics are computed
+from these same values, see as_stored, and every metric differs from the float64 scores' by under 1e-6 where no
+two scores merge into a tie, tests/test_store_blobs.py), targets and the
 sample / patient id lists zlib-compressed (a 25 596 x 14 NIH split: 1.4 MB of 0/1 targets and 0.9 MB of ids per
 job become a few tens of KB). Stores written before hold float64 scores, raw float32 targets and JSON id text: read
 as they are."""
