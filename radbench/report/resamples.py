@@ -4,7 +4,8 @@ A resample gives patient p a multiplicity counts[b, p]; every image of p carries
 (B, patients) counts instead of the (B, images) weights they expand to keeps NIH's 25 596-image test split at 22 MB
 instead of 200 MB per job, and lets each metric read a patient's weight where it needs it: the weighted AUROC is one
 pass over the scores in sorted order (a compiled loop over blocks of resamples side by side, the blocks spread
-over the cores), the label accuracy and the confusion matrices are per-patient sums times the counts (one matrix product).
+over the cores), the label accuracy and the confusion matrices are per-patient sums times the counts (one matrix
+product).
 Equal, resample by resample, to the same metrics on the expanded weights (tests/test_report_stats.py)."""
 
 from __future__ import annotations

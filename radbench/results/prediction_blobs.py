@@ -13,6 +13,7 @@ import zlib
 import numpy as np
 
 MAGIC = b"RBZ1"  # before a compressed blob: raw float32 targets are 0, 1 or NaN and never begin with these bytes
+SCORE_DTYPE = np.float32  # what this version writes; as_stored rounds to it, so metrics and the store agree
 SCORE_DTYPES = {4: np.float32, 8: np.float64}  # bytes per score: this version, and stores written before it
 
 
@@ -24,11 +25,11 @@ def as_stored(scores: np.ndarray) -> np.ndarray:
     """Scores at the precision the store keeps them (float32 values, held as float64). A job's metrics are computed
     from these, so that every number recomputed from the stored predictions equals the stored one: rounding to
     float32 can merge nearly equal scores into ties, which moves an AUROC on a small test set."""
-    return np.asarray(scores, dtype=np.float32).astype(np.float64)
+    return np.asarray(scores, dtype=SCORE_DTYPE).astype(np.float64)
 
 
 def pack_scores(scores: np.ndarray) -> bytes:
-    return np.ascontiguousarray(scores, dtype=np.float32).tobytes()
+    return np.ascontiguousarray(scores, dtype=SCORE_DTYPE).tobytes()
 
 
 def pack_targets(targets: np.ndarray) -> bytes:
