@@ -267,3 +267,59 @@ def test_corruptions_follow_medmnist_c_and_are_reproducible(shared_data):
     assert low.std() == pytest.approx(0.4 * image.astype(float).std(), rel=0.05)
     gamma = corrupt(image, "gamma", 5)
     np.testing.assert_allclose(gamma, np.round((x ** 1.6) * 255), atol=1)
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (32, 32, 3)])
+def test_blur_equals_medmnist_c_bit_for_bit_on_a_bright_border(shape):
+    """MedMNIST-C's GaussianBlur is torchvision's gaussian_blur(img, kernel_size) on the PIL image (its padding
+    reflects without repeating the edge pixel); a bright border is where another padding would differ."""
+    import torchvision.transforms.functional as TF
+    from PIL import Image
+
+    from radbench.data.corruptions import PARAMETERS, corrupt
+
+    image = (np.random.default_rng(0).random(shape) * 120).astype(np.uint8)
+    image[:2] = 255
+    image[:, -3:] = 250
+    for severity, kernel in enumerate(PARAMETERS["xray"]["blur"], start=1):
+        expected = np.array(TF.gaussian_blur(Image.fromarray(image), kernel_size=kernel))
+        np.testing.assert_array_equal(corrupt(image, "blur", severity), expected, err_msg=f"kernel {kernel}")
+
+
+def test_robustness_tables_hold_numbers_in_their_run_columns(run):
+    folder, _, _ = run
+    tables = folder / "out" / "report" / "tables"
+    rows = pd.read_csv(tables / "robustness.csv")
+    assert (rows.corruption == "clean").any()
+    for column in ("seed", "repeat", "severity"):
+        assert pd.api.types.is_integer_dtype(rows[column]), (column, rows[column].unique()[:3])
+    assert set(rows.repeat) == {0}
+    assert "Series.repeat" not in (tables / "robustness.md").read_text() + (tables / "robustness.tex").read_text()
+
+
+def test_extra_test_metrics_come_from_the_scores_as_stored():
+    """Scores that float32 merges into ties: the stored AUROC of an extra test set is the one its stored (float32)
+    predictions give, not the float64 scores' (which order every pair)."""
+    from types import SimpleNamespace
+
+    from radbench.data.base import Task
+    from radbench.results.prediction_blobs import SCORE_DTYPE
+    from radbench.study.execute import evaluation_record
+
+    y = np.array([0, 1, 0, 1, 0, 1])
+    positive = 0.5 + np.array([0, 1e-9, 2e-9, 3e-9, 0.1, 0.2])  # float64: every positive above a negative but one
+    scores = np.stack([1 - positive, positive], axis=1)
+    targets = np.eye(2)[y]
+    extra = SimpleNamespace(name="external:other", task=Task.BINARY, targets=targets, class_names=("no", "yes"),
+                            columns=np.array([0, 1]), details={}, groups_dataset="other", scores=lambda s: s,
+                            sample_ids=[f"s{i}" for i in range(6)], patient_ids=[f"p{i}" for i in range(6)])
+    result = SimpleNamespace(predict=lambda name: scores, val_scores=None)
+    prepared = SimpleNamespace(inputs=SimpleNamespace(targets={}))
+    job = SimpleNamespace(key="job", label="logreg", selection_metric="auroc")
+    common = dict(key="job", study="s", backbone="b", dataset="d", protocol="logreg", protocol_type="logreg", seed=0,
+                  repeat=0, config={}, selected={}, candidates=[], details={}, timings={}, val_metrics={},
+                  test_metrics={}, class_names=("no", "yes"))
+    record = evaluation_record(job, prepared, result, extra, common, SimpleNamespace(info=lambda *a: None))
+    stored = np.asarray(record.test_scores, dtype=SCORE_DTYPE)[:, 1]
+    assert roc_auc_score(y, stored) != roc_auc_score(y, positive)  # the case this guards
+    assert record.test_metrics["auroc"] == roc_auc_score(y, stored)

@@ -97,16 +97,14 @@ def _direct(weights: Path, folder: Path, dataset_index: int, split: str, templat
         image = image / image.norm(dim=1, keepdim=True)
 
         def classes(words: dict) -> torch.Tensor:
-            per_template = []
-            for template in templates:
-                rows = []
-                for options in words.values():
-                    text = model.encode_text(tokenizer([template.format(p) for p in options])).double()
-                    text = (text / text.norm(dim=1, keepdim=True)).mean(0)
-                    rows.append(text / text.norm())
-                per_template.append(torch.stack(rows))
-            mean = torch.stack(per_template).mean(0)
-            return mean / mean.norm(dim=1, keepdim=True)
+            """CLIP's prompt ensembling, as the README defines it: per class the mean of the normalised embeddings
+            of every phrase in every template, normalised."""
+            rows = []
+            for options in words.values():
+                text = model.encode_text(tokenizer([t.format(p) for t in templates for p in options])).double()
+                mean = (text / text.norm(dim=1, keepdim=True)).mean(0)
+                rows.append(mean / mean.norm())
+            return torch.stack(rows)
 
         scale = float(model.logit_scale.exp())
         positive = scale * image @ classes(phrases).T
@@ -321,3 +319,55 @@ def test_sigmoid_scores_of_a_timm_tower_with_attention_pooling(tmp_path, shared_
     stored = results.predictions[["score_Effusion", "score_Infiltration"]].to_numpy()
     assert 0.2 < stored.mean() < 0.95
     np.testing.assert_allclose(stored, expected.numpy(), rtol=1e-5, atol=1e-7)
+
+
+class _FakeText:
+    """Embeddings drawn from each prompt's own seed: what a text tower returns, without one."""
+
+    def embed(self, prompts: list[str]) -> np.ndarray:
+        import zlib
+
+        return np.stack([np.random.default_rng(zlib.crc32(p.encode())).normal(size=16) + 1.0 for p in prompts])
+
+
+def test_ensemble_is_the_mean_over_every_phrase_in_every_template():
+    """The README's definition (CLIP's prompt ensembling over phrases too): per class, the mean of the normalised
+    embeddings of every phrase in every template, normalised; one template alone: its phrases' mean, normalised."""
+    from radbench.protocols.zero_shot import ENSEMBLE, class_embeddings
+
+    phrases = [["pleural effusion", "fluid in the pleural space", "effusion"], ["pneumonia", "lung infection"]]
+    templates = ["a chest x-ray showing {}.", "{}", "an image of {} on a radiograph."]
+    got = class_embeddings(_FakeText(), phrases, templates)
+    unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)  # noqa: E731
+    for c, options in enumerate(phrases):
+        every = unit(_FakeText().embed([t.format(p) for t in templates for p in options]))
+        np.testing.assert_allclose(got[ENSEMBLE][c], unit(every.mean(0)), atol=1e-12)
+        for template in templates:
+            alone = unit(_FakeText().embed([template.format(p) for p in options])).mean(0)
+            np.testing.assert_allclose(got[template][c], unit(alone), atol=1e-12)
+    per_template_first = unit(np.mean([got[t] for t in templates], axis=0))  # the other reading, which differs
+    assert np.abs(per_template_first - got[ENSEMBLE]).max() > 1e-4
+
+
+def test_random_weights_give_both_towers_from_one_model(tiny_clip):
+    """weights: none at an image size other than the model's own (48 px for a 32 px model): the text tower is the
+    one of the same seeded model the image tower comes from (the image size changes what the seed draws)."""
+    import open_clip
+    import torch
+
+    from radbench.backbones import BackboneConfig, build_backbone
+    from radbench.backbones.text import build_text_tower
+
+    cfg = BackboneConfig(name="open_clip:radbench-tiny-clip", weights="none")
+    torch.manual_seed(0)
+    model = open_clip.create_model("radbench-tiny-clip", pretrained=None, force_image_size=48).eval()
+    tokenizer = open_clip.get_tokenizer("radbench-tiny-clip")
+    with torch.no_grad():
+        expected = model.encode_text(tokenizer(["pleural effusion", "no effusion"])).numpy()
+    np.testing.assert_allclose(build_text_tower(cfg, 48).encode(["pleural effusion", "no effusion"]), expected,
+                               rtol=1e-5, atol=1e-6)
+    image_tower = build_backbone(cfg, 48).model.state_dict()  # open_clip's ViT inside radbench's adapter
+    visual = model.visual.state_dict()
+    assert {key.removeprefix("visual.") for key in image_tower} == set(visual)
+    for key, value in image_tower.items():
+        torch.testing.assert_close(value, visual[key.removeprefix("visual.")])

@@ -119,7 +119,7 @@ class Family:
     build: Callable[[BackboneEntry, BackboneConfig, int], FeatureBackbone]
     exists: Callable[[str], bool]
     describe: Callable[[BackboneEntry, BackboneConfig], BackboneDescription]
-    text: Callable | None = None  # (entry, cfg) -> TextTower (backbones/text.py), for vision-language models
+    text: Callable | None = None  # (entry, cfg, image_size) -> TextTower (backbones/text.py), vision-language models
     has_text: Callable[[BackboneEntry, BackboneConfig], bool] | None = None
 
 

@@ -167,17 +167,22 @@ def native_size(processor) -> int | None:
     return None
 
 
-def build_hf(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> FeatureBackbone:
+def _random_model(entry: BackboneEntry, cfg: BackboneConfig):
+    """The repository's architecture, freshly initialised: the same every run, and the same for both towers."""
     import torch
     import transformers
 
+    config = _load("AutoConfig", _source(entry, cfg), cfg.name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return transformers.AutoModel.from_config(config, **cfg.model_kwargs)
+
+
+def build_hf(entry: BackboneEntry, cfg: BackboneConfig, image_size: int) -> FeatureBackbone:
     from radbench.backbones.adapters import HFTrunk
 
-    if cfg.weights_kind == "none":  # the repository's architecture, freshly initialised (the same every run)
-        config = _load("AutoConfig", _source(entry, cfg), cfg.name)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            model = transformers.AutoModel.from_config(config, **cfg.model_kwargs)
+    if cfg.weights_kind == "none":
+        model = _random_model(entry, cfg)
     else:
         model = _load("AutoModel", _source(entry, cfg), cfg.name)
     trunk = HFTrunk(model)
@@ -214,15 +219,17 @@ def hf_has_text(entry: BackboneEntry, cfg: BackboneConfig) -> bool:
         return False
 
 
-def text_hf(entry: BackboneEntry, cfg: BackboneConfig):
-    """transformers CLIPModel / SiglipModel (and kin): get_text_features with the model's own tokenizer."""
+def text_hf(entry: BackboneEntry, cfg: BackboneConfig, image_size: int | None = None):
+    """transformers CLIPModel / SiglipModel (and kin): get_text_features with the model's own tokenizer; with
+    random weights the same seeded model the image tower comes from (build_hf)."""
     import numpy as np
     import torch
 
     from radbench.backbones.text import TextTower
 
     source = _source(entry, cfg)
-    model = _load("AutoModel", source, cfg.name).eval()
+    model = _random_model(entry, cfg) if cfg.weights_kind == "none" else _load("AutoModel", source, cfg.name)
+    model = model.eval()
     tokenizer = _load("AutoTokenizer", source, cfg.name)
     # sigmoid-loss models were trained on prompts padded to the full length
     padding = "max_length" if "siglip" in getattr(model.config, "model_type", "") else True

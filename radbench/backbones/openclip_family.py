@@ -145,14 +145,16 @@ def _has_text(entry: BackboneEntry, cfg: BackboneConfig) -> bool:
     return True  # every open_clip model is a CLIP-style pair of towers
 
 
-def text_openclip(entry: BackboneEntry, cfg: BackboneConfig):
+def text_openclip(entry: BackboneEntry, cfg: BackboneConfig, image_size: int | None = None):
+    """The text tower of the same model the image tower comes from: built at the image tower's input size, so that
+    with random weights (seeded) both towers are one model's (the image size changes what the seed draws)."""
     import numpy as np
     import open_clip
     import torch
 
     from radbench.backbones.text import TextTower
 
-    model = _create(entry, cfg, None).eval()
+    model = _create(entry, cfg, image_size).eval()
     model_name, _ = split_id(entry.model_id)
     try:
         tokenizer = open_clip.get_tokenizer(model_name)

@@ -39,7 +39,9 @@ def has_text_tower(cfg) -> bool:
     return family.has_text is not None and family.has_text(entry, cfg)
 
 
-def build_text_tower(cfg) -> TextTower:
+def build_text_tower(cfg, image_size: int | None = None) -> TextTower:
+    """The backbone's text tower; `image_size`: the image tower's input size, so that random weights give both
+    towers from one model."""
     from radbench.backbones.base import FAMILIES, resolve_entry
 
     entry = resolve_entry(cfg.name)
@@ -48,4 +50,4 @@ def build_text_tower(cfg) -> TextTower:
         raise BackboneError(f"backbone {cfg.display_name!r} has no text tower (zero-shot needs a CLIP-style model: "
                             "open_clip, e.g. open_clip:ViT-B-16/openai or biomedclip, or a transformers CLIP / "
                             "SigLIP model)")
-    return family.text(entry, cfg)
+    return family.text(entry, cfg, image_size)

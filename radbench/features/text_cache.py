@@ -12,8 +12,10 @@ from radbench.features.cache import stable_hash
 
 
 class TextEncoder:
-    def __init__(self, backbone_cfg, identity: dict, folder: Path):
-        self.backbone_cfg, self.identity, self.folder = backbone_cfg, identity, Path(folder)
+    def __init__(self, backbone_cfg, identity: dict, folder: Path, image_size: int | None = None):
+        self.backbone_cfg, self.folder, self.image_size = backbone_cfg, Path(folder), image_size
+        # random weights depend on the model's image size (the seed draws the image tower first): part of the key
+        self.identity = {**identity, "image_size": image_size} if backbone_cfg.weights_kind == "none" else identity
         self._tower = None
         self._scale: tuple[float, float | None] | None = None
         self.computed = 0  # prompts passed through the text tower by this encoder (the rest came from the cache)
@@ -25,7 +27,7 @@ class TextEncoder:
         if self._tower is None:
             from radbench.backbones.text import build_text_tower
 
-            self._tower = build_text_tower(self.backbone_cfg)
+            self._tower = build_text_tower(self.backbone_cfg, self.image_size)
         return self._tower
 
     def embed(self, prompts: list[str]) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Zero-shot classification with a vision-language backbone: class prompts through the text tower, compared with
 the cached image embeddings (`embed`); nothing is trained and no image is read again.
 
-Each class's text embedding is the mean of the normalised embeddings of its phrases in every template (prompt
-ensembling), normalised again. Single-label: softmax over the classes of the model's own logit scale x cosine.
+A class's text embedding under one template is the mean of the normalised embeddings of its phrases in that
+template, normalised; the ensemble's is the mean of the normalised embeddings of every phrase in every template,
+normalised (CLIP's prompt ensembling, over phrases too). Single-label: softmax over the classes of the model's own logit scale x cosine.
 Multi-label, `multilabel: pair` (CheXzero): per finding, softmax over its positive and negated prompt ("no
 effusion"); `sigmoid`: the model's sigmoid with its learned bias (SigLIP-style models). Nothing is chosen on test:
 with `choose_template: true` the single template scoring best on val is used, otherwise the ensemble; each
@@ -60,13 +61,16 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def class_embeddings(text, phrases: list[list[str]], templates: list[str]) -> np.ndarray:
-    """(T, C, D) normalised embedding of each class under each template (mean over its phrases). Every prompt goes
-    through the text encoder in one call (batched there), not one call per class."""
+def class_embeddings(text, phrases: list[list[str]], templates: list[str]) -> dict[str, np.ndarray]:
+    """{template: (C, D), ENSEMBLE: (C, D)} normalised class embeddings: under one template the mean of the
+    normalised embeddings of the class's phrases in it; the ensemble the mean over every phrase in every template
+    (every template has the same phrases, so the mean of the templates' unnormalised means); each normalised. Every
+    prompt goes through the text encoder in one call (batched there), not one call per class."""
     prompts = list(dict.fromkeys(template.format(p) for template in templates for options in phrases for p in options))
     embedded = dict(zip(prompts, _unit(text.embed(prompts))))
-    return np.stack([np.stack([_unit(np.mean([embedded[template.format(p)] for p in options], axis=0))
-                               for options in phrases]) for template in templates])
+    means = np.stack([np.stack([np.mean([embedded[template.format(p)] for p in options], axis=0)
+                                for options in phrases]) for template in templates])  # (T, C, D)
+    return {**{template: _unit(means[t]) for t, template in enumerate(templates)}, ENSEMBLE: _unit(means.mean(0))}
 
 
 def scores(images: np.ndarray, positive: np.ndarray, negative: np.ndarray | None, text, cfg: ZeroShotConfig,
@@ -92,8 +96,7 @@ def run_zero_shot(cfg: ZeroShotConfig, inputs: ProtocolInput) -> ProtocolResult:
     positive = class_embeddings(text, phrases, templates)
     negative = None if single else class_embeddings(
         text, [[cfg.negation.format(p) for p in options] for options in phrases], templates)
-    sets = {template: (positive[t], None if negative is None else negative[t]) for t, template in enumerate(templates)}
-    sets[ENSEMBLE] = (_unit(positive.mean(0)), None if negative is None else _unit(negative.mean(0)))
+    sets = {name: (positive[name], None if negative is None else negative[name]) for name in positive}
 
     def score(split: str, name: str) -> np.ndarray:
         images = _unit(inputs.features.get("embed", split).astype(np.float64))

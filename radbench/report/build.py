@@ -42,12 +42,14 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
     summary = page.section("What this study found")
     summary.lines(findings(board, headline) or ["no stored test predictions yet"])
     summary.text(f"Means over runs (seeds × repeated draws). 95 % intervals cover both sources of variance where "
-                 f"runs differ: {resamples} resamples of the test patients (cases for segmentation), and within each "
-                 "the runs resampled (scaled to the between-run variance, Student's t for few runs); where every run "
-                 "gave the same predictions, or there is one run, the interval covers the test patients only and "
-                 "says so. Comparisons with the best backbone pair runs of the same seed and draw and use the same "
-                 "patient resamples (a run-aware paired bootstrap); with runs that differ but fewer than "
-                 f"{MIN_RUNS} per backbone the verdict is 'too few runs to tell'; DeLong's test (binary AUROC) or a "
+                 f"runs differ: {resamples} resamples of the test patients (cases for segmentation) for the part "
+                 "of the test-set variance the runs share, the spread of the runs' scores for the run part, the "
+                 "uncertainty of that spread from few runs carried whole (a fiducial interval: Student's t where runs "
+                 "dominate); where every run gave the same predictions, or there is one run, the interval covers the "
+                 "test patients only and says so. Comparisons with the best backbone pair runs of the same seed and "
+                 "draw and use the same patient resamples (a run-aware paired test); with runs that differ but fewer "
+                 f"than {MIN_RUNS} per backbone the verdict is 'too few runs to tell'; DeLong's test (binary AUROC) "
+                 "or a "
                  "patient-paired bootstrap where runs are identical. Holm-corrected within each dataset × protocol × "
                  "metric.")
     _measured(page, results, jobs, tables)

@@ -60,8 +60,9 @@ def _scored(store, key: str, columns: np.ndarray | None = None, task: Task | Non
 
 
 def _combine(estimates: list[float], draws: list[np.ndarray], seed: int) -> tuple[float, np.ndarray]:
-    """The mean over runs and its draws (runs resampled too where they differ: report/verdicts.py)."""
-    runs = Runs("", [(i, 0) for i in range(len(estimates))], np.array(estimates), np.stack(draws),
+    """The mean over runs and its draws (the run part too where runs differ: report/verdicts.py). A difference of
+    two such means over the same runs is combined from the per-run differences, not from the two draws."""
+    runs = Runs("", [(i, 0) for i in range(len(estimates))], np.asarray(estimates, dtype=float), np.stack(draws),
                 identical=len(set(np.round(estimates, 12))) == 1)
     return float(np.nanmean(estimates)), two_level_draws(runs, seed)
 
@@ -98,7 +99,8 @@ def external_rows(store, jobs: pd.DataFrame, resamples: int = 1000, seed: int = 
             outside[1].append(draws)
         mean_in, draws_in = _combine(*inside, seed)
         mean_out, draws_out = _combine(*outside, seed)
-        gap = draws_out - draws_in
+        _, gap = _combine([o - i for o, i in zip(outside[0], inside[0])],
+                          [o - i for o, i in zip(outside[1], inside[1])], seed)  # paired by run
         patients = len(set(store.patient_ids(members[0][0].key)))
         small = too_small(patients, _fewest(targets))
         rows.append({"backbone": backbone, "dataset": dataset, "protocol": protocol, "external": external,
@@ -141,7 +143,8 @@ def subgroup_rows(store, jobs: pd.DataFrame, resamples: int = 1000, seed: int = 
                 rows.append({"backbone": backbone, "dataset": dataset, "protocol": protocol, "source": owner,
                              "column": column, "group": value, "images": int(keep.sum()), "positives": positives,
                              "value": mean, "ci": interval(draws), "gap_to_overall": mean - overall[0],
-                             "flagged": positives < MIN_POSITIVES, "_draws": draws})
+                             "flagged": positives < MIN_POSITIVES, "_draws": draws,
+                             "_runs": ([s[0] for s in scored], [s[1] for s in scored])})
     return pd.DataFrame(rows)
 
 
@@ -167,7 +170,9 @@ def largest_gaps(rows: pd.DataFrame) -> pd.DataFrame:
                         "p_gap": np.nan, "note": f"fewer than two groups with {MIN_POSITIVES}+ positives"})
             continue
         worst, best = ranked.loc[ranked.value.idxmin()], ranked.loc[ranked.value.idxmax()]
-        difference = best["_draws"] - worst["_draws"]  # groups resampled on their own patients
+        (best_values, best_draws), (worst_values, worst_draws) = best["_runs"], worst["_runs"]
+        _, difference = _combine([b - w for b, w in zip(best_values, worst_values)],  # paired by run; groups
+                                 [b - w for b, w in zip(best_draws, worst_draws)], 0)  # resampled on their patients
         out.append({**base, "worst": worst.group, "best": best.group, "gap": best.value - worst.value,
                     "gap_ci": interval(difference), "p_gap": bootstrap_p_value(difference), "note": ""})
     return pd.DataFrame(out)
@@ -191,8 +196,8 @@ def robustness_rows(store, jobs: pd.DataFrame, resamples: int = 1000, seed: int 
             continue
         parent = parent.iloc[0]
         estimate, draws, _ = _scored(store, key, None, Task(parent.task), None, resamples, seed)
-        rows.append({"backbone": parent.backbone, "dataset": parent.dataset, "protocol": parent.protocol,
-                     "seed": parent.seed, "repeat": parent.repeat, "corruption": "clean", "severity": 0,
+        rows.append({"backbone": parent["backbone"], "dataset": parent["dataset"], "protocol": parent["protocol"],
+                     "seed": int(parent["seed"]), "repeat": int(parent["repeat"]), "corruption": "clean", "severity": 0,
                      "value": estimate, "_draws": draws, "of_job": key})
     return pd.DataFrame(rows)
 

@@ -1,7 +1,7 @@
 """The leaderboard: per backbone x dataset x protocol x metric, the mean over runs (seeds x repeated draws), its
 95 % interval over runs and test patients (or test patients alone, labelled so, where runs are identical or
 single), the rank among backbones, and a verdict against the best built on the same sources of variance
-(report/verdicts.py): a run-aware paired bootstrap where runs differ, "too few runs to tell" under 3 of them,
+(report/verdicts.py): a run-aware t test where runs differ (paired by seed and draw), "too few runs to tell" under 3 of them,
 DeLong's test (binary AUROC) or a patient-paired bootstrap where every run gave the same predictions; Holm-corrected
 within the dataset x protocol x metric. Beside it: P(best > this) over paired runs, the share of a run's variance
 that training randomness causes, the test split's size and the smallest difference it can detect at 80 % power.
@@ -24,7 +24,8 @@ from radbench.report.verdicts import (
     hanley_mcneil_se,
     interval,
     p_better,
-    paired_difference,
+    paired,
+    run_difference,
     run_variance_share,
     two_level_draws,
 )
@@ -176,6 +177,8 @@ def _rank(dataset: str, protocol: str, metric: str, entries: list[Runs], alpha: 
 
 
 TOO_FEW = "too few runs"
+RUN_AWARE_PAIRED = "run-aware paired"  # runs x test patients, runs paired by seed and draw (report/verdicts.py)
+RUN_AWARE_UNPAIRED = "run-aware unpaired"  # the same where the two backbones' runs do not pair
 TOO_SMALL = "none: test set too small"
 MIN_TEST_SIZE = 10  # patients (cases for segmentation): below it no comparison is made
 MIN_PER_CLASS = 5  # positives and negatives of a binary test split, for an AUROC comparison
@@ -196,7 +199,7 @@ def _test(best: Runs, other: Runs, metric: str) -> str:
     if best.varies or other.varies:
         if min(len(best.keys), len(other.keys)) < MIN_RUNS:
             return TOO_FEW
-        return "run-aware paired bootstrap"
+        return RUN_AWARE_PAIRED if paired(best, other) else RUN_AWARE_UNPAIRED
     if metric == "auroc" and _same_binary_samples([best, other]):
         return "delong"
     return "paired bootstrap"
@@ -214,8 +217,8 @@ def _p_value(best: Runs, other: Runs, test: str, seed: int) -> float:
     if test == "delong":
         y = best.binary[0][1]
         return delong(y, np.stack([run[2] for run in best.binary]), np.stack([run[2] for run in other.binary]))[2]
-    if test == "run-aware paired bootstrap":
-        return bootstrap_p_value(paired_difference(best, other, seed))
+    if test in (RUN_AWARE_PAIRED, RUN_AWARE_UNPAIRED):
+        return run_difference(best, other).p_value()
     return bootstrap_p_value(best.test_draws - other.test_draws)
 
 

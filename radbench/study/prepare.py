@@ -212,7 +212,7 @@ def text_inputs(unit: UnitContext, job: Job) -> JobInputs:
 
     prepared = feature_inputs(unit, job)
     prepared.inputs.text = TextEncoder(unit.unit.backbone, unit.description.identity,
-                                       unit.study.feature_cache_dir / "text")
+                                       unit.study.feature_cache_dir / "text", unit.preprocess.image_size)
     return prepared
 
 
