@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from radbench.errors import JobFailed
+from radbench.errors import ConfigError, JobFailed
 
 
 def run(study: str | Path | dict | Any, *, output_dir: str | Path | None = None, limit: int | None = None,
@@ -24,8 +24,12 @@ def run(study: str | Path | dict | Any, *, output_dir: str | Path | None = None,
     from radbench.report.api import load
     from radbench.runner import run_study
 
-    overrides = Overrides(str(Path(output_dir).resolve()) if output_dir else None, limit, tuple(backbones), weights,
-                          image_size, tuple(seeds), epochs)
+    if not isinstance(study, (str, Path, dict, StudyConfig)):
+        raise ConfigError(f"radbench.run: study is a {type(study).__name__} ({study!r:.60}); give a YAML file's path, "
+                          "a dict as the YAML would hold it, or a StudyConfig")
+    overrides = Overrides(str(Path(output_dir).resolve()) if output_dir else None,
+                          _count("limit", limit), _names(backbones), weights, _count("image_size", image_size),
+                          _seeds(seeds), _count("epochs", epochs))
     if isinstance(study, StudyConfig):
         if any(value not in (None, ()) for value in vars(overrides).values()):
             raise TypeError("overrides apply to a study given as a path or a dict, not to a parsed StudyConfig")
@@ -39,6 +43,33 @@ def run(study: str | Path | dict | Any, *, output_dir: str | Path | None = None,
         raise JobFailed(f"{len(summary.failures)} job(s) failed (recorded; the other jobs ran): "
                         + "; ".join(summary.failures))
     return load(config.settings.output_dir)
+
+
+def _seeds(seeds) -> tuple[int, ...]:
+    """seeds=[0, 1, 2], (0, 1) or "0,1,2" as the CLI's --seeds takes it."""
+    values = seeds.split(",") if isinstance(seeds, str) else seeds
+    try:
+        if isinstance(values, (int, float)) or any(isinstance(v, (bool, float)) for v in values):
+            raise ValueError
+        return tuple(int(str(v).strip()) for v in values)
+    except (TypeError, ValueError):
+        raise ConfigError(f"radbench.run: seeds={seeds!r}: give integers, e.g. seeds=[0, 1, 2] or \"0,1,2\"") from None
+
+
+def _names(backbones) -> tuple[str, ...]:
+    if isinstance(backbones, str):
+        return (backbones,)
+    if not isinstance(backbones, (list, tuple)) or not all(isinstance(b, str) for b in backbones):
+        raise ConfigError(f"radbench.run: backbones={backbones!r}: give backbone names, e.g. [\"timm:vit_small\"]")
+    return tuple(backbones)
+
+
+def _count(name: str, value) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"radbench.run: {name}={value!r}: give a positive whole number")
+    return value
 
 
 def register_backbone(name: str, **options):

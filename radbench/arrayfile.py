@@ -66,8 +66,23 @@ def checksum(path: Path) -> str:
 def write_error(path: Path, error: OSError) -> CacheWriteError:
     reason = {errno.ENOSPC: "disk full", errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
               errno.ENOTDIR: "a file stands where a folder should be", errno.EDQUOT: "disk quota exceeded"}
-    why = reason.get(error.errno, error.strerror or type(error).__name__)
+    why = reason.get(error.errno) or ("disk full" if _nearly_full(path) else None) or error.strerror or \
+        " ".join(str(error).split())[:200] or type(error).__name__
     return CacheWriteError(f"{path}: cannot write ({why}); free space or choose another output_dir / cache_dir")
+
+
+def _nearly_full(path: Path) -> bool:
+    """The file system holding `path` has (almost) no room left: numpy's short writes raise an OSError without an
+    errno ("N requested and M written"), so the disk is asked."""
+    import shutil
+
+    for folder in (Path(path), *Path(path).parents):
+        if folder.exists():
+            try:
+                return shutil.disk_usage(folder).free < 1024 * 1024
+            except OSError:
+                return False
+    return False
 
 
 def check_writable(folder: Path) -> None:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from radbench.backbones import BackboneConfig, resolve_entry
@@ -23,6 +22,7 @@ from radbench.overrides import Overrides
 from radbench.presets import apply_preset
 from radbench.protocols import PROTOCOLS, ProtocolConfigBase
 from radbench.schema import FeatureTypes, MetricName, OutputPath, StrictModel
+from radbench.yaml_file import load_yaml_file
 
 
 @dataclass(frozen=True)
@@ -85,15 +85,7 @@ def load_study(path: str | Path, overrides: Overrides | None = None) -> StudyCon
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: study file not found")
-    try:
-        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
-    except _DuplicateKey as error:
-        raise ConfigError(f"{path}: {error}") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    raw = load_yaml_file(path, "study file")
     return study_from_mapping(raw, path.resolve().parent, str(path), overrides)
 
 
@@ -136,24 +128,6 @@ def _expand_variables(value: Any, where: str, errors: list[str]) -> Any:
     return VARIABLE.sub(substitute, value)
 
 
-class _DuplicateKey(Exception):
-    pass
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A key given twice in one mapping is an error (PyYAML would silently keep the last)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
-                raise _DuplicateKey(f"key {key!r} is given twice (lines {seen[key] + 1} and "
-                                    f"{key_node.start_mark.line + 1}); keep one")
-            seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep)
-
-
 def parse_study(raw: Any, base_dir: Path, source: str = "study") -> StudyConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the study must be a mapping of keys (name, output_dir, backbones, ...)")
@@ -172,7 +146,8 @@ def parse_study(raw: Any, base_dir: Path, source: str = "study") -> StudyConfig:
     if datasets and protocols and all(d is not None for d in datasets) and all(p is not None for p in protocols):
         _check_kinds(errors, datasets, protocols)  # a misspelled entry would only add a second, false error
     _check_crop(errors, settings, datasets)
-    _check_shifts(errors, [d for d in datasets if d])
+    _check_shifts(errors, [d for d in datasets if d], {item.get("name") for item in lists["datasets"]
+                                                        if isinstance(item, dict)})
     _check_restrictions(errors, backbones, protocols)
     _check_names(errors, [("backbones", b.display_name) for b in backbones if b] +
                  [("datasets", d.name) for d in datasets if d] + [("protocols", p.label) for p in protocols if p])
@@ -283,8 +258,9 @@ def _check_crop(errors: list[str], settings, datasets: list) -> None:
                           "classification (use resize or pad)")
 
 
-def _check_shifts(errors: list[str], datasets: list) -> None:
-    """External tests name other classification datasets of the study; shifts apply to classification only."""
+def _check_shifts(errors: list[str], datasets: list, entries: set) -> None:
+    """External tests name other classification datasets of the study; shifts apply to classification only.
+    `entries`: every dataset entry's name, also those whose own error is already said (not said twice)."""
     kinds = {d.name: ADAPTERS.get(d.adapter).kind for d in datasets}
     named = set()
     for i, dataset in enumerate(datasets):
@@ -300,6 +276,8 @@ def _check_shifts(errors: list[str], datasets: list) -> None:
             named.add(external.dataset)
             if external.dataset == dataset.name:
                 errors.append(f"{where}.external_tests[{j}]: a dataset cannot be its own external test")
+            elif external.dataset not in kinds and external.dataset in entries:
+                continue  # that dataset's entry has its own error
             elif external.dataset not in kinds:
                 errors.append(f"{where}.external_tests[{j}]: {external.dataset!r} is not a dataset of this study"
                               + did_you_mean(external.dataset, kinds))

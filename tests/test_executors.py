@@ -93,28 +93,35 @@ def _protocol_of(shard: Path) -> str | None:
     return row[0] if row else None
 
 
-def test_submitit_worker_killed_mid_unit_is_retried_and_nothing_is_duplicated(study, serial, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    driver = subprocess.Popen([sys.executable, "-m", "radbench", "run", str(study), "--executor", "submitit-local",
-                               "--max-parallel", "2", "--retries", "2", "--output-dir", str(tmp_path), "-q"],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    victim, deadline = None, time.time() + 300
-    while victim is None and time.time() < deadline:  # a worker that stored its first job and is still running
-        for shard in (tmp_path / "shards").glob("job-*.sqlite"):
+def _kill_a_worker_mid_unit(folder: Path, deadline_seconds: float = 300) -> int | None:
+    """SIGKILL a worker that stored its first job of a features unit and is still running (its 300-epoch linear
+    probe comes next; a training unit holds one job: once stored, its worker may be done, not mid-unit)."""
+    deadline = time.time() + deadline_seconds
+    while time.time() < deadline:
+        for shard in (folder / "shards").glob("job-*.sqlite"):
             pid = int(shard.stem.split("-")[-2])
-            if _protocol_of(shard) != "knn":  # a features unit's first job: its 300-epoch linear probe comes next
-                continue  # (a training unit holds one job: once stored, its worker may be done, not mid-unit)
+            if _protocol_of(shard) != "knn":
+                continue
             try:
                 os.kill(pid, signal.SIGKILL)
-                victim = pid
-                break
+                return pid
             except ProcessLookupError:
                 continue
         time.sleep(0.02)
+    return None
+
+
+@pytest.mark.parametrize("executor", ["submitit-local", "ray"])
+def test_a_worker_killed_mid_unit_is_retried_and_nothing_is_duplicated(study, serial, tmp_path, executor):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    driver = subprocess.Popen([sys.executable, "-m", "radbench", "run", str(study), "--executor", executor,
+                               "--max-parallel", "2", "--retries", "2", "--cpus-per-job", "1", "--output-dir",
+                               str(tmp_path), "-q"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim = _kill_a_worker_mid_unit(tmp_path)
     assert victim is not None, "no worker was caught running"
     out, err = driver.communicate(timeout=600)
     assert driver.returncode == 0, err[-3000:]
-    assert "retried attempt" in err and "failed (attempt 1)" in " ".join(err.split())
+    assert "retried attempt" in err and "failed (attempt 1)" in " ".join(err.split()), err[-3000:]
     assert_same_results(serial, tmp_path)
 
 

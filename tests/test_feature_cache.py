@@ -242,3 +242,26 @@ def test_extraction_cost_covers_every_split_after_a_resumed_extraction(tmp_path,
     (folder,) = [p for p in (tmp_path / "out" / "features").iterdir() if p.name.endswith("-L1")]
     seconds = json.loads((folder / "manifest.json").read_text())["extract_seconds"]
     assert set(seconds) == {"train", "val", "test"} and all(v > 0 for v in seconds.values())
+
+
+def test_an_array_linked_from_another_split_is_refused_and_rebuilt(tmp_path):
+    """A split's array and record replaced by links to another split's (same size, valid on their own): the record
+    names the split and sample list it was written for, so the cache refuses it (and rebuilds it when repairing)."""
+    from radbench.backbones import BundleLayout
+    from radbench.features.cache import FeatureCache, split_identity
+
+    messages = []
+    cache = FeatureCache(tmp_path, warn=messages.append)
+    layout = BundleLayout(kind="pooled", dim=4)
+    folder = cache.folder("k", layout)
+    val, test = split_identity("val", ["a", "b", "c"]), split_identity("test", ["d", "e", "f"])
+    cache.write_split("k", layout, "val", np.ones((3, 4)), "float32", 0.1, val)
+    cache.write_split("k", layout, "test", np.zeros((3, 4)), "float32", 0.1, test)
+    assert cache.split_intact(folder, "test", test) and cache.split_intact(folder, "val", val)
+    for name in ("test.npy", "test.npy.json"):
+        (folder / name).unlink()
+        (folder / name).symlink_to(folder / name.replace("test", "val"))
+    assert not cache.split_intact(folder, "test", test)
+    assert "written for split 'val', not 'test'" in messages[-1] and not (folder / "test.npy").exists()
+    assert not cache.split_intact(folder, "val", split_identity("val", ["a", "b", "x"]))  # same name, other samples
+    assert "another list of samples" in messages[-1]

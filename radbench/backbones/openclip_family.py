@@ -92,7 +92,16 @@ def _create(entry: BackboneEntry, cfg: BackboneConfig, image_size: int | None):
             return open_clip.create_model(model_name, pretrained=pretrained, load_weights=cfg.weights_kind != "none",
                                           **sized, **cfg.model_kwargs)
     except Exception as error:
-        message = " ".join(str(error).split())[:400] or type(error).__name__
+        from radbench.backbones.hf_family import _first_sentence
+
+        text = " ".join(str(error).split())
+        message = _first_sentence(text) or type(error).__name__
+        if "WeightsUnpickler error:" in text:  # torch's long advice hides the cause at the end
+            cause = text.split("WeightsUnpickler error:", 1)[1].split(" Check the documentation")[0].strip()
+            message = f"not a PyTorch checkpoint of tensors (torch.load, weights only: {cause.rstrip('.')})"
+        if path is not None:  # the file is what the user can fix
+            raise BackboneError(f"{path}: cannot load it as the weights of open_clip {model_name} (backbone "
+                                f"{cfg.name!r}): {message}") from None
         error_type = DownloadError if cfg.weights_kind == "hub" else BackboneError
         raise error_type(f"could not build backbone {cfg.name!r} (open_clip {entry.model_id}): {message}") from None
 

@@ -39,6 +39,31 @@ def has_text_tower(cfg) -> bool:
     return family.has_text is not None and family.has_text(entry, cfg)
 
 
+def has_logit_bias(cfg) -> bool | None:
+    """Whether the backbone's text tower has a learned logit bias (sigmoid-loss models: SigLIP), known from its
+    configuration without building it; None where that cannot be told without the hub."""
+    from radbench.backbones.base import resolve_entry
+
+    entry = resolve_entry(cfg.name)
+    try:
+        if entry.family == "open_clip":
+            import open_clip
+
+            from radbench.backbones.openclip_family import split_id
+
+            model, _ = split_id(entry.model_id)
+            config = None if model.startswith("hf-hub:") else open_clip.get_model_config(model)
+            return None if config is None else "init_logit_bias" in config
+        if entry.family == "hf":
+            from radbench.backbones.hf_family import _load, _source
+
+            config = _load("AutoConfig", _source(entry, cfg), cfg.name)
+            return "siglip" in str(getattr(config, "model_type", ""))
+    except Exception:  # offline, unknown: the job says so when it runs
+        return None
+    return None
+
+
 def build_text_tower(cfg, image_size: int | None = None) -> TextTower:
     """The backbone's text tower; `image_size`: the image tower's input size, so that random weights give both
     towers from one model."""

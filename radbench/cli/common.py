@@ -3,6 +3,7 @@ overrides, the local run and the results summary."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -50,7 +51,8 @@ def user_errors(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            with one_line_warnings():
+                return command(*args, **kwargs)
         except RadbenchError as error:
             for line in str(error).splitlines():
                 err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
@@ -60,6 +62,28 @@ def user_errors(command):
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+@contextlib.contextmanager
+def one_line_warnings():
+    """Python warnings as one `warning:` line each (radbench's own as they are; a library's with where it came
+    from), not `file:line: Category: text` with the source line under it."""
+    import warnings
+
+    package = str(Path(__file__).resolve().parents[1])
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        if not str(filename).startswith(package):
+            text += f" ({category.__name__} from {Path(filename).parent.name}/{Path(filename).name})"
+        if text not in seen:
+            seen.add(text)
+            err.print(f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 def _with_overrides(study, device: Optional[str], batch_size: Optional[int], num_workers: Optional[int]):
@@ -122,14 +146,9 @@ def _load(study: Path, data_root, output_dir, limit, backbone, weights, image_si
 
 
 def _open_store(output_dir: Path):
-    from radbench.results import ResultsStore
-    from radbench.results.shards import merge_shards
+    from radbench.results.shards import open_results
 
-    path = output_dir / "results.sqlite"
-    if not path.is_file() and not (output_dir / "shards").is_dir():
-        raise RadbenchError(f"{output_dir}: no results.sqlite here (is this a study's output_dir?)")
-    merge_shards(output_dir)  # results of executor workers not merged yet
-    return ResultsStore(path)
+    return open_results(output_dir)
 
 
 def _print_summary(output_dir: Path, split: str = "test", wide: bool = False) -> None:

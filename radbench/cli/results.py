@@ -62,6 +62,27 @@ def results(
 
 @app.command()
 @user_errors
+def verify(output_dir: Path = typer.Argument(..., help="a study's output_dir")):
+    """Recompute every stored job's test metrics from its stored predictions (segmentation: from its per-case
+    rows), check every predictions row against its checksums, and name each job that differs or cannot be read
+    (exit 1 when any does)."""
+    from radbench.results.verify import verify as check
+
+    store = _open_store(output_dir)
+    checked, findings = check(store)
+    for finding in findings:
+        out.print(f"job {finding.job} ({finding.backbone} / {finding.dataset} / {finding.protocol} / seed "
+                  f"{finding.seed}): {escape(finding.problem)}", highlight=False, soft_wrap=True)
+    if findings:
+        err.print(f"[bold red]verify:[/] {len(findings)} of {checked} jobs differ from what the store holds or cannot "
+                  "be read; they are left out of `results` and the report — rerun them after removing their rows",
+                  highlight=False)
+        raise typer.Exit(1)
+    err.print(f"verify: all {checked} stored jobs recompute from their stored predictions", highlight=False)
+
+
+@app.command()
+@user_errors
 def status(output_dir: Path = typer.Argument(..., help="a study's output_dir")):
     """Where a study stands: per backbone x dataset x protocol the jobs stored, running (on which host:pid),
     failed (the error's first line) and pending. Failed and pending jobs run on the next `radbench run`."""
@@ -120,7 +141,11 @@ def report(
     err.print(f"report: {page} ({len(board)} leaderboard rows, {resamples} patient resamples; tables in "
               f"{target / 'tables'}, figures in {target / 'figures'})")
     if tracker is not None:
-        logged = tracker.sync(store)
-        run_id = tracker.log_report(target)
-        err.print(f"tracking: the page and tables logged to MLflow run {run_id} at {tracker.uri} ({logged} job(s) "
-                  "not logged before were logged too)", highlight=False)
+        from radbench.results.tracking import after_the_run
+
+        done = after_the_run(lambda: (tracker.sync(store), tracker.log_report(target)), "logging the report",
+                             output_dir, track_optional, lambda m: err.print(f"warning: {escape(m)}"))
+        if done is not None:
+            logged, run_id = done
+            err.print(f"tracking: the page and tables logged to MLflow run {run_id} at {tracker.uri} ({logged} "
+                      "job(s) not logged before were logged too)", highlight=False)

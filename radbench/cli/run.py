@@ -66,11 +66,11 @@ def run(
 
     from radbench.executors.backends import ExecutorOptions
 
+    options = ExecutorOptions(executor, max_parallel, retries, gpus_per_job, cpus_per_job, partition,
+                              slurm_args=_key_values(slurm_arg or []), address=address)
     loaded = _load(study, data_root, output_dir, limit, backbone, weights, image_size, seeds, epochs)
     config = _with_overrides(loaded, device, batch_size, num_workers)
     tracker = _tracker(track, track_optional, config.settings.output_dir, config.settings.name)
-    options = ExecutorOptions(executor, max_parallel, retries, gpus_per_job, cpus_per_job, partition,
-                              slurm_args=_key_values(slurm_arg or []), address=address)
     rank = int(os.environ.get("RANK", "0"))
     quiet = quiet or rank > 0  # under torchrun: rank 0 reports for all
     units = _failed_units(config) if retry_failed else None
@@ -83,17 +83,28 @@ def run(
         failures = _run_units(config, options, units, quiet, fail_fast)
     if rank != 0:
         return
-    if tracker is not None:
-        logged = tracker.sync(_open_store(config.settings.output_dir))
-        err.print(f"tracking: {logged} job(s) logged to MLflow at {tracker.uri} (experiment {config.settings.name!r})",
-                  highlight=False)
     _print_summary(config.settings.output_dir)
+    tracking_failed = None
+    if tracker is not None:
+        from radbench.results.tracking import TrackingFailed, after_the_run
+
+        try:
+            logged = after_the_run(lambda: tracker.sync(_open_store(config.settings.output_dir)), "logging the jobs",
+                                   config.settings.output_dir, track_optional, _warn)
+        except TrackingFailed as error:  # said after the job failures, which it must not hide either
+            tracking_failed, logged = error, None
+        if logged is not None:
+            err.print(f"tracking: {logged} job(s) logged to MLflow at {tracker.uri} (experiment "
+                      f"{config.settings.name!r})", highlight=False)
     out_dir = config.settings.output_dir
     if failures:
         err.print(f"[bold red]{len(failures)} job(s) failed[/] (recorded; `radbench run` again retries them):",
                   highlight=False)
         for line in failures:
             err.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
+    if tracking_failed is not None:
+        raise tracking_failed
+    if failures:
         raise typer.Exit(1)
     err.print(f"next: radbench report {out_dir}   (the page: {out_dir / 'report' / 'index.html'})", highlight=False)
 
@@ -101,8 +112,11 @@ def run(
 def _tracker(track: str | None, optional: bool, output_dir: Path, study: str):
     from radbench.results.tracking import tracker_for
 
-    return tracker_for(track, optional, output_dir, study, lambda message: err.print(
-        f"[yellow]warning:[/] {escape(message)}", highlight=False))
+    return tracker_for(track, optional, output_dir, study, _warn)
+
+
+def _warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
 
 def _key_values(items: list[str]) -> dict[str, str]:

@@ -26,6 +26,16 @@ class ExecutorOptions:
     slurm_args: dict[str, str] = field(default_factory=dict)  # passed through, e.g. account=..., qos=...
     address: str | None = None  # ray: auto, ray://host:port; none: a local cluster
 
+    def __post_init__(self):  # before the study is read or anything written
+        if self.name not in EXECUTORS:
+            from radbench.errors import did_you_mean
+
+            raise RadbenchError(f"unknown executor {self.name!r}{did_you_mean(self.name, EXECUTORS)}; use "
+                                f"{', '.join(EXECUTORS[:-1])} or {EXECUTORS[-1]}")
+
+
+EXECUTORS = ("local", "ray", "slurm", "submitit-local")
+
 
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()

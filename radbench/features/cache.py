@@ -47,8 +47,30 @@ class CachedFeatures:
 
     def bundle(self, split: str) -> np.ndarray:
         path = self.folder / f"{split}.npy"
-        arrayfile.verify(path, self.manifest["splits"][split]["n"])  # once per file and process
+        expected = self.manifest["splits"][split]
+        record = arrayfile.verify(path, expected["n"])  # once per file and process
+        wrong = bound_elsewhere(record, split, expected.get("ids_sha"))
+        if wrong:
+            raise arrayfile.DamagedArray(f"{path}: {wrong}")
         return np.load(path, mmap_mode="r")
+
+
+def split_identity(split: str, sample_ids) -> dict:
+    """What binds a cached array to its split: the split's name, size and sample list."""
+    return {"split": split, "n": len(sample_ids), "ids_sha": ids_digest(sample_ids)}
+
+
+def bound_elsewhere(record: dict, split: str, ids_sha: str | None) -> str:
+    """Why an array's record belongs to another split ('' when it is this one's). Records written before arrays
+    were bound (no split in them) are taken as they are."""
+    meta = record.get("meta", {})
+    if "split" not in meta:
+        return ""
+    if meta["split"] != split:
+        return f"written for split {meta['split']!r}, not {split!r} (a copied or linked file)"
+    if ids_sha is not None and meta.get("ids_sha") != ids_sha:
+        return "written for another list of samples (a copied or linked file)"
+    return ""
 
 
 def _suffix(layout: BundleLayout) -> str:
@@ -68,7 +90,7 @@ class FeatureCache:
             raise arrayfile.write_error(self.root, error) from None
         arrayfile.clean_stale_temporaries(self.root)
 
-    def find(self, key: str, blocks_needed: int, split_sizes: dict[str, int]) -> CachedFeatures | None:
+    def find(self, key: str, blocks_needed: int, splits: dict[str, dict]) -> CachedFeatures | None:
         """A complete, intact entry for `key` holding at least `blocks_needed` CLS blocks (any pooled entry fits)."""
         best: CachedFeatures | None = None
         for folder in self.root.glob(f"{key}-*"):
@@ -82,7 +104,7 @@ class FeatureCache:
                 best = CachedFeatures(folder, manifest, stored)
         if best is None:
             return None
-        intact = [self.split_intact(best.folder, split, n) for split, n in split_sizes.items()]
+        intact = [self.split_intact(best.folder, split, identity) for split, identity in splits.items()]
         return best if all(intact) else None
 
     def _manifest(self, folder: Path) -> dict | None:
@@ -101,14 +123,27 @@ class FeatureCache:
     def folder(self, key: str, layout: BundleLayout) -> Path:
         return self.root / f"{key}-{_suffix(layout)}"
 
-    def split_intact(self, folder: Path, split: str, rows: int) -> bool:
-        return arrayfile.is_intact(folder / f"{split}.npy", rows, self.warn)
+    def split_intact(self, folder: Path, split: str, identity: dict) -> bool:
+        """The split's array is intact and was written for this split's samples (split_identity); else False, the
+        array discarded for re-extraction (or an error under --no-repair, as for a damaged one)."""
+        path = folder / f"{split}.npy"
+        if not arrayfile.is_intact(path, identity["n"], self.warn):
+            return False
+        wrong = bound_elsewhere(arrayfile.verify(path), split, identity.get("ids_sha"))
+        if not wrong:
+            return True
+        if not arrayfile.repairing():
+            raise arrayfile.DamagedArray(f"{path}: {wrong}; rerun without --no-repair to rebuild it")
+        self.warn(f"{path}: {wrong}; discarding it and rebuilding")
+        arrayfile.discard(path)
+        return False
 
     def write_split(self, key: str, layout: BundleLayout, split: str, array: np.ndarray, dtype: str,
-                    seconds: float) -> None:
+                    seconds: float, identity: dict | None = None) -> None:
         if dtype == "float16" and np.abs(array).max(initial=0.0) > np.finfo(np.float16).max:
             dtype = "float32"  # values beyond float16's range would become inf: keep them exact instead
-        arrayfile.write(self.folder(key, layout) / f"{split}.npy", array.astype(dtype), {"seconds": seconds})
+        arrayfile.write(self.folder(key, layout) / f"{split}.npy", array.astype(dtype),
+                        {"seconds": seconds, **(identity or {})})
 
     def finish(self, key: str, layout: BundleLayout, manifest: dict) -> CachedFeatures:
         """Write the manifest; `extract_seconds` covers every split, also those a previous run extracted."""

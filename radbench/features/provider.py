@@ -12,7 +12,14 @@ from radbench.backbones import BackboneConfig, BackboneDescription, FeatureBackb
 from radbench.data.base import LabeledDataset
 from radbench.data.transforms import Preprocess
 from radbench.distributed import Ranks
-from radbench.features.cache import EXTRACTION_VERSION, CachedFeatures, FeatureCache, ids_digest, stable_hash
+from radbench.features.cache import (
+    EXTRACTION_VERSION,
+    CachedFeatures,
+    FeatureCache,
+    ids_digest,
+    split_identity,
+    stable_hash,
+)
 from radbench.features.extract import extract_bundle, extract_volume_bundle
 from radbench.progress import Reporter
 
@@ -59,8 +66,8 @@ class FeatureProvider:
     def get(self, cfg: BackboneConfig, description: BackboneDescription, dataset: LabeledDataset,
             preprocess: Preprocess, blocks_needed: int) -> CachedFeatures:
         key = feature_key(description, preprocess, dataset, self.dtype, self.precision)
-        sizes = {name: len(split) for name, split in dataset.splits.items()}
-        cached = self.cache.find(key, blocks_needed, sizes)
+        splits = {name: split_identity(name, split.sample_ids) for name, split in dataset.splits.items()}
+        cached = self.cache.find(key, blocks_needed, splits)
         if cached is not None:
             self.reporter.info(f"  features: cache hit {cached.folder.name}")
             return cached
@@ -69,7 +76,7 @@ class FeatureProvider:
         if dataset.volume is not None:
             layout = replace(layout, parts=dataset.volume.parts)
         for split in dataset.splits:  # train, val, test (a shifted test set: test alone)
-            if self.cache.split_intact(self.cache.folder(key, layout), split, sizes[split]):
+            if self.cache.split_intact(self.cache.folder(key, layout), split, splits[split]):
                 self.reporter.info(f"  features: {split} already extracted, kept")
                 continue
             every = dataset.splits[split].images
@@ -86,7 +93,7 @@ class FeatureProvider:
             array = self.ranks.gather_rows(array)
             seconds = time.perf_counter() - start
             if self.ranks.main:
-                self.cache.write_split(key, layout, split, array, self.dtype, seconds)
+                self.cache.write_split(key, layout, split, array, self.dtype, seconds, splits[split])
                 self.extractions.append(Extraction(cfg.display_name, dataset.name, split, len(every), seconds))
             self.ranks.barrier()
         manifest = {
@@ -103,7 +110,7 @@ class FeatureProvider:
         if self.ranks.main:
             finished = self.cache.finish(key, layout, manifest)
         self.ranks.barrier()
-        return finished if self.ranks.main else self.cache.find(key, blocks_needed, sizes)
+        return finished if self.ranks.main else self.cache.find(key, blocks_needed, splits)
 
     def backbone(self, cfg: BackboneConfig, image_size: int) -> FeatureBackbone:
         slot = (cfg.display_name, image_size)

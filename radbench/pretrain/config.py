@@ -7,14 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, field_validator, model_validator
 
 from radbench.backbones import BackboneConfig, resolve_entry
-from radbench.config import _dataset, _expand_variables, _UniqueKeyLoader, _validate
+from radbench.config import _dataset, _expand_variables, _validate
 from radbench.data.base import DatasetConfigBase
 from radbench.errors import ConfigError, RadbenchError
 from radbench.schema import InputPath, OutputPath, PositiveFloat, StrictModel
+from radbench.yaml_file import load_yaml_file
 
 Range = tuple[float, float]
 
@@ -165,10 +165,7 @@ def load_pretrain(path: str | Path, updates: dict | None = None) -> ParsedPretra
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: pretraining config not found")
-    try:
-        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
-    except Exception as error:  # yaml errors and duplicate keys: one line
-        raise ConfigError(f"{path}: invalid YAML: {str(error).splitlines()[0]}") from None
+    raw = load_yaml_file(path, "pretraining config")
     errors: list[str] = []
     raw = _expand_variables(raw, "", errors)
     if not isinstance(raw, dict):

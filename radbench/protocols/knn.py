@@ -35,10 +35,10 @@ def nearest(bank: np.ndarray, queries: np.ndarray, k: int, device: torch.device,
     """Top-k cosine similarities and indices, most similar first."""
     import torch
 
-    bank_t = torch.nn.functional.normalize(torch.from_numpy(bank).to(device), dim=1)
+    bank_t = torch.nn.functional.normalize(torch.tensor(bank, device=device), dim=1)  # a copy: caches are read-only
     sims, idx = [], []
     for start in range(0, len(queries), chunk):
-        q = torch.nn.functional.normalize(torch.from_numpy(queries[start:start + chunk]).to(device), dim=1)
+        q = torch.nn.functional.normalize(torch.tensor(queries[start:start + chunk], device=device), dim=1)
         top = (q @ bank_t.T).topk(min(k, len(bank)), dim=1)
         sims.append(top.values.cpu())
         idx.append(top.indices.cpu())
@@ -49,7 +49,7 @@ def vote(sims: torch.Tensor, idx: torch.Tensor, bank_targets: np.ndarray, temper
     import torch
 
     weights = (sims / temperature).exp()  # (Q, k)
-    neighbour = torch.from_numpy(bank_targets).double()[idx]  # (Q, k, C), NaN = missing label
+    neighbour = torch.tensor(bank_targets, dtype=torch.float64)[idx]  # (Q, k, C), NaN = missing label
     known = ~neighbour.isnan()
     weighted = (weights[..., None] * neighbour.nan_to_num(0.0)).sum(1)
     mass = (weights[..., None] * known).sum(1)

@@ -32,7 +32,7 @@ ENSEMBLE = "ensemble"
 
 class ZeroShotConfig(ProtocolConfigBase):
     prompts: dict[str, list[str]] | None = None  # class -> phrases (replaces the built-in phrases of that class)
-    templates: Literal["cxr", "generic"] | list[str] = "cxr"  # a built-in set, or templates with one "{}"
+    templates: str | list[str] = "cxr"  # a built-in set (cxr, generic), or templates with one "{}"
     negation: str = NEGATION  # multi-label `pair`: the negated phrase
     multilabel: Literal["pair", "sigmoid"] = "pair"
     choose_template: bool = False  # pick one template on val (default: ensemble every template)
@@ -43,6 +43,18 @@ class ZeroShotConfig(ProtocolConfigBase):
         for name, phrases in (value or {}).items():
             if not phrases or not all(isinstance(p, str) and p.strip() for p in phrases):
                 raise ValueError(f"prompts for {name!r}: give at least one non-empty phrase")
+        return value
+
+    @field_validator("templates", mode="before")
+    @classmethod
+    def _known_set(cls, value):
+        if isinstance(value, str) and value not in TEMPLATES:
+            from radbench.errors import did_you_mean
+
+            raise ValueError(f"{value!r} is not a built-in set{did_you_mean(value, TEMPLATES)}: give "
+                             f"{' or '.join(TEMPLATES)}, or a list of templates with one {{}} each")
+        if not isinstance(value, (str, list)):
+            raise ValueError("give cxr, generic, or a list of templates with one {} each")
         return value
 
     @field_validator("templates")
@@ -120,7 +132,7 @@ def run_zero_shot(cfg: ZeroShotConfig, inputs: ProtocolInput) -> ProtocolResult:
 def check_zero_shot(study, datasets: dict) -> None:
     """Before any model is built: every backbone a zero_shot entry runs on has a text tower, every prompt names a
     class of some dataset, and every class of every dataset it runs on has phrases."""
-    from radbench.backbones.text import has_text_tower
+    from radbench.backbones.text import has_logit_bias, has_text_tower
     from radbench.errors import ConfigError, did_you_mean
 
     for i, entry in enumerate(study.protocols):
@@ -133,6 +145,12 @@ def check_zero_shot(study, datasets: dict) -> None:
                                   "CLIP-style model: open_clip, e.g. open_clip:ViT-B-16/openai or biomedclip, or a "
                                   "transformers CLIP / SigLIP model); give the protocol `backbones: [...]` without "
                                   "it")
+            multilabel = any(getattr(d, "task", None) is not None and not d.task.single_label
+                             for d in datasets.values())
+            if entry.config.multilabel == "sigmoid" and multilabel and entry.runs_on(backbone) and \
+                    has_logit_bias(backbone) is False:
+                raise ConfigError(f"{where}.multilabel: sigmoid needs a model with a learned logit bias (SigLIP-"
+                                  f"style); {backbone.display_name!r} has none — use multilabel: pair")
         classes = {name for d in datasets.values() if hasattr(d, "task") for name in d.class_names}
         for name in entry.config.prompts or {}:
             if name not in classes:

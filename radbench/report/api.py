@@ -11,7 +11,7 @@ import pandas as pd
 from radbench.data.base import Task
 from radbench.errors import RadbenchError
 from radbench.report import stats
-from radbench.results import ResultsStore, metric_rows, predictions
+from radbench.results import metric_rows, predictions
 from radbench.results.tables import COST_METRICS
 
 JSON_COLUMNS = ("config", "selected", "candidates", "details", "timings")
@@ -23,13 +23,9 @@ class Results:
     metric), r.cka(dataset[, backbone]), r.leaderboard(), r.clinical(dataset)."""
 
     def __init__(self, output_dir: str | Path):
-        path = Path(output_dir) / "results.sqlite"
-        from radbench.results.shards import merge_shards
+        from radbench.results.shards import open_results
 
-        if not path.is_file() and not (Path(output_dir) / "shards").is_dir():
-            raise RadbenchError(f"{output_dir}: no results.sqlite here (is this a study's output_dir?)")
-        merge_shards(output_dir)  # results of executor workers not merged yet
-        self.store = ResultsStore(path)
+        self.store = open_results(output_dir)
 
     @property
     def jobs(self) -> pd.DataFrame:

@@ -16,6 +16,7 @@ import numpy as np
 LEADERBOARD = "leaderboard"
 CLINICAL = "clinical"
 VERSIONS = {LEADERBOARD: 2, CLINICAL: 1}  # bump when a statistic's computation changes: older payloads are ignored
+HEADERS = {LEADERBOARD: {"identity", "patients", "positives", "fewest"}, CLINICAL: {"identity"}}  # what readers use
 
 
 def digest(scores: np.ndarray) -> str:
@@ -39,21 +40,51 @@ def unpack(payload: bytes) -> tuple[dict, dict, dict]:
     return header.pop("estimates"), draws, header
 
 
+def _check(estimates, draws: dict, header: dict, resamples: int) -> None:
+    """What a payload of this version holds: numbers per metric, `resamples` draws of each."""
+    if not isinstance(estimates, dict) or not isinstance(header, dict) or set(estimates) != set(draws):
+        raise ValueError("payload layout")
+    for name, values in draws.items():
+        if values.dtype != np.float64 or values.shape != (resamples,) or not isinstance(estimates[name], (int, float)):
+            raise ValueError(f"payload of {name}")
+
+
 class StatCache:
-    """One statistic's cached payloads for one report: read once, new ones collected and written at the end."""
+    """One statistic's cached payloads for one report: read once, new ones collected and written at the end. Only a
+    cache: an entry that does not decode to what this version writes is dropped and computed again (one warning
+    per report), and written over at the end."""
 
     def __init__(self, store, statistic: str, resamples: int, seed: int):
         self.store, self.key = store, (statistic, resamples, seed, VERSIONS[statistic])
         self.found = store.cached_stats(*self.key)  # unpacked when asked for: a report asks per dataset
         self.computed: dict[str, bytes] = {}
+        self.dropped: list[str] = []
 
     def get(self, job: str) -> tuple[dict, dict, dict] | None:
-        return unpack(self.found[job]) if job in self.found else None
+        if job not in self.found:
+            return None
+        try:
+            estimates, draws, header = unpack(self.found[job])
+            _check(estimates, draws, header, self.key[1])
+            if not HEADERS[self.key[0]] <= set(header):
+                raise ValueError("header")
+            return estimates, draws, header
+        except Exception:  # any way a payload can be damaged (zip, npy, JSON, shapes): recompute it
+            del self.found[job]
+            self.dropped.append(job)
+            return None
 
     def put(self, job: str, estimates: dict, draws: dict, **header) -> None:
         self.computed[job] = pack(estimates, draws, **header)
 
     def save(self) -> None:
+        if self.dropped:
+            import warnings
+
+            warnings.warn(f"{len(self.dropped)} damaged entr{'y' if len(self.dropped) == 1 else 'ies'} of the report's "
+                          f"{self.key[0]} statistics cache (jobs {', '.join(self.dropped[:3])}"
+                          f"{' ...' if len(self.dropped) > 3 else ''}) dropped and computed again", stacklevel=2)
+            self.dropped = []
         if not self.computed:
             return
         try:

@@ -111,6 +111,36 @@ def merge_shards(output_dir: Path) -> int:
     return added
 
 
+def open_results(output_dir: Path) -> ResultsStore:
+    """The store of a results folder for the reading commands (results, status, report, verify, the Python API):
+    shards merged first where the folder can be written; a folder this user cannot write (results shared read-only)
+    is read as it is, never written — unmerged shards are then left out, with one warning."""
+    from radbench.errors import RadbenchError
+
+    output_dir = Path(output_dir)
+    path = output_dir / "results.sqlite"
+    if not path.is_file() and not shard_folder(output_dir).is_dir():
+        raise RadbenchError(f"{output_dir}: no results.sqlite here (is this a study's output_dir?)")
+    if writable(output_dir) and (not path.exists() or os.access(path, os.W_OK)):
+        merge_shards(output_dir)  # results of executor workers not merged yet
+        return ResultsStore(path)
+    if not path.is_file():
+        raise RadbenchError(f"{output_dir}: no results.sqlite here, and the folder is read-only so its shards cannot "
+                            "be merged into one; run `radbench results` once where it can be written")
+    pending = list(shard_folder(output_dir).glob("*.sqlite"))
+    if pending:
+        import warnings
+
+        warnings.warn(f"{output_dir} is read-only: {len(pending)} result shard(s) not merged yet are left out",
+                      stacklevel=2)
+    return ResultsStore(path, read_only=True)
+
+
+def writable(folder: Path) -> bool:
+    """This user may create files in `folder` (permissions and a read-only mount both say no)."""
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
 def _shard_intact(path: Path) -> bool | None:
     """True: a whole shard; False: damaged or empty; None: gone (another merge removed it)."""
     try:  # read-only: a shard another merge removed meanwhile is not recreated as an empty file

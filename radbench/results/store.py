@@ -24,102 +24,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from radbench.results import prediction_blobs as blobs
 from radbench.results.plan_records import PlanRecords, claim_alive, describe_claim
-from radbench.results.side_tables import SideTables
-from radbench.results.store_file import LOCK_WAIT_SECONDS, StoreError, check_store_file, guarded
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    key TEXT PRIMARY KEY,
-    study TEXT NOT NULL,
-    backbone TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    protocol TEXT NOT NULL,
-    protocol_type TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    repeat INTEGER NOT NULL DEFAULT 0,
-    task TEXT NOT NULL,
-    config TEXT NOT NULL,
-    selected TEXT NOT NULL,
-    candidates TEXT NOT NULL,
-    details TEXT NOT NULL,
-    timings TEXT NOT NULL,
-    feature_cache TEXT,
-    radbench_version TEXT NOT NULL,
-    finished_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS metrics (
-    job_key TEXT NOT NULL REFERENCES jobs(key),
-    split TEXT NOT NULL,
-    name TEXT NOT NULL,
-    value REAL,
-    PRIMARY KEY (job_key, split, name)
-);
-CREATE TABLE IF NOT EXISTS sample_metrics (
-    job_key TEXT NOT NULL REFERENCES jobs(key),
-    sample_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    value REAL,
-    PRIMARY KEY (job_key, sample_id, name)
-);
-CREATE TABLE IF NOT EXISTS claims (
-    key TEXT PRIMARY KEY,
-    owner TEXT NOT NULL,
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    heartbeat REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS predictions (
-    job_key TEXT PRIMARY KEY REFERENCES jobs(key),
-    class_names TEXT NOT NULL,
-    sample_ids TEXT NOT NULL,
-    targets BLOB NOT NULL,
-    scores BLOB NOT NULL,
-    shape TEXT NOT NULL,
-    patient_ids TEXT
-);
-CREATE TABLE IF NOT EXISTS planned_units (
-    study TEXT NOT NULL,
-    backbone TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    PRIMARY KEY (study, backbone, dataset)
-);
-CREATE TABLE IF NOT EXISTS planned_jobs (
-    key TEXT PRIMARY KEY,
-    backbone TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    protocol TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    repeat INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sample_groups (
-    dataset TEXT NOT NULL,
-    sample_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    value TEXT NOT NULL,
-    PRIMARY KEY (dataset, sample_id, name)
-);
-CREATE TABLE IF NOT EXISTS stat_cache (
-    job_key TEXT NOT NULL,
-    statistic TEXT NOT NULL,
-    resamples INTEGER NOT NULL,
-    seed INTEGER NOT NULL,
-    version INTEGER NOT NULL,
-    payload BLOB NOT NULL,
-    PRIMARY KEY (job_key, statistic, resamples, seed, version)
-);
-CREATE TABLE IF NOT EXISTS failures (
-    key TEXT PRIMARY KEY,
-    backbone TEXT NOT NULL,
-    dataset TEXT NOT NULL,
-    protocol TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    repeat INTEGER NOT NULL,
-    error TEXT NOT NULL,
-    failed_at REAL NOT NULL
-);
-"""
+from radbench.results.prediction_rows import PredictionRows, insert_predictions
+from radbench.results.schema import SCHEMA
+from radbench.results.side_tables import STAT_CACHE_TABLE, SideTables
+from radbench.results.store_file import (
+    LOCK_WAIT_SECONDS,
+    StoreError,
+    check_store_file,
+    connect_read_only,
+    guarded,
+)
 
 
 @dataclass
@@ -166,24 +81,32 @@ def _json_default(value):
 HEARTBEAT_SECONDS = 15.0
 
 
-class ResultsStore(PlanRecords, SideTables):
+class ResultsStore(PlanRecords, SideTables, PredictionRows):
     journal_mode = "WAL"  # readers do not block the writer; shards (one writer, maybe over NFS) use DELETE
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, read_only: bool = False):
         self.path = Path(path)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.read_only = read_only  # a folder this user cannot write (shared results): read, never write
+        self._warned = False
+        if read_only:
+            self.check_file()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise StoreError(f"{self.path.parent}: cannot create the output folder ({error.strerror})") from None
         self.check_file()  # read-only: a damaged or foreign file is refused before anything is written
         with self._guard(), closing(self._connect_first()) as conn:
-            conn.executescript(SCHEMA)
+            conn.executescript(SCHEMA + STAT_CACHE_TABLE + ";")
             columns = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
             if "repeat" not in columns:  # stores written before repeats existed
                 conn.execute("ALTER TABLE jobs ADD COLUMN repeat INTEGER NOT NULL DEFAULT 0")
-            if "patient_ids" not in {row[1] for row in conn.execute("PRAGMA table_info(predictions)")}:
-                conn.execute("ALTER TABLE predictions ADD COLUMN patient_ids TEXT")  # stores from before
+            stored = {row[1] for row in conn.execute("PRAGMA table_info(predictions)")}
+            for column in ("patient_ids", "checksums"):  # stores from before these were kept
+                if column not in stored:
+                    conn.execute(f"ALTER TABLE predictions ADD COLUMN {column} TEXT")
+            self.renew_stat_cache(conn)
 
     def check_file(self) -> None:
         check_store_file(self.path)
@@ -192,9 +115,15 @@ class ResultsStore(PlanRecords, SideTables):
         return guarded(self.path)
 
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            return self._connect_read_only()
         conn = sqlite3.connect(self.path, timeout=LOCK_WAIT_SECONDS, uri=True)  # uri: read-only ATTACH of shards
         conn.execute("PRAGMA synchronous=FULL")
         return conn
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        warn, self._warned = not self._warned, True
+        return connect_read_only(self.path, warn)
 
     def _connect_first(self) -> sqlite3.Connection:
         """The first connection switches the store to WAL (persistent, so later connections need not). SQLite
@@ -306,14 +235,8 @@ class ResultsStore(PlanRecords, SideTables):
         conn.execute("DELETE FROM metrics WHERE job_key = ?", (record.key,))
         conn.executemany("INSERT INTO metrics VALUES (?,?,?,?)", metrics)
         if record.test_scores is not None:
-            conn.execute(
-                "INSERT OR REPLACE INTO predictions (job_key, class_names, sample_ids, targets, scores, shape, "
-                "patient_ids) VALUES (?,?,?,?,?,?,?)",
-                (record.key, _dumps(list(record.class_names)), blobs.pack_ids(record.sample_ids),
-                 blobs.pack_targets(record.test_targets), blobs.pack_scores(record.test_scores),
-                 _dumps(list(record.test_scores.shape)),
-                 None if record.patient_ids is None else blobs.pack_ids(record.patient_ids)),
-            )
+            insert_predictions(conn, record.key, record.class_names, record.sample_ids, record.test_targets,
+                               record.test_scores, record.patient_ids)
         conn.execute("DELETE FROM sample_metrics WHERE job_key = ?", (record.key,))
         conn.executemany("INSERT INTO sample_metrics VALUES (?,?,?,?)", [
             (record.key, case["sample_id"], name, _real(value))
@@ -349,60 +272,6 @@ class ResultsStore(PlanRecords, SideTables):
     def _current(self, frame: pd.DataFrame, column: str) -> pd.DataFrame:
         old = self.superseded()
         return frame[~frame[column].isin(old)].reset_index(drop=True) if old else frame
-
-    def unusable_predictions(self) -> dict[str, str]:
-        """Jobs whose test predictions a report cannot use, with why: none stored (and no per-case metrics), or a
-        blob whose size does not match its recorded shape (a torn or edited row). Read without loading blobs."""
-        rows = self._read(
-            "SELECT j.key, p.shape, substr(p.targets, 1, 4), length(p.targets), length(p.scores), "
-            "p.job_key IS NOT NULL, EXISTS (SELECT 1 FROM sample_metrics s WHERE s.job_key = j.key) FROM jobs j "
-            "LEFT JOIN predictions p ON p.job_key = j.key")
-        problems = {}
-        for key, shape, targets_head, target_bytes, score_bytes, stored, cases in rows:
-            if not stored:
-                if not cases:
-                    problems[key] = "no stored test predictions"
-                continue
-            try:
-                why = blobs.plausible(tuple(json.loads(shape)), targets_head, target_bytes, score_bytes)
-            except (ValueError, TypeError):
-                why = "unreadable shape"
-            if why:
-                problems[key] = f"predictions damaged ({why})"
-        return problems
-
-    def largest_test_split(self) -> int:
-        """Samples (or segmentation cases) of the largest stored test split: what a bootstrap's memory scales with."""
-        shapes = [json.loads(row[0])[0] for row in self._read("SELECT DISTINCT shape FROM predictions")
-                  if row[0] and row[0].startswith("[")]
-        cases = self._read("SELECT MAX(n) FROM (SELECT COUNT(DISTINCT sample_id) AS n FROM sample_metrics "
-                           "GROUP BY job_key)")
-        return max([*shapes, cases[0][0] or 0, 0])
-
-    def has_predictions(self, key: str) -> bool:
-        return bool(self._read("SELECT 1 FROM predictions WHERE job_key = ?", (key,)))
-
-    def predictions(self, key: str) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
-        """(class_names, sample_ids, targets, scores) of one job's test predictions."""
-        rows = self._read(
-            "SELECT class_names, sample_ids, targets, scores, shape FROM predictions WHERE job_key = ?", (key,))
-        if not rows:
-            raise KeyError(key)
-        row = rows[0]
-        shape = tuple(json.loads(row[4]))
-        try:
-            targets, scores = blobs.unpack_targets(row[2], shape), blobs.unpack_scores(row[3], shape)
-        except blobs.DamagedPredictions as error:
-            raise StoreError(f"{self.path}: job {key}: predictions damaged ({error})") from None
-        return json.loads(row[0]), blobs.unpack_ids(row[1]), targets, scores
-
-    def patient_ids(self, key: str) -> list[str]:
-        """The patients of one job's test samples (stores from before they were kept: each sample its own)."""
-        rows = self._read("SELECT sample_ids, patient_ids FROM predictions WHERE job_key = ?", (key,))
-        if not rows:
-            raise KeyError(key)
-        return blobs.unpack_ids(rows[0][1] if rows[0][1] is not None else rows[0][0])
-
 
 def _real(value) -> float | None:
     value = float(value)

@@ -41,9 +41,22 @@ def settings(configs: pd.DataFrame) -> pd.Series:
     return labels
 
 
+def damaged_jobs(store: ResultsStore) -> set[str]:
+    """Jobs whose stored predictions are damaged: named in one warning, left out of every table."""
+    damaged = store.damaged_predictions()
+    if damaged:
+        import warnings
+
+        listed = "; ".join(f"job {key}: {why}" for key, why in list(damaged.items())[:5])
+        warnings.warn(f"{len(damaged)} job(s) left out: {listed}{' ...' if len(damaged) > 5 else ''} — `radbench "
+                      "verify` checks every job; rerun them after removing their rows (or the store)", stacklevel=3)
+    return set(damaged)
+
+
 def metric_rows(store: ResultsStore, split: str = "test") -> pd.DataFrame:
     """One row per (job, metric): backbone, dataset, protocol, seed, repeat, metric, value, job, setting."""
     frame = store.metrics(split)
+    frame = frame[~frame.job.isin(damaged_jobs(store))]
     jobs = frame.drop_duplicates("job")[["job", *KEYS, "config"]].reset_index(drop=True)
     jobs["setting"] = settings(jobs)
     frame = frame.merge(jobs[["job", "setting"]], on="job", how="left")
@@ -122,6 +135,7 @@ def predictions(store: ResultsStore, backbone: str | None = None, dataset: str |
     """Per-sample test scores: backbone, dataset, protocol, seed, repeat, sample_id, patient_id (what the report's
     bootstrap resamples by), target_<class>..., score_<class>..., job."""
     jobs = store.jobs()
+    jobs = jobs[~jobs.key.isin(damaged_jobs(store))]
     for column, value in (("backbone", backbone), ("dataset", dataset), ("protocol", protocol)):
         if value is not None:
             jobs = jobs[jobs[column] == value]

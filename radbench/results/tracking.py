@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import math
 import re
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from radbench.errors import ConfigError
+from radbench.errors import ConfigError, RadbenchError
 
 KEY_TAG = "radbench.job_key"
 KIND_TAG = "radbench.kind"
@@ -43,9 +44,25 @@ class MlflowTracker:
         self._experiment = None
 
     def check(self) -> None:
-        """An unreachable server: one line, before any model is built."""
-        if not self.uri.startswith(("http://", "https://")):
-            return
+        """Before any model is built: the URI is one MLflow can store runs at, and it answers — one line else."""
+        uri = self.uri
+        scheme = _scheme(uri)
+        if scheme in ("", "file"):
+            raise ConfigError(f"--track mlflow:{uri}: a plain folder is MLflow's file store, which MLflow 3 refuses; "
+                              "give mlflow (a local SQLite store in OUT/mlruns), mlflow:sqlite:///PATH/mlflow.db or "
+                              "a server, mlflow:http://host:5000")
+        if scheme not in _schemes():
+            raise ConfigError(f"--track mlflow:{uri}: MLflow does not store runs at {scheme}:// URIs; give "
+                              "mlflow:sqlite:///PATH/mlflow.db, a database (postgresql://, mysql://, mssql://), a "
+                              "server (http://host:5000) or databricks")
+        if scheme in ("http", "https"):
+            self._check_server()
+        elif scheme == "sqlite":
+            _check_sqlite(uri)
+        else:  # a database server or Databricks: ask it something, bounded in time
+            self._probe()
+
+    def _check_server(self) -> None:
         try:
             with urllib.request.urlopen(self.uri.rstrip("/") + "/health", timeout=5) as answer:
                 answer.read()
@@ -53,6 +70,29 @@ class MlflowTracker:
             reason = getattr(error, "reason", error)
             raise ConfigError(f"--track: the MLflow tracking server at {self.uri} cannot be reached ({reason}); "
                               "start it, fix the URI, or pass --track-optional to run without tracking") from None
+
+    def _probe(self, seconds: float = 20.0) -> None:
+        import concurrent.futures
+
+        def ask():
+            import logging
+
+            from mlflow.tracking import MlflowClient
+
+            logging.getLogger("mlflow").setLevel(logging.CRITICAL)  # its own warnings: the error line says it
+            MlflowClient(tracking_uri=self.uri).search_experiments(max_results=1)
+
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        try:
+            pool.submit(ask).result(timeout=seconds)
+        except concurrent.futures.TimeoutError:
+            raise ConfigError(f"--track: MLflow at {self.uri} did not answer within {seconds:.0f} s; fix the URI or "
+                              "pass --track-optional to run without tracking") from None
+        except Exception as error:  # any driver's or client's error: one line
+            raise ConfigError(f"--track: MLflow cannot use {self.uri} ({_first_line(error)}); fix the URI or pass "
+                              "--track-optional to run without tracking") from None
+        finally:
+            pool.shutdown(wait=False)
 
     @property
     def client(self):
@@ -126,6 +166,76 @@ class MlflowTracker:
 
 def _safe(name: str) -> str:
     return _UNSAFE.sub("_", name)
+
+
+def _scheme(uri: str) -> str:
+    """The URI's scheme ('' for a plain path; 'databricks' for databricks, databricks://profile and kin)."""
+    if uri in ("databricks", "databricks-uc", "uc"):
+        return uri
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*)://", uri) or re.match(r"^([A-Za-z][A-Za-z0-9+.\-]+):", uri)
+    return match.group(1).lower().split("+")[0] if match else ""
+
+
+def _schemes() -> set[str]:
+    """The schemes MLflow stores runs at (its tracking-store registry)."""
+    try:
+        from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+
+        return set(_tracking_store_registry._registry)
+    except Exception:  # a private name that moved: MLflow's documented schemes
+        return {"file", "", "http", "https", "databricks", "databricks-uc", "uc", "sqlite", "postgresql", "mysql",
+                "mssql"}
+
+
+def _check_sqlite(uri: str) -> None:
+    """sqlite:///PATH: a folder that exists and can be written, and a file (where there is one) that is SQLite."""
+
+    where = f"--track mlflow:{uri}"
+    path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""  # sqlite:////abs or sqlite:///relative
+    if path in ("", ":memory:"):
+        raise ConfigError(f"{where}: no file named (an in-memory store keeps nothing); give sqlite:///PATH/mlflow.db")
+    path = Path(path.split("?", 1)[0])
+    folder = path.parent
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"{where}: {path} is not a file")
+    if path.is_file():
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+        if head and head != b"SQLite format 3\x00":
+            raise ConfigError(f"{where}: {path} is not an SQLite database")
+    try:  # what MLflow will do: create the folder, write the file (a read-only disk says no here, not after the run)
+        folder.mkdir(parents=True, exist_ok=True)
+        if path.is_file():
+            open(path, "r+b").close()
+        else:
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".radbench-probe-"):
+                pass
+    except OSError as error:
+        raise ConfigError(f"{where}: cannot write there ({error.strerror or error}); give a store this user can "
+                          "write, or pass --track-optional to run without tracking") from None
+
+
+def _first_line(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    return (text[:300] + " ...") if len(text) > 300 else text or type(error).__name__
+
+
+class TrackingFailed(RadbenchError):
+    """Logging to MLflow failed after the results were stored."""
+
+
+def after_the_run(action, what: str, output_dir: Path, optional: bool, warn):
+    """Run a tracking `action` once the results are stored: its failure is one line (a warning under
+    --track-optional) that says the results are safe, never a traceback over them."""
+    try:
+        return action()
+    except Exception as error:  # MLflow, its store or the network: whatever it raises
+        message = (f"--track: {what} failed ({_first_line(error)}); the results are stored in {output_dir} — "
+                   "run the same command again with --track to log them")
+        if not optional:
+            raise TrackingFailed(message) from None
+        warn(message + " (--track-optional)")
+        return None
 
 
 def tracker_for(track: str | None, optional: bool, output_dir: Path, study: str, warn) -> MlflowTracker | None:
