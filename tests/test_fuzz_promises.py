@@ -161,8 +161,8 @@ CASES = [
     ("stat cache: another layout", damaged_store("DROP TABLE stat_cache",
                                                  "CREATE TABLE stat_cache (job_key TEXT, stuff BLOB)"),
      ("ok", "had another layout")),
-    ("stat cache: draws of another length", damaged_store(
-        "UPDATE stat_cache SET resamples = 100, payload = (SELECT payload FROM stat_cache LIMIT 1)"),
+    ("stat cache: another job's payloads", damaged_store(
+        "UPDATE stat_cache SET payload = (SELECT payload FROM stat_cache ORDER BY job_key LIMIT 1)"),
      ("ok", "computed again")),
     # prediction blobs: named, left out, never read as numbers
     ("blobs: scores random, same length", damaged_store(

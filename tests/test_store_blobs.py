@@ -76,7 +76,8 @@ def test_a_store_written_before_reads_as_it_did(tmp_path):
     scores = np.array([[0.9, 0.1], [0.3, 0.7], [0.123456789012345, 0.876543210987655], [0.6, 0.4]])
     store.save(record("old", targets, scores, task="binary", ids=["a", "b", "c", "d"], patients=["p", "p", "q", "r"]))
     with sqlite3.connect(store.path) as conn:
-        conn.execute("UPDATE predictions SET targets = ?, scores = ?, sample_ids = ?, patient_ids = ?",
+        conn.execute("UPDATE predictions SET targets = ?, scores = ?, sample_ids = ?, patient_ids = ?, "
+                     "checksums = NULL",  # stores from before checksums: the column added empty
                      (targets.tobytes(), scores.tobytes(), json.dumps(["a", "b", "c", "d"]),
                       json.dumps(["p", "p", "q", "r"])))
     assert store.unusable_predictions() == {}
@@ -90,13 +91,17 @@ def test_a_store_written_before_reads_as_it_did(tmp_path):
     ("scores", "substr(scores, 1, 10)", "10 score bytes"),
     ("targets", "zeroblob(7)", "7 target bytes"),
 ])
-def test_a_torn_row_is_named_by_the_check_that_reads_no_blob(tmp_path, column, value, why):
-    store = ResultsStore(tmp_path / "results.sqlite")
+def test_a_torn_row_is_named_by_its_checksum_or_its_size(tmp_path, column, value, why):
+    """This version's rows name the blob whose checksum differs; rows of older stores (no checksums) are named by
+    the sizes their shape implies."""
     targets, scores = nih_like(50, 3)
-    store.save(record("torn", targets, scores))
-    with sqlite3.connect(store.path) as conn:
-        conn.execute(f"UPDATE predictions SET {column} = {value}")
-    assert why in store.unusable_predictions()["torn"]
+    for name, older in (("new", False), ("old", True)):
+        store = ResultsStore(tmp_path / name / "results.sqlite")
+        store.save(record("torn", targets, scores))
+        with sqlite3.connect(store.path) as conn:
+            conn.execute(f"UPDATE predictions SET {column} = {value}" + (", checksums = NULL" if older else ""))
+        said = ResultsStore(store.path).unusable_predictions()["torn"]
+        assert (why if older else f"{column} changed since written (checksum differs)") in said, said
 
 
 def test_compressed_targets_that_do_not_inflate_stop_with_the_job_named(tmp_path):

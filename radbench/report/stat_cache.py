@@ -15,7 +15,7 @@ import numpy as np
 
 LEADERBOARD = "leaderboard"
 CLINICAL = "clinical"
-VERSIONS = {LEADERBOARD: 2, CLINICAL: 1}  # bump when a statistic's computation changes: older payloads are ignored
+VERSIONS = {LEADERBOARD: 3, CLINICAL: 2}  # bump when a statistic's computation changes: older payloads are ignored
 HEADERS = {LEADERBOARD: {"identity", "patients", "positives", "fewest"}, CLINICAL: {"identity"}}  # what readers use
 
 
@@ -66,8 +66,8 @@ class StatCache:
         try:
             estimates, draws, header = unpack(self.found[job])
             _check(estimates, draws, header, self.key[1])
-            if not HEADERS[self.key[0]] <= set(header):
-                raise ValueError("header")
+            if not HEADERS[self.key[0]] <= set(header) or header.get("job") != job:
+                raise ValueError("header")  # another layout, or another job's statistics
             return estimates, draws, header
         except Exception:  # any way a payload can be damaged (zip, npy, JSON, shapes): recompute it
             del self.found[job]
@@ -75,7 +75,7 @@ class StatCache:
             return None
 
     def put(self, job: str, estimates: dict, draws: dict, **header) -> None:
-        self.computed[job] = pack(estimates, draws, **header)
+        self.computed[job] = pack(estimates, draws, job=job, **header)
 
     def save(self) -> None:
         if self.dropped:
