@@ -57,6 +57,13 @@ class StudySettings(StrictModel):
     cache_dtype: Literal["float16", "float32"] = "float16"
     preprocess_cache: Literal["auto", "on", "off"] = "auto"  # auto: for images decoded from files
     preprocess_dtype: Literal["uint8", "uint16"] = "uint8"
+    # published numbers to set beside this study's (radbench/references): a shipped paper's name or a CSV path
+    reference: str | list[str] | None = None
+
+    @property
+    def references(self) -> list[str]:
+        return [] if self.reference is None else [self.reference] if isinstance(self.reference, str) \
+            else list(self.reference)
 
     @field_validator("device")
     @classmethod
@@ -146,6 +153,7 @@ def parse_study(raw: Any, base_dir: Path, source: str = "study") -> StudyConfig:
     if datasets and protocols and all(d is not None for d in datasets) and all(p is not None for p in protocols):
         _check_kinds(errors, datasets, protocols)  # a misspelled entry would only add a second, false error
     _check_crop(errors, settings, datasets)
+    settings = _check_references(errors, settings, base_dir)
     _check_shifts(errors, [d for d in datasets if d], {item.get("name") for item in lists["datasets"]
                                                         if isinstance(item, dict)})
     _check_restrictions(errors, backbones, protocols)
@@ -256,6 +264,23 @@ def _check_crop(errors: list[str], settings, datasets: list) -> None:
                 (dataset.resize or (settings.resize if settings else None)) == "crop":
             errors.append(f"datasets: {dataset.name!r} is a segmentation dataset; resize: crop is for "
                           "classification (use resize or pad)")
+
+
+def _check_references(errors: list[str], settings, base_dir: Path):
+    """Each reference is a shipped paper or a readable CSV of published numbers (read here; a CSV's path made
+    absolute, as the run stores the numbers with the study)."""
+    if settings is None or not settings.references:
+        return settings
+    from radbench.references import PAPERS, load_reference
+
+    resolved = []
+    for name in settings.references:
+        try:
+            load_reference(name, base_dir)
+            resolved.append(name if name in PAPERS else str((Path(base_dir) / name).resolve()))
+        except RadbenchError as error:
+            errors.append(f"reference: {error}")
+    return settings.model_copy(update={"reference": resolved})
 
 
 def _check_shifts(errors: list[str], datasets: list, entries: set) -> None:

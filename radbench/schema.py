@@ -9,7 +9,8 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 
 FEATURE_TYPE_PATTERN = re.compile(r"^(cls|mean|cls\+mean|pool|embed|last(\d+)(\+mean)?|block\d+)$")
-METRIC_NAMES = ("auroc", "accuracy", "balanced_accuracy", "f1_macro", "label_accuracy", "kappa", "dice", "iou")
+METRIC_NAMES = ("auroc", "accuracy", "balanced_accuracy", "recall", "f1_macro", "label_accuracy", "kappa", "dice",
+                "iou")
 
 
 class StrictModel(BaseModel):

@@ -120,6 +120,9 @@ def report(
                                      "the only part that runs a backbone)"),
     track: Optional[str] = TRACK,
     track_optional: bool = TRACK_OPTIONAL,
+    reference: Optional[list[str]] = typer.Option(None, "--reference", help="published numbers to set beside the "
+                                                  "study's: a shipped paper (huix2024) or a CSV of them (repeatable; "
+                                                  "a study's own `reference:` is used anyway)"),
 ):
     """The study's answer: index.html (findings, status, leaderboards with 95 % patient-level bootstrap intervals
     and significance, ranking, curves, ROC / confusion / per-class AUROC, segmentation cases and overlays, cost,
@@ -131,12 +134,18 @@ def report(
     target = out or output_dir / "report"
     store = _open_store(output_dir)
     check_resamples(resamples, store.largest_test_split())
+    if reference:
+        from radbench.references import load_reference
+
+        for name in reference:  # a bad one is one line now, before the report's work
+            load_reference(name)
     studies = sorted(store.jobs().study.unique())
     tracker = tracker_for(track, track_optional, output_dir, studies[0] if studies else output_dir.name,
                           lambda m: err.print(f"warning: {escape(m)}"))
     _, board = publish(target, lambda folder: build_report(output_dir, folder, resamples, seed, patch_images,
                                                             warn=lambda m: err.print(f"warning: {escape(m)}"),
-                                                            say=lambda m: err.print(escape(m), highlight=False)))
+                                                            say=lambda m: err.print(escape(m), highlight=False),
+                                                            references=tuple(reference or ())))
     page = target / "index.html"
     err.print(f"report: {page} ({len(board)} leaderboard rows, {resamples} patient resamples; tables in "
               f"{target / 'tables'}, figures in {target / 'figures'})")

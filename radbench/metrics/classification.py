@@ -26,7 +26,8 @@ def selectable_metrics(task: Task) -> tuple[str, ...]:
     """The metrics computed for a task, by which a protocol can choose hyperparameters."""
     if task is Task.MULTILABEL:
         return ("auroc", "f1_macro", "label_accuracy")
-    return ("auroc", "accuracy", "balanced_accuracy", "f1_macro", *(("kappa",) if task is Task.ORDINAL else ()))
+    return ("auroc", "accuracy", "balanced_accuracy", "recall", "f1_macro",
+            *(("kappa",) if task is Task.ORDINAL else ()))
 
 
 def classification_metrics(
@@ -42,7 +43,14 @@ def classification_metrics(
 
 
 def _single_label(task: Task, targets: np.ndarray, scores: np.ndarray, class_names: tuple[str, ...]):
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score, cohen_kappa_score, f1_score, roc_auc_score
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        cohen_kappa_score,
+        f1_score,
+        recall_score,
+        roc_auc_score,
+    )
 
     y_true = targets.argmax(1)
     y_pred = scores.argmax(1)
@@ -52,6 +60,9 @@ def _single_label(task: Task, targets: np.ndarray, scores: np.ndarray, class_nam
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
         "f1_macro": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        # macro recall over the classes in the split (ISIC's "Rec." in Huix et al.): balanced accuracy by another
+        # name, kept under the name papers use
+        "recall": float(recall_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
     }
     notes: dict = {}
     if len(present) < len(class_names):

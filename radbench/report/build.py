@@ -14,10 +14,11 @@ import pandas as pd
 from radbench.data.base import Task
 from radbench.errors import RadbenchError
 from radbench.paths import job_folder
-from radbench.report import figures, plots
+from radbench.report import figures, plots, published
 from radbench.report.api import Results, load
 from radbench.report.generalisation_page import generalisation_section
 from radbench.report.html import Page, Section, findings
+from radbench.report.pretraining_log import pretraining_log
 from radbench.report.tables import write_table
 from radbench.report.verdicts import MIN_RUNS
 
@@ -25,8 +26,9 @@ HEADLINE = ("auroc", "dice", "accuracy", "kappa")
 
 
 def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int = 0, patch_images: int = 3,
-                 warn=print, say=lambda message: None) -> tuple[Path, pd.DataFrame]:
-    """`say` hears each step as it starts (the CLI prints them: a large study's report takes minutes)."""
+                 warn=print, say=lambda message: None, references: tuple[str, ...] = ()) -> tuple[Path, pd.DataFrame]:
+    """`say` hears each step as it starts (the CLI prints them: a large study's report takes minutes);
+    `references`: published numbers to compare with besides those the study named (radbench/references)."""
     start = time.perf_counter()
     results = load(output_dir)
     every_job = _usable_jobs(results, output_dir, warn)
@@ -53,6 +55,7 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
                  "patient-paired bootstrap where runs are identical. Holm-corrected within each dataset × protocol × "
                  "metric.")
     _measured(page, results, jobs, tables)
+    published.section(page, board, jobs, _references(results, references), tables)
     _status(page, results.status, tables)
     metric = "auroc"
     if board[board.metric == metric].dataset.nunique() > 1:
@@ -60,7 +63,7 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
         page.figure(section, figures.ranking_plot(board, metric), f"ranking-{metric}", "mean rank",
                     "Mean rank of each backbone over the datasets (1 = best), per protocol; bars: std over datasets.")
         write_table(figures.mean_rank(board, metric), tables, f"ranking-{metric}")
-    _pretraining_log(page, Path(output_dir), warn)
+    pretraining_log(page, Path(output_dir), warn)
     costs = _costs(results)
     if not costs.empty:
         write_table(costs, tables, "costs")
@@ -85,6 +88,16 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
     say("report: external tests, subgroups, robustness")
     generalisation_section(page, results.store, every_job, tables, resamples, seed)
     return page.write(), board
+
+
+def _references(results: Results, extra: tuple[str, ...]) -> pd.DataFrame:
+    """The published numbers the study named at run time, and those given to `report --reference`."""
+    from radbench.references import load_reference
+
+    frames = [results.store.references(), *(load_reference(name) for name in extra)]
+    frames = [frame for frame in frames if not frame.empty]
+    return pd.concat(frames, ignore_index=True).drop_duplicates(["reference", "table", "row", "dataset", "metric"]) \
+        if frames else pd.DataFrame()
 
 
 def _usable_jobs(results: Results, output_dir: Path, warn) -> pd.DataFrame:
@@ -122,35 +135,6 @@ def _measured(page: Page, results: Results, jobs: pd.DataFrame, tables: Path) ->
                      "their numbers measure an untrained architecture, not a foundation model.")
     section.table(["dataset", "task", "test patients", "test images / cases", "positives per class (test)"],
                   [[r.dataset, r.task, r.test_patients, r.test_samples, r.positives] for r in datasets.itertuples()])
-
-
-def _pretraining_log(page: Page, output_dir: Path, warn) -> None:
-    """A `radbench pretrain` output folder: its per-step log (losses, collapse monitors). A line torn by a kill
-    during a write is skipped, with one warning."""
-    path = output_dir / "log.jsonl"
-    if not path.is_file():
-        return
-    rows, torn = [], 0
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            torn += int(bool(line.strip()))
-            continue
-        if isinstance(row, dict) and "step" in row and "loss" in row:
-            rows.append(row)
-        else:
-            torn += 1
-    if torn:
-        warn(f"{path}: {torn} unreadable line(s) skipped (a run killed while writing its log)")
-    log = pd.DataFrame(rows)
-    if log.empty:
-        return
-    section = page.section("Pretraining")
-    section.text(f"{int(log.step.max())} steps; last loss {log.loss.iloc[-1]:.4f}. dino_kl is the DINO loss less "
-                 "the teacher targets' entropy (the part the student closes). Monitors: teacher entropy per image "
-                 "and of the batch's mean (1 = uniform over the prototypes), feature spread (0 = collapsed).")
-    page.figure(section, figures.training_log_plot(log, output_dir.name), "pretraining-log", "pretraining log")
 
 
 def _status(page: Page, status: pd.DataFrame, tables: Path) -> None:

@@ -195,3 +195,33 @@ def reliability_diagram(points: pd.DataFrame, title: str):
     axis.set_title(title, fontsize="medium")
     legend(figure, axis, loc="upper left")
     return figure
+
+
+def published_scatter(rows: pd.DataFrame):
+    """Published mean (± std) against this study's mean (95 % interval), one panel per metric; grey: not
+    comparable; the diagonal is agreement."""
+    plt = _pyplot()
+    metrics = sorted(rows.metric.unique())
+    figure, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.8), squeeze=False)
+    for axis, metric in zip(axes[0], metrics):
+        part = rows[rows.metric == metric]
+        for row in part.itertuples():
+            grey = row.verdict.startswith("not comparable")
+            colour = "#aaaaaa" if grey else "#c0392b" if row.verdict.startswith("this study") else "#2471a3"
+            axis.errorbar(row.published_mean, row.mean, xerr=0 if np.isnan(row.published_std) else row.published_std,
+                          yerr=[[max(0.0, row.mean - row.ci_low)], [max(0.0, row.ci_high - row.mean)]], fmt="o",
+                          color=colour, markersize=4, capsize=2, linewidth=0.8)
+        values = np.concatenate([part.published_mean, part.ci_low, part.ci_high])
+        values = values[np.isfinite(values)]
+        low, high = (values.min(), values.max()) if len(values) else (0.0, 1.0)
+        pad = max(0.01, 0.05 * (high - low))
+        axis.plot([low - pad, high + pad], [low - pad, high + pad], color="#555", linewidth=0.8, linestyle="--")
+        axis.set_xlim(low - pad, high + pad)
+        axis.set_ylim(low - pad, high + pad)
+        axis.set_xlabel(f"published {metric}")
+        axis.set_ylabel(f"this study's {metric}")
+    handles = [plt.Line2D([], [], color=c, marker="o", linestyle="", label=t)
+               for t, c in (("consistent", "#2471a3"), ("outside this study's interval", "#c0392b"),
+                            ("not comparable", "#aaaaaa"))]
+    legend_below(figure, handles)
+    return figure

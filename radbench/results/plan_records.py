@@ -4,6 +4,7 @@ error handling)."""
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import time
@@ -23,6 +24,27 @@ class PlanRecords:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("DELETE FROM planned_units WHERE study = ?", (study,))
             conn.executemany("INSERT OR IGNORE INTO planned_units VALUES (?,?,?)", [(study, *u) for u in units])
+
+    def record_references(self, study: str, references: list[str]) -> None:
+        """The published numbers a study names (radbench/references), stored with it so that its report reads them
+        as they were at run time (a CSV moved or edited later does not change an old report)."""
+        if not references:
+            return
+        from radbench.references import load_reference
+
+        tables = [(study, name, load_reference(name).to_json(orient="records")) for name in references]
+        with self._guard(), closing(self._connect()) as conn, conn:
+            conn.execute("DELETE FROM study_references WHERE study = ?", (study,))
+            conn.executemany("INSERT OR REPLACE INTO study_references VALUES (?,?,?)", tables)
+
+    def references(self) -> pd.DataFrame:
+        """Every stored study's published numbers (empty frame when none)."""
+        if not self._read("SELECT 1 FROM sqlite_master WHERE name = 'study_references'"):
+            return pd.DataFrame()  # a read-only store from before references were kept
+        rows = self._read("SELECT study, reference, rows FROM study_references ORDER BY study, reference")
+        frames = [pd.read_json(io.StringIO(text), orient="records", dtype={"table": str, "split": str})
+                  for _, _, text in rows]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def plan_jobs(self, backbone: str, dataset: str, jobs: list[tuple[str, str, int, int]]) -> None:
         """One unit's jobs (key, protocol, seed, repeat), replacing the unit's earlier plan."""

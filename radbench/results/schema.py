@@ -82,4 +82,10 @@ CREATE TABLE IF NOT EXISTS failures (
     error TEXT NOT NULL,
     failed_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS study_references (
+    study TEXT NOT NULL,
+    reference TEXT NOT NULL,
+    rows TEXT NOT NULL,
+    PRIMARY KEY (study, reference)
+);
 """
