@@ -59,6 +59,7 @@ class StudySettings(StrictModel):
     preprocess_dtype: Literal["uint8", "uint16"] = "uint8"
     # published numbers to set beside this study's (radbench/references): a shipped paper's name or a CSV path
     reference: str | list[str] | None = None
+    deviations: list[str] = []  # how this study knowingly differs from the paper it follows (shown on the page)
 
     @property
     def references(self) -> list[str]:
@@ -291,7 +292,7 @@ def _check_shifts(errors: list[str], datasets: list, entries: set) -> None:
     for i, dataset in enumerate(datasets):
         where = f"datasets[{i}] ({dataset.name})"
         if kinds[dataset.name] == "segmentation":
-            for key in ("external_tests", "subgroups", "corruptions", "external_only"):
+            for key in ("external_tests", "subgroups", "corruptions", "external_only", "resplit"):
                 if getattr(dataset, key):
                     errors.append(f"{where}.{key}: applies to classification datasets, not segmentation")
             continue

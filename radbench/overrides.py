@@ -4,7 +4,7 @@ unchanged on another machine (`--data-root`), or shrunk to minutes (`--limit`, `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -18,6 +18,7 @@ class Overrides:
     image_size: int | None = None  # the study's, the backbones' and the protocols' image sizes
     seeds: tuple[int, ...] = ()
     epochs: int | None = None  # an upper bound for every protocol that trains for epochs
+    notes: list[str] = field(default_factory=list, compare=False, hash=False)  # what apply changed of the study's settings
 
     @property
     def shrinks(self) -> bool:
@@ -35,18 +36,24 @@ class Overrides:
         if self.image_size is not None:
             raw["image_size"] = self.image_size
         if self.backbones:
+            before = len(raw["backbones"]) if isinstance(raw.get("backbones"), list) else 0
             raw["backbones"] = [{"name": name, **({"weights": self.weights} if self.weights else {})}
                                 for name in self.backbones]
+            self.notes.append(f"backbones: the study's {before} replaced by {', '.join(self.backbones)} (--backbone)"
+                              + (" with random weights (--weights none): their numbers measure an untrained "
+                                 "architecture, and no published number is comparable" if self.weights == "none"
+                                 else ""))
         elif self.image_size is not None and isinstance(raw.get("backbones"), list):
             raw["backbones"] = [{**b, "image_size": self.image_size} if isinstance(b, dict) and "image_size" in b
                                 else b for b in raw["backbones"]]
         if self.limit is not None and isinstance(raw.get("datasets"), list):
             raw["datasets"] = [{**d, "limit": self.limit} if isinstance(d, dict) else d for d in raw["datasets"]]
+            self.notes.append(f"datasets: at most {self.limit} images each (--limit)")
         if isinstance(raw.get("protocols"), list):
-            raw["protocols"] = [self._protocol(p) for p in raw["protocols"]]
+            raw["protocols"] = [self._protocol(p, i) for i, p in enumerate(raw["protocols"])]
         return raw
 
-    def _protocol(self, item: Any) -> Any:
+    def _protocol(self, item: Any, index: int = 0) -> Any:
         from radbench.presets import apply_preset
         from radbench.protocols import PROTOCOLS
 
@@ -64,10 +71,15 @@ class Overrides:
         if self.backbones:  # the study's backbones are replaced: a protocol's restriction to them goes too
             body.pop("backbones", None)
         fields = PROTOCOLS.get(kind).config.model_fields
+        where = f"protocols[{index}].{kind}" + (f" ({body['name']})" if body.get("name") else "")
         if self.epochs is not None and "epochs" in fields:
             default = fields["epochs"].default
+            if body.get("epochs", default) > self.epochs:
+                self.notes.append(f"{where}: {body.get('epochs', default)} epochs cut to {self.epochs} (--epochs)")
             body["epochs"] = min(self.epochs, body.get("epochs", default))
         if self.weights == "none" and body.get("init", "random") != "random" and "init" in fields:
+            self.notes.append(f"{where}: init {body['init']} (a pretrained DeiT) replaced by a small random head "
+                              "(--weights none)")
             body["init"] = "random"  # nothing pretrained: not the DeiT a transformer head may start from either
             body.pop("init_weights", None)
         if self.image_size is not None and body.get("image_size") is not None:

@@ -6,6 +6,11 @@ from __future__ import annotations
 
 DINOV2_LRS = [1e-3, 5e-3, 1e-2, 5e-2]  # the radiology fork's 4 lrs x last 1/4 blocks x avgpool = 16 linear heads
 
+HUIX_LRS = [1e-5, 5e-5, 2e-4, 1e-3]  # "four values ranging from 1e-5 to 1e-3" (evenly spaced on a log scale)
+# the paper names the jitter, not its strengths: torchvision's usual 0.4 brightness / contrast / saturation, 0.1 hue
+HUIX_AUGMENT = {"crop_scale": (0.7, 1.0), "hflip": True, "vflip": True, "rotation": 0.0,
+                "color_jitter": (0.4, 0.4, 0.4, 0.1)}
+
 PRESETS: dict[str, dict[str, dict]] = {
     # Baharoon et al., DINOv2 on radiology benchmarks (DINOv2ForRadiology)
     "dinov2-radiology": {
@@ -21,20 +26,24 @@ PRESETS: dict[str, dict[str, dict]] = {
         "bitfit": {"lr": [1e-5], "head_lr": 1e-3, "epochs": 10},
         "segmentation": {"lr": [1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 1e-1], "image_size": 448},
     },
-    # Huix et al., "Are natural domain foundation models useful for medical image classification?"
+    # Huix et al., "Are natural domain foundation models useful for medical image classification?": AdamW with a
+    # linear warmup, four base lrs from 1e-5 to 1e-3 searched, lr / 10 when the val metric saturates, weight decay
+    # 1e-5, the best val checkpoint tested (no refit); flips both ways, colour jitter, random resized crops
     "foundation-medical": {
         "knn": {"k": [200], "temperature": 0.1},
-        "finetune": {"lr": [1e-4], "head_lr": 1e-4, "weight_decay": 1e-5, "batch_size": 64, "epochs": 100,
-                     "grad_clip": 1.0},
-        "progressive_freezing": {"lr": [1e-4], "head_lr": 1e-4, "weight_decay": 1e-5, "batch_size": 64,
-                                 "epochs": 100, "grad_clip": 1.0},
-        "transformer_head": {"lr": [1e-4], "weight_decay": 1e-5, "batch_size": 64, "epochs": 100},
+        "finetune": {"lr": HUIX_LRS, "head_lr": 1e-4, "weight_decay": 1e-5, "batch_size": 64, "epochs": 100,
+                     "grad_clip": 1.0, "schedule": "plateau", "refit": False, "augment": HUIX_AUGMENT},
+        "progressive_freezing": {"lr": HUIX_LRS, "head_lr": 1e-4, "weight_decay": 1e-5, "batch_size": 64,
+                                 "epochs": 100, "grad_clip": 1.0, "schedule": "plateau", "refit": False,
+                                 "augment": HUIX_AUGMENT},
+        "transformer_head": {"lr": HUIX_LRS, "weight_decay": 1e-5, "batch_size": 64, "epochs": 100,
+                             "schedule": "plateau", "refit": False},
         "decapitation": {"head": "linear"},
     },
     # DINO-CXR: SGD fine-tuning with the lr from a grid search, batch 512
     "dino-cxr": {
         "linear": {"lr": [1e-3, 1e-2, 1e-1], "batch_size": 512, "momentum": 0.9},
-        "finetune": {"lr": [1e-5, 1e-4], "batch_size": 512},
+        "finetune": {"lr": [1e-5, 1e-4], "batch_size": 512, "optimizer": "sgd", "momentum": 0.9},
     },
 }
 

@@ -57,7 +57,9 @@ def chexpert(root: Path, shared: Path, count: int = 480) -> Path:
         link(image, root / relative)
         values = {h: "" for h in header}
         values.update({"Path": relative, "Sex": "Female", "Age": 60, "Frontal/Lateral": "Frontal", "AP/PA": "PA"})
-        for c, finding in enumerate(("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")):
+        from radbench.data.chexpert import CHEXPERT_OBSERVATIONS  # every one of the 14 labelled, as the real file
+
+        for c, finding in enumerate(CHEXPERT_OBSERVATIONS):
             values[finding] = [1.0, 0.0][(k // 3 + c) % 2]
         rows[split].append(values)
     for split, items in rows.items():

@@ -109,6 +109,11 @@ def test_against_brute_force_counts():
     assert metrics["kappa"] == pytest.approx(brute_quadratic_kappa(y5, scores5.argmax(1), 5), abs=1e-12)
     recalls = [np.mean(scores5.argmax(1)[y5 == c] == c) for c in range(5)]
     assert metrics["balanced_accuracy"] == pytest.approx(np.mean(recalls))
+    assert metrics["recall"] == pytest.approx(np.mean(recalls))  # ISIC's "Rec." in Huix et al.: macro recall
+    absent = y5 != 4  # a class missing from the split is not averaged in (its recall is undefined, not 0)
+    metrics, _ = classification_metrics(Task.ORDINAL, labels_to_targets(Task.ORDINAL, y5[absent], 5),
+                                        scores5[absent], tuple("01234"))
+    assert metrics["recall"] == pytest.approx(np.mean(recalls[:4]))
 
 
 def test_macro_f1_skips_and_names_a_class_absent_from_the_split_as_auroc_does():

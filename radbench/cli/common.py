@@ -142,7 +142,10 @@ def _load(study: Path, data_root, output_dir, limit, backbone, weights, image_si
         raise RadbenchError(f"--seeds {seeds!r}: give integers separated by commas, e.g. 0,1,2") from None
     overrides = Overrides(str(Path(output_dir).resolve()) if output_dir else None, limit, tuple(backbone or ()),
                           weights, image_size, seed_list, epochs)
-    return load_study(study, overrides)
+    config = load_study(study, overrides)
+    for note in dict.fromkeys(overrides.notes):  # what the shrink line changed of the study (a paper's settings)
+        err.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
+    return config
 
 
 def _open_store(output_dir: Path):

@@ -163,6 +163,9 @@ class DatasetConfigBase(StrictModel):
     resize: Literal["resize", "pad", "crop"] | None = None  # overrides the study's resize mode
     split_seed: int = 0  # seed of generated splits and of `limit` sampling
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    # pool the adapter's own splits (official train / valid / test) and draw train / val / test by patient with
+    # split_fractions, as papers that re-split a dataset did (Huix et al.: 80/10/10 of each dataset)
+    resplit: bool = False
     balance: bool = False  # with limit: equal samples per class (single-label), patients whole
     intensity: IntensityConfig | None = None  # window preset / [center, width] / percentiles
     volume: VolumeConfig | None = None  # 3D data: axis, slice sampling, 2.5D, aggregation, spacing

@@ -18,6 +18,24 @@ def infer_task(labels: np.ndarray, given: Task | None) -> Task:
     return Task.BINARY if len(np.unique(labels)) <= 2 else Task.MULTICLASS
 
 
+def pooled(parts: list[Split], dataset: str) -> Split:
+    """The adapter's splits as one, to be split again (`resplit: true`)."""
+    from radbench.data.base import ArrayImages, FileImages
+
+    images = [part.images for part in parts]
+    if all(isinstance(i, FileImages) for i in images) and len({i.intensity for i in images}) == 1:
+        joined = FileImages(tuple(path for i in images for path in i.paths), images[0].intensity)
+    elif all(isinstance(i, ArrayImages) for i in images):
+        joined = ArrayImages(np.concatenate([i.array for i in images]))
+    else:
+        raise DataError(f"dataset {dataset!r}: resplit pools image files or arrays; this dataset's images are "
+                        f"{type(images[0]).__name__}")
+    columns = set.intersection(*(set(part.groups) for part in parts)) if parts else set()
+    return Split("all", np.concatenate([p.sample_ids for p in parts]), np.concatenate([p.patient_ids for p in parts]),
+                 np.concatenate([p.labels for p in parts]), joined,
+                 {c: np.concatenate([p.groups[c] for p in parts]) for c in sorted(columns)})
+
+
 def assemble_dataset(
     cfg: DatasetConfigBase,
     task: Task,
@@ -35,6 +53,8 @@ def assemble_dataset(
                 f"dataset {cfg.name!r}: class_names has {len(cfg.class_names)} names but the data has {num_classes} classes"
             )
         class_names = tuple(cfg.class_names)
+    if getattr(cfg, "resplit", False) and set(parts) != {"all"}:
+        parts = {"all": pooled(list(parts.values()), cfg.name)}
     splits, generated, notes = complete_splits(
         parts, lambda split: label_matrix(task, split.labels, num_classes), list(cfg.split_fractions),
         cfg.split_seed, cfg.name)

@@ -6,7 +6,7 @@ Costs (trainable / total parameters, training time, inference time per image, pe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, ClassVar
+from typing import TYPE_CHECKING, Callable, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -42,7 +42,12 @@ class TrainingConfig(ProtocolConfigBase):
     grad_checkpointing: bool = False
     refit: bool = True  # retrain the chosen lr on train+val for the best epoch count (else keep the val-best model)
     save_model: bool = False  # write the tested model (backbone + head) to OUT/models/..., loadable as `weights:`
-    added_later: ClassVar[tuple[str, ...]] = ("preset", "save_model")
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    momentum: float = Field(default=0.9, ge=0, lt=1)  # sgd
+    schedule: Literal["cosine", "plateau"] = "cosine"  # after warmup: cosine decay, or lr / 10 at each plateau
+    plateau_patience: int = Field(default=2, ge=1)  # epochs without a better val metric before the lr drops
+    added_later: ClassVar[tuple[str, ...]] = ("preset", "save_model", "optimizer", "momentum", "schedule",
+                                              "plateau_patience")
 
 
 class FinetuneConfig(TrainingConfig):
@@ -74,6 +79,7 @@ def settings_for(cfg: TrainingConfig, inputs: ProtocolInput, lr: float) -> Train
         epochs=cfg.epochs, batch_size=cfg.batch_size, lr=lr, head_lr=cfg.head_lr, weight_decay=cfg.weight_decay,
         layer_decay=cfg.layer_decay, warmup_epochs=cfg.warmup_epochs, grad_clip=cfg.grad_clip, patience=cfg.patience,
         device=inputs.device, precision=context.precision, num_workers=context.num_workers, seed=inputs.seed,
+        optimizer=cfg.optimizer, momentum=cfg.momentum, schedule=cfg.schedule, plateau_patience=cfg.plateau_patience,
     )
 
 

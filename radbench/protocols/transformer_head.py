@@ -12,7 +12,7 @@ embedding -> transformer blocks -> LayerNorm -> linear classifier on its CLS. It
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -52,8 +52,11 @@ class TransformerHeadConfig(ProtocolConfigBase):
     init_weights: str = "hub"  # of the `init` DeiT: hub | none | a checkpoint path
     keep_blocks: list[PositiveInt] | None = None  # decapitation + transformer: one point per k
     save_model: bool = False
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    schedule: Literal["cosine", "plateau"] = "cosine"  # after warmup: cosine decay, or lr / 10 at each plateau
+    plateau_patience: int = Field(default=2, ge=1)
     added_later: ClassVar[tuple[str, ...]] = ("preset", "backbone", "init", "init_weights", "keep_blocks",
-                                              "save_model")
+                                              "save_model", "optimizer", "schedule", "plateau_patience")
 
 
 def _init_deit(cfg: TransformerHeadConfig):
@@ -135,7 +138,8 @@ def run_transformer_head(cfg: TransformerHeadConfig, inputs: ProtocolInput) -> P
 
     def settings(lr: float) -> TrainSettings:
         return TrainSettings(cfg.epochs, cfg.batch_size, lr, lr, cfg.weight_decay, cfg.backbone.layer_decay,
-                             cfg.warmup_epochs, 1.0, cfg.patience, inputs.device, context.precision, 0, inputs.seed)
+                             cfg.warmup_epochs, 1.0, cfg.patience, inputs.device, context.precision, 0, inputs.seed,
+                             optimizer=cfg.optimizer, schedule=cfg.schedule, plateau_patience=cfg.plateau_patience)
 
     def groups(model: nn.Module, lr: float) -> list[dict]:
         if tuned:

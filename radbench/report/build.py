@@ -55,7 +55,7 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
                  "patient-paired bootstrap where runs are identical. Holm-corrected within each dataset × protocol × "
                  "metric.")
     _measured(page, results, jobs, tables)
-    published.section(page, board, jobs, _references(results, references), tables)
+    published.section(page, board, jobs, _references(results, references), tables, results.store.deviations())
     _status(page, results.status, tables)
     metric = "auroc"
     if board[board.metric == metric].dataset.nunique() > 1:

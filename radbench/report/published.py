@@ -119,16 +119,25 @@ def summary(rows: pd.DataFrame) -> str:
             f"{counts['not comparable']} not comparable; {counts[NOT_RUN]} not run.")
 
 
-def section(page, board: pd.DataFrame, jobs: pd.DataFrame, references: pd.DataFrame, tables) -> None:
-    """The page's "Published vs this study" (nothing when the study names no published numbers)."""
+def section(page, board: pd.DataFrame, jobs: pd.DataFrame, references: pd.DataFrame, tables,
+            deviations: dict[str, list[str]] | None = None) -> None:
+    """The page's "Published vs this study" (nothing when the study names no published numbers nor deviations):
+    the deviations from the paper the study names, then every published number beside the study's."""
     from radbench.report import plots
     from radbench.report.tables import write_table
 
+    deviations = {study: items for study, items in (deviations or {}).items() if items}
+    if references.empty and not deviations:
+        return
+    part = page.section("Published vs this study")
+    for study, items in deviations.items():
+        part.text(f"Study {study} differs from the paper it follows in {len(items)} named way(s) (the numbers "
+                  "below are read with these in mind):")
+        part.lines(items)
     if references.empty:
         return
     rows = published_rows(board, jobs, references)
     write_table(rows, tables, "published")
-    part = page.section("Published vs this study")
     part.text(summary(rows) + " Published: the paper's mean ± std over its runs (n). This study: the mean over "
               "its runs with its 95 % interval (what it covers is in the column). 'Consistent' means the published "
               "mean lies inside this study's interval; not comparable rows say what differs from the paper.")

@@ -25,26 +25,35 @@ class PlanRecords:
             conn.execute("DELETE FROM planned_units WHERE study = ?", (study,))
             conn.executemany("INSERT OR IGNORE INTO planned_units VALUES (?,?,?)", [(study, *u) for u in units])
 
-    def record_references(self, study: str, references: list[str]) -> None:
-        """The published numbers a study names (radbench/references), stored with it so that its report reads them
-        as they were at run time (a CSV moved or edited later does not change an old report)."""
-        if not references:
-            return
+    def record_study_notes(self, study: str, references: list[str], deviations: list[str]) -> None:
+        """What a study says of itself for its report: the published numbers it names (radbench/references; kept
+        as they were at run time, so a CSV moved or edited later does not change an old report) and the ways it
+        knowingly differs from the paper it follows (`deviations:`)."""
         from radbench.references import load_reference
 
-        tables = [(study, name, load_reference(name).to_json(orient="records")) for name in references]
+        notes = [(study, "reference", name, load_reference(name).to_json(orient="records")) for name in references]
+        notes += [(study, "deviation", f"{i:03d}", text) for i, text in enumerate(deviations)]
         with self._guard(), closing(self._connect()) as conn, conn:
-            conn.execute("DELETE FROM study_references WHERE study = ?", (study,))
-            conn.executemany("INSERT OR REPLACE INTO study_references VALUES (?,?,?)", tables)
+            conn.execute("DELETE FROM study_notes WHERE study = ?", (study,))
+            conn.executemany("INSERT OR REPLACE INTO study_notes VALUES (?,?,?,?)", notes)
+
+    def _notes(self, kind: str) -> list[tuple[str, str, str]]:
+        if not self._read("SELECT 1 FROM sqlite_master WHERE name = 'study_notes'"):
+            return []  # a read-only store from before studies kept notes
+        return self._read("SELECT study, name, body FROM study_notes WHERE kind = ? ORDER BY study, name", (kind,))
 
     def references(self) -> pd.DataFrame:
         """Every stored study's published numbers (empty frame when none)."""
-        if not self._read("SELECT 1 FROM sqlite_master WHERE name = 'study_references'"):
-            return pd.DataFrame()  # a read-only store from before references were kept
-        rows = self._read("SELECT study, reference, rows FROM study_references ORDER BY study, reference")
-        frames = [pd.read_json(io.StringIO(text), orient="records", dtype={"table": str, "split": str})
-                  for _, _, text in rows]
+        frames = [pd.read_json(io.StringIO(body), orient="records", dtype={"table": str, "split": str})
+                  for _, _, body in self._notes("reference")]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def deviations(self) -> dict[str, list[str]]:
+        """study -> the deviations from its paper that it names."""
+        out: dict[str, list[str]] = {}
+        for study, _, body in self._notes("deviation"):
+            out.setdefault(study, []).append(body)
+        return out
 
     def plan_jobs(self, backbone: str, dataset: str, jobs: list[tuple[str, str, int, int]]) -> None:
         """One unit's jobs (key, protocol, seed, repeat), replacing the unit's earlier plan."""

@@ -82,10 +82,11 @@ CREATE TABLE IF NOT EXISTS failures (
     error TEXT NOT NULL,
     failed_at REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS study_references (
+CREATE TABLE IF NOT EXISTS study_notes (
     study TEXT NOT NULL,
-    reference TEXT NOT NULL,
-    rows TEXT NOT NULL,
-    PRIMARY KEY (study, reference)
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (study, kind, name)
 );
 """

@@ -48,7 +48,8 @@ class StudyStore:
     def plan_units(self, units: list[tuple[str, str]]) -> None:
         if self.planner is not None:
             self.planner.plan_units(self.study.settings.name, units)
-            self.planner.record_references(self.study.settings.name, self.study.settings.references)
+            settings = self.study.settings
+            self.planner.record_study_notes(settings.name, settings.references, settings.deviations)
 
     def plan_jobs(self, backbone: str, dataset: str, jobs: list) -> None:
         self.writer.plan_jobs(backbone, dataset, [(job.key, job.label, job.seed, job.repeat) for job in jobs])

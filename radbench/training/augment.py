@@ -3,9 +3,11 @@ Configurable per protocol, and off for modalities where they mislead (e.g. flips
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_serializer
 
 from radbench.schema import StrictModel
+
+ADDED_LATER = ("color_jitter",)  # left out of a dump (and so of job keys) while unset: older stores resume
 
 
 class AugmentConfig(StrictModel):
@@ -13,6 +15,14 @@ class AugmentConfig(StrictModel):
     hflip: bool = True
     vflip: bool = False
     rotation: float = Field(default=10.0, ge=0, le=180)  # degrees, uniformly in [-rotation, rotation]
+    # torchvision ColorJitter: [brightness, contrast, saturation, hue] (hue at most 0.5); grey images take the
+    # first two (saturation and hue leave a grey image grey)
+    color_jitter: tuple[float, float, float, float] | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_later_keys(self, handler):
+        dumped = handler(self)
+        return {k: v for k, v in dumped.items() if not (k in ADDED_LATER and v is None)}
 
 
 def build_augment(cfg: AugmentConfig | None, size: int):
@@ -30,6 +40,9 @@ def build_augment(cfg: AugmentConfig | None, size: int):
         steps.append(v2.RandomVerticalFlip())
     if cfg.rotation > 0:
         steps.append(v2.RandomRotation(cfg.rotation))
+    if cfg.color_jitter is not None:
+        brightness, contrast, saturation, hue = cfg.color_jitter
+        steps.append(v2.ColorJitter(brightness, contrast, saturation, min(0.5, hue)))
     return v2.Compose(steps) if steps else None
 
 

@@ -1,5 +1,6 @@
-"""The training loop for image models: AdamW, warmup + cosine schedule, bf16 autocast on CUDA, gradient
-clipping, val metric every epoch with early stopping, best weights kept, costs measured."""
+"""The training loop for image models: AdamW (or Adam, SGD with momentum), warmup then cosine decay or a tenfold
+drop whenever the val metric stops improving (plateau), bf16 autocast on CUDA, gradient clipping, val metric every
+epoch with early stopping, best weights kept, costs measured."""
 
 from __future__ import annotations
 
@@ -37,6 +38,28 @@ class TrainSettings:
     precision: str
     num_workers: int
     seed: int
+    optimizer: str = "adamw"  # adamw | adam | sgd (with momentum)
+    momentum: float = 0.9
+    schedule: str = "cosine"  # cosine | plateau: x0.1 after plateau_patience epochs without a better val metric
+    plateau_patience: int = 2
+
+
+class Refit(int):
+    """`stop_after` for a refit on train+val: the epoch count, and under a plateau schedule the lr scale of each
+    epoch of the selected run (no val metric to watch on a refit: its drops are replayed where they happened)."""
+
+    def __new__(cls, epochs: int, lr_scales: list[float] | None = None):
+        refit = super().__new__(cls, epochs)
+        refit.lr_scales = lr_scales
+        return refit
+
+
+def make_optimizer(groups: list[dict], settings: TrainSettings) -> torch.optim.Optimizer:
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(groups, momentum=settings.momentum)
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(groups)  # weight decay, where a group has one, as L2 (Adam's own)
+    return torch.optim.AdamW(groups)
 
 
 class TrainingImages(Dataset):
@@ -176,15 +199,20 @@ def train(model: torch.nn.Module, groups: list[dict], data: Dataset, loss_fn: Ca
     torch.manual_seed(settings.seed)
     device = settings.device
     model.to(device)
-    optimizer = torch.optim.AdamW(groups)
+    optimizer = make_optimizer(groups, settings)
     ranks = training_ranks()  # a job every torchrun rank runs together: data split, gradients summed
     loader = _loader(data, settings, shuffle=True, ranks=ranks)
     total = settings.epochs * len(loader)
     warmup = int(settings.warmup_epochs * len(loader))
 
+    plateau = {"scale": 1.0, "stale": 0}  # the plateau schedule's drops so far
+    replay = getattr(stop_after, "lr_scales", None)
+
     def scale(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
+        if settings.schedule == "plateau":
+            return plateau["scale"]
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, scale)
@@ -196,6 +224,8 @@ def train(model: torch.nn.Module, groups: list[dict], data: Dataset, loss_fn: Ca
         for epoch in range(1, epochs + 1):
             if hasattr(data, "set_epoch"):
                 data.set_epoch(settings.seed, epoch)
+            if replay is not None and epoch <= len(replay):  # a refit: the selected run's drops, where they were
+                plateau["scale"] = replay[epoch - 1]
             model.train()
             losses, epoch_start = [], time.perf_counter()
             for batch, targets in loader:
@@ -212,11 +242,13 @@ def train(model: torch.nn.Module, groups: list[dict], data: Dataset, loss_fn: Ca
                     loss = loss.detach() * share * ranks.world
                 if settings.grad_clip:
                     torch.nn.utils.clip_grad_norm_(parameters, settings.grad_clip)
+                last_lr = optimizer.param_groups[0]["lr"]
                 optimizer.step()
                 schedule.step()
                 losses.append(loss.item())
                 advance(1, f"epoch {epoch}/{epochs} loss {np.mean(losses):.4f}")
-            record = {"epoch": epoch, "loss": float(np.mean(losses)), "train_seconds": time.perf_counter() - epoch_start}
+            record = {"epoch": epoch, "loss": float(np.mean(losses)), "train_seconds": time.perf_counter() - epoch_start,
+                      "lr": last_lr, "lr_scale": plateau["scale"] if settings.schedule == "plateau" else None}
             if validate is not None:
                 value = validate(model)
                 record["val"] = value
@@ -225,8 +257,12 @@ def train(model: torch.nn.Module, groups: list[dict], data: Dataset, loss_fn: Ca
                                                                      or value > result.best_value)):
                     result.best_epoch, result.best_value, stale = epoch, value, 0
                     best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+                    plateau["stale"] = 0
                 else:
                     stale += 1
+                    plateau["stale"] += 1
+                    if settings.schedule == "plateau" and plateau["stale"] >= settings.plateau_patience:
+                        plateau["scale"], plateau["stale"] = plateau["scale"] * 0.1, 0  # saturated: lr / 10
             result.history.append(record)
             if validate is not None and settings.patience is not None and stale >= settings.patience:
                 break

@@ -10,7 +10,7 @@ from typing import Any, Callable
 from torch import nn
 
 from radbench.protocols.base import pick_best
-from radbench.training.loop import TrainResult
+from radbench.training.loop import Refit, TrainResult
 
 
 @dataclass
@@ -48,5 +48,8 @@ def select_lr(lrs: list[float], build: Callable[[], nn.Module],
     chosen = pick_best([c["val"] for c in candidates])
     if refit:
         kept = build()
-        seconds += fit(kept, lrs[chosen], False, candidates[chosen]["best_epoch"]).seconds
+        history = candidates[chosen]["history"]
+        scales = [record.get("lr_scale") for record in history]
+        refit_epochs = Refit(candidates[chosen]["best_epoch"], scales if all(s is not None for s in scales) else None)
+        seconds += fit(kept, lrs[chosen], False, refit_epochs).seconds
     return Selection(candidates, chosen, kept, seconds, payloads)
