@@ -146,6 +146,40 @@ class XRVTrunk(nn.Module):
     def forward(self, images):
         return self.forward_head(self.forward_features(images))
 
-    def forward_intermediates(self, *args, **kwargs):
-        raise BackboneError("torchxrayvision models offer no feature maps for segmentation here; use a timm or hf "
-                            "backbone")
+    @property
+    def feature_info(self) -> list[dict]:
+        """Four stages, as timm's CNNs list theirs: what segmentation decoders tap."""
+        return [{"module": name} for name in self._stage_names()]
+
+    def _stage_names(self) -> list[str]:
+        if hasattr(self.model, "features"):
+            return [name for name, _ in self.model.features.named_children() if name.startswith("denseblock")]
+        return ["layer1", "layer2", "layer3", "layer4"]
+
+    def forward_intermediates(self, images, indices=None, norm: bool = True, output_fmt: str = "NCHW",
+                              intermediates_only: bool = True):
+        """The feature map after each stage (NCHW; the last normed as the pooled vector sees it) for `indices`."""
+        if output_fmt != "NCHW":
+            raise BackboneError("torchxrayvision models give NCHW feature maps only")
+        wanted = set(range(len(self._stage_names())) if indices is None else indices)
+        maps, x = [], images[:, :1]
+        if hasattr(self.model, "features"):  # DenseNet: conv0 ... denseblock1, transition1, ..., denseblock4, norm5
+            stage = -1
+            for name, module in self.model.features.named_children():
+                if name == "norm5":
+                    continue
+                x = module(x)
+                if name.startswith("denseblock"):
+                    stage += 1
+                    last = stage == len(self._stage_names()) - 1
+                    out = torch.relu(self.model.features.norm5(x)) if last else x
+                    if stage in wanted:
+                        maps.append(out)
+            return maps
+        m = self.model
+        x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+        for stage, name in enumerate(self._stage_names()):
+            x = getattr(m, name)(x)
+            if stage in wanted:
+                maps.append(x)
+        return maps

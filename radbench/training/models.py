@@ -33,7 +33,9 @@ def fresh_classifier(backbone: FeatureBackbone, num_classes: int) -> Classifier:
     """A new classifier on a copy of the backbone (whose own weights are never trained, so stay pretrained)."""
     trunk = copy.deepcopy(backbone.model)
     trunk.requires_grad_(True).train()
-    return Classifier(trunk, backbone.model.num_features, num_classes)
+    # the width extraction gives: what pre_logits returns (VGG: its 4096-d ConvMlp, not its 512 channels)
+    return Classifier(trunk, getattr(backbone.model, "head_hidden_size", None) or backbone.model.num_features,
+                      num_classes)
 
 
 def blocks_of(trunk: nn.Module) -> nn.Sequential:
