@@ -323,3 +323,25 @@ def test_extra_test_metrics_come_from_the_scores_as_stored():
     stored = np.asarray(record.test_scores, dtype=SCORE_DTYPE)[:, 1]
     assert roc_auc_score(y, stored) != roc_auc_score(y, positive)  # the case this guards
     assert record.test_metrics["auroc"] == roc_auc_score(y, stored)
+
+
+def test_age_bins_always_apply_with_open_ended_groups_and_missing_only_for_missing():
+    """A numeric column with few distinct values is binned too when age_bins are given; ages below the first edge
+    or at / above the last are open-ended groups, never '(missing)'; unsorted or repeated edges are one line."""
+    from types import SimpleNamespace
+
+    from radbench.data.subgroups import MISSING, group_values
+
+    cfg = SimpleNamespace(name="d", age_bins=[40, 60, 80])
+    ages = pd.Series([35, 45, 45, 61, 80, 95, None, ""])  # six distinct numbers: under the 12 that force bins
+    assert list(group_values(cfg, "Age", ages)) == ["<40", "40-59", "40-59", "60-79", ">=80", ">=80", MISSING,
+                                                    MISSING]
+    plain = SimpleNamespace(name="d", age_bins=None)
+    assert list(group_values(plain, "Age", pd.Series([35, 45, None]))) == ["35", "45", MISSING]
+    from pydantic import ValidationError
+
+    from radbench.data.medmnist import MedmnistConfig
+
+    for bins in ([60, 40, 80], [40, 40, 80], [40]):
+        with pytest.raises(ValidationError, match="increasing order"):
+            MedmnistConfig(name="d", adapter="medmnist", path=__file__, age_bins=bins)

@@ -189,6 +189,14 @@ class DatasetConfigBase(StrictModel):
         """The sample cap of one split; a split missing from a per-split mapping is kept whole."""
         return self.limit.get(split) if isinstance(self.limit, dict) else self.limit
 
+    @field_validator("age_bins")
+    @classmethod
+    def _bins(cls, value):
+        if value is not None and (len(value) < 2 or any(b <= a for a, b in zip(value, value[1:]))):
+            raise ValueError(f"age_bins {list(value)}: give at least two edges in increasing order, each once "
+                             "(e.g. [0, 40, 60, 80, 120])")
+        return value
+
     @field_validator("split_fractions")
     @classmethod
     def _fractions(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
