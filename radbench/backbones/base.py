@@ -121,6 +121,8 @@ class Family:
     describe: Callable[[BackboneEntry, BackboneConfig], BackboneDescription]
     text: Callable | None = None  # (entry, cfg, image_size) -> TextTower (backbones/text.py), vision-language models
     has_text: Callable[[BackboneEntry, BackboneConfig], bool] | None = None
+    listed_text: Callable[[BackboneEntry], bool] | None = None  # known to have a text tower, nothing loaded
+    logit_bias: Callable[[BackboneEntry, BackboneConfig], bool | None] | None = None  # a sigmoid model's bias
 
 
 BACKBONES: Registry[BackboneEntry] = Registry("backbone")

@@ -248,8 +248,14 @@ def text_hf(entry: BackboneEntry, cfg: BackboneConfig, image_size: int | None = 
     return TextTower(encode, float(model.logit_scale.detach().exp()), None if bias is None else float(bias.detach()))
 
 
+def hf_logit_bias(entry: BackboneEntry, cfg: BackboneConfig) -> bool:
+    """SigLIP-style models (a sigmoid with a learned bias), from the repository's config."""
+    return "siglip" in str(getattr(_load("AutoConfig", _source(entry, cfg), cfg.name), "model_type", ""))
+
+
 HF_TEXT_TOWERS = {"medsiglip"}  # named entries that are vision-language pairs
-FAMILIES.add("hf", Family("hf", build_hf, hf_exists, describe_hf, text_hf, hf_has_text))
+FAMILIES.add("hf", Family("hf", build_hf, hf_exists, describe_hf, text_hf, hf_has_text,
+                          listed_text=lambda entry: entry.name in HF_TEXT_TOWERS, logit_bias=hf_logit_bias))
 
 
 # Names people type for the transformers models the seed studies and today's users name. Their architecture and

@@ -180,8 +180,17 @@ def text_openclip(entry: BackboneEntry, cfg: BackboneConfig, image_size: int | N
     return TextTower(encode, float(model.logit_scale.detach().exp()), None if bias is None else float(bias.detach()))
 
 
+def _logit_bias(entry: BackboneEntry, cfg: BackboneConfig) -> bool | None:
+    """From the model's open_clip config (SigLIP configs set init_logit_bias); None for a hub repo's."""
+    import open_clip
+
+    model, _ = split_id(entry.model_id)
+    config = None if model.startswith("hf-hub:") else open_clip.get_model_config(model)
+    return None if config is None else "init_logit_bias" in config
+
+
 FAMILIES.add("open_clip", Family("open_clip", build_openclip, openclip_exists, describe_openclip, text_openclip,
-                                  _has_text))
+                                  _has_text, listed_text=lambda entry: True, logit_bias=_logit_bias))
 BACKBONES.add("biomedclip", BackboneEntry(
     "biomedclip", "open_clip", "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224",
     "BiomedCLIP ViT-B/16 image tower (PMC-15M)", 86.2, 224, 16, "clip", "mit", True))

@@ -24,11 +24,8 @@ def entry_has_text(entry) -> bool:
     vision-language transformers models)."""
     from radbench.backbones.base import FAMILIES
 
-    if entry.family == "open_clip":
-        return True
-    from radbench.backbones.hf_family import HF_TEXT_TOWERS
-
-    return FAMILIES.get(entry.family).text is not None and entry.name in HF_TEXT_TOWERS
+    family = FAMILIES.get(entry.family)
+    return family.listed_text is not None and family.listed_text(entry)
 
 
 def has_text_tower(cfg) -> bool:
@@ -42,26 +39,16 @@ def has_text_tower(cfg) -> bool:
 def has_logit_bias(cfg) -> bool | None:
     """Whether the backbone's text tower has a learned logit bias (sigmoid-loss models: SigLIP), known from its
     configuration without building it; None where that cannot be told without the hub."""
-    from radbench.backbones.base import resolve_entry
+    from radbench.backbones.base import FAMILIES, resolve_entry
 
     entry = resolve_entry(cfg.name)
+    family = FAMILIES.get(entry.family)
+    if family.logit_bias is None:
+        return None
     try:
-        if entry.family == "open_clip":
-            import open_clip
-
-            from radbench.backbones.openclip_family import split_id
-
-            model, _ = split_id(entry.model_id)
-            config = None if model.startswith("hf-hub:") else open_clip.get_model_config(model)
-            return None if config is None else "init_logit_bias" in config
-        if entry.family == "hf":
-            from radbench.backbones.hf_family import _load, _source
-
-            config = _load("AutoConfig", _source(entry, cfg), cfg.name)
-            return "siglip" in str(getattr(config, "model_type", ""))
+        return family.logit_bias(entry, cfg)
     except Exception:  # offline, unknown: the job says so when it runs
         return None
-    return None
 
 
 def build_text_tower(cfg, image_size: int | None = None) -> TextTower:
