@@ -60,6 +60,7 @@ class StudySettings(StrictModel):
     # published numbers to set beside this study's (radbench/references): a shipped paper's name or a CSV path
     reference: str | list[str] | None = None
     deviations: list[str] = []  # how this study knowingly differs from the paper it follows (shown on the page)
+    cost_baseline: str | None = None  # a backbone's name or label: the report shows every cost as a multiple of its
 
     @property
     def references(self) -> list[str]:

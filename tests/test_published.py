@@ -139,3 +139,21 @@ def test_a_bad_reference_is_one_line_at_plan(tmp_path, pneumonia_npz, cli, text,
     raw["reference"] = "huix2023"
     result = cli("plan", write_study(tmp_path, raw, "other.yaml"))
     assert result.exit_code == 2 and "did you mean 'huix2024'" in result.stderr
+
+
+def test_costs_relative_to_a_baseline_backbone(tmp_path, cli):
+    """Huix Fig. 3: each cost as a multiple of a baseline backbone's on the same dataset x protocol."""
+    from radbench.report.costs import relative_costs
+
+    costs = pd.DataFrame({"backbone": ["deit_base", "dinov2_vitb14", "deit_base", "dinov2_vitb14"],
+                          "dataset": ["a", "a", "a", "a"], "protocol": ["finetune", "finetune", "knn", "knn"],
+                          "trainable_params": [86e6, 43e6, 0.0, 0.0], "train_seconds": [100.0, 250.0, 1.0, 3.0]})
+    out = relative_costs(costs, "deit_base")
+    assert out["trainable_params x deit_base"].tolist()[:2] == [1.0, 0.5]
+    assert np.isnan(out["trainable_params x deit_base"].iloc[3])  # the baseline's cost is 0: no multiple
+    assert out["train_seconds x deit_base"].tolist() == [1.0, 2.5, 1.0, 3.0]
+    warned = []
+    assert relative_costs(costs, "nope", warned.append).equals(costs) and "has no stored job" in warned[0]
+    folder = _store(tmp_path / "c", 0.9).path.parent
+    result = cli("report", folder, "--resamples", "100", "--patch-images", "0", "--cost-baseline", "dinov2_vitb14")
+    assert result.exit_code == 0, result.stderr[-2000:]

@@ -250,3 +250,25 @@ def test_results_samples_csv(tmp_path, shared_data, cli):
     assert {"sample_id", "metric", "value"} <= set(rows.columns)
     assert set(rows.metric) >= {"dice", "iou", "hd95", "dice/foreground"} and rows.sample_id.nunique() == 2
     assert "dice" in cli("results", tmp_path / "out").stdout
+
+
+def test_pooled_dice_and_the_dice_jaccard_mean_against_a_direct_count():
+    """dice_pooled: one Dice over every pixel of the split (concatenated), per class, then the mean over classes
+    present in the split; dice_jaccard_mean: per case (Dice + IoU) / 2, averaged over cases."""
+    from radbench.metrics.segmentation import case_metrics, mean_over_cases
+
+    rng = np.random.default_rng(4)
+    names = ("background", "lung", "heart")
+    targets = [rng.integers(0, 3, (20, 20)), rng.integers(0, 2, (40, 30)), np.zeros((10, 10), int)]
+    predictions = [np.where(rng.random(t.shape) < 0.7, t, rng.integers(0, 3, t.shape)) for t in targets]
+    cases = [case_metrics(p, t, names, distances=False) for p, t in zip(predictions, targets)]
+    summary = mean_over_cases(cases)
+    flat_true = np.concatenate([t.ravel() for t in targets])
+    flat_pred = np.concatenate([p.ravel() for p in predictions])
+    pooled = [2 * np.sum((flat_true == c) & (flat_pred == c)) / (np.sum(flat_true == c) + np.sum(flat_pred == c))
+              for c in (1, 2)]
+    assert summary["dice_pooled"] == pytest.approx(np.mean(pooled), abs=1e-12)
+    assert summary["dice_pooled"] != pytest.approx(summary["dice"], abs=1e-3)  # the two ways differ here
+    per_case = [(c["dice"] + c["iou"]) / 2 for c in cases if np.isfinite(c["dice"])]
+    assert summary["dice_jaccard_mean"] == pytest.approx(np.mean(per_case), abs=1e-12)
+    assert not any(key.startswith("pixels_") for key in summary)

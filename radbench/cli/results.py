@@ -123,6 +123,8 @@ def report(
     reference: Optional[list[str]] = typer.Option(None, "--reference", help="published numbers to set beside the "
                                                   "study's: a shipped paper (huix2024) or a CSV of them (repeatable; "
                                                   "a study's own `reference:` is used anyway)"),
+    cost_baseline: Optional[str] = typer.Option(None, "--cost-baseline", help="a backbone: every cost also as a "
+                                                "multiple of its (default: the study's cost_baseline)"),
 ):
     """The study's answer: index.html (findings, status, leaderboards with 95 % patient-level bootstrap intervals
     and significance, ranking, curves, ROC / confusion / per-class AUROC, segmentation cases and overlays, cost,
@@ -145,7 +147,8 @@ def report(
     _, board = publish(target, lambda folder: build_report(output_dir, folder, resamples, seed, patch_images,
                                                             warn=lambda m: err.print(f"warning: {escape(m)}"),
                                                             say=lambda m: err.print(escape(m), highlight=False),
-                                                            references=tuple(reference or ())))
+                                                            references=tuple(reference or ()),
+                                                            cost_baseline=cost_baseline))
     page = target / "index.html"
     err.print(f"report: {page} ({len(board)} leaderboard rows, {resamples} patient resamples; tables in "
               f"{target / 'tables'}, figures in {target / 'figures'})")

@@ -49,7 +49,8 @@ def _drive(study: StudyConfig, options: ExecutorOptions, reporter: Reporter, uni
     if units is None:
         units = study_units(study)
         store.plan_units(study.settings.name, list(dict.fromkeys((u.backbone, u.dataset) for u in units)))
-        store.record_study_notes(study.settings.name, study.settings.references, study.settings.deviations)
+        store.record_study_notes(study.settings.name, study.settings.references, study.settings.deviations,
+                                 study.settings.cost_baseline)
     summary = DriverSummary(units=len(units), merged=merge_shards(output_dir))
     backend = make_backend(options, study)
     reporter.info(f"study {study.settings.name}: {len(units)} units on executor {options.name} "

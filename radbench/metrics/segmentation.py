@@ -11,15 +11,20 @@ from __future__ import annotations
 import numpy as np
 
 
-def dice_iou(prediction: np.ndarray, target: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class Dice and IoU (classes 1..C-1), NaN where the class is absent from the target; target pixels
-    labelled -1 (ignore) are left out."""
+def pixel_counts(prediction: np.ndarray, target: np.ndarray, num_classes: int) -> tuple[np.ndarray, ...]:
+    """Per class 1..C-1: (overlap, target pixels, predicted pixels); target pixels labelled -1 (ignore) left out."""
     pred, true = prediction.ravel().astype(np.int64), target.ravel().astype(np.int64)
     valid = true >= 0
     pred, true = pred[valid], true[valid]
     joint = np.bincount(true * num_classes + pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)
-    overlap = np.diag(joint)[1:].astype(np.float64)
-    true_sum, pred_sum = joint.sum(1)[1:].astype(np.float64), joint.sum(0)[1:].astype(np.float64)
+    return (np.diag(joint)[1:].astype(np.float64), joint.sum(1)[1:].astype(np.float64),
+            joint.sum(0)[1:].astype(np.float64))
+
+
+def dice_iou(prediction: np.ndarray, target: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class Dice and IoU (classes 1..C-1), NaN where the class is absent from the target; target pixels
+    labelled -1 (ignore) are left out."""
+    overlap, true_sum, pred_sum = pixel_counts(prediction, target, num_classes)
     with np.errstate(invalid="ignore", divide="ignore"):
         dice = np.where(true_sum > 0, 2 * overlap / (true_sum + pred_sum), np.nan)
         iou = np.where(true_sum > 0, overlap / (true_sum + pred_sum - overlap), np.nan)
@@ -70,10 +75,13 @@ def hd95(prediction: np.ndarray, target: np.ndarray, num_classes: int, spacing=N
 
 def case_metrics(prediction: np.ndarray, target: np.ndarray, class_names: tuple[str, ...], spacing=None,
                  distances: bool = True) -> dict:
-    """Metrics of one image or volume: dice/<class>, iou/<class>, hd95/<class> and their means over classes
+    """Metrics of one image or volume: dice/<class>, iou/<class>, hd95/<class> and their means over classes,
+    dice_jaccard_mean (the mean of the two, as Montgomery's results are often given), and the pixel counts that
+    pool Dice over a whole split (pixels_overlap / pixels_target / pixels_predicted per class: mean_over_cases)
     (`distances=False` skips HD95, e.g. for per-epoch validation where only Dice selects)."""
     num_classes = len(class_names)
     dice, iou = dice_iou(prediction, target, num_classes)
+    overlap, true_sum, pred_sum = pixel_counts(prediction, target, num_classes)
     named = [("dice", dice), ("iou", iou)]
     if distances:
         named.append(("hd95", hd95(prediction, target, num_classes, spacing)))
@@ -82,15 +90,32 @@ def case_metrics(prediction: np.ndarray, target: np.ndarray, class_names: tuple[
         for class_name, value in zip(class_names[1:], values):
             out[f"{name}/{class_name}"] = float(value)
         out[name] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    out["dice_jaccard_mean"] = (out["dice"] + out["iou"]) / 2
+    for class_name, both, truth, predicted in zip(class_names[1:], overlap, true_sum, pred_sum):
+        out[f"pixels_overlap/{class_name}"] = float(both)
+        out[f"pixels_target/{class_name}"], out[f"pixels_predicted/{class_name}"] = float(truth), float(predicted)
     return out
 
 
 def mean_over_cases(cases: list[dict]) -> dict:
-    """Average each metric over the cases where it is defined (non-numeric entries such as ids are skipped)."""
+    """Average each metric over the cases where it is defined (non-numeric entries such as ids are skipped), and
+    dice_pooled: Dice over every pixel of the split at once (summed overlaps over summed sizes, per class, then the
+    mean over classes present: the seed reference code's way, which weighs large masks more)."""
     keys = sorted({k for case in cases for k, v in case.items() if not isinstance(v, str)})
     out = {}
     for key in keys:
+        if key.startswith("pixels_"):
+            continue
         values = np.array([case.get(key, np.nan) for case in cases], dtype=np.float64)
         out[key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    classes = sorted({k.split("/", 1)[1] for k in keys if k.startswith("pixels_target/")})
+    pooled = []
+    for name in classes:
+        both, truth, predicted = (sum(case.get(f"pixels_{part}/{name}", 0.0) for case in cases)
+                                  for part in ("overlap", "target", "predicted"))
+        if truth > 0:  # a class absent from the whole split has no Dice (as per case)
+            pooled.append(2 * both / (truth + predicted))
+    if classes:
+        out["dice_pooled"] = float(np.mean(pooled)) if pooled else float("nan")
     out["cases"] = float(len(cases))
     return out

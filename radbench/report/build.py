@@ -16,6 +16,7 @@ from radbench.errors import RadbenchError
 from radbench.paths import job_folder
 from radbench.report import figures, plots, published
 from radbench.report.api import Results, load
+from radbench.report.costs import relative_costs
 from radbench.report.generalisation_page import generalisation_section
 from radbench.report.html import Page, Section, findings
 from radbench.report.pretraining_log import pretraining_log
@@ -26,7 +27,8 @@ HEADLINE = ("auroc", "dice", "accuracy", "kappa")
 
 
 def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int = 0, patch_images: int = 3,
-                 warn=print, say=lambda message: None, references: tuple[str, ...] = ()) -> tuple[Path, pd.DataFrame]:
+                 warn=print, say=lambda message: None, references: tuple[str, ...] = (),
+                 cost_baseline: str | None = None) -> tuple[Path, pd.DataFrame]:
     """`say` hears each step as it starts (the CLI prints them: a large study's report takes minutes);
     `references`: published numbers to compare with besides those the study named (radbench/references)."""
     start = time.perf_counter()
@@ -64,7 +66,7 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
                     "Mean rank of each backbone over the datasets (1 = best), per protocol; bars: std over datasets.")
         write_table(figures.mean_rank(board, metric), tables, f"ranking-{metric}")
     pretraining_log(page, Path(output_dir), warn)
-    costs = _costs(results)
+    costs = relative_costs(_costs(results), cost_baseline or results.store.cost_baseline(), warn)
     if not costs.empty:
         write_table(costs, tables, "costs")
     datasets = sorted(board.dataset.unique())

@@ -32,7 +32,7 @@ from radbench.report.verdicts import (
 from radbench.results.store import ResultsStore
 from radbench.results.tables import KEYS, settings
 
-CASE_METRICS = ("dice", "iou")  # higher is better, as ranking assumes (HD95 stays in the per-case tables)
+CASE_METRICS = ("dice", "iou", "dice_jaccard_mean")  # higher is better, as ranking assumes (HD95 stays per case)
 COLUMNS = ["backbone", "dataset", "protocol", "metric", "mean", "std", "n_seeds", "ci_low", "ci_high", "interval",
            "test_ci_low", "test_ci_high", "rank", "significantly_worse_than_best", "p_vs_best", "test", "verdict",
            "p_best_better", "run_variance_share", "test_size", "detectable_difference", "contains_chance"]

@@ -115,7 +115,9 @@ def case_distribution(cases: pd.DataFrame, metric: str, title: str, unit: str):
 def cost_scatter(points: pd.DataFrame, metric: str, title: str):
     """Test metric against each cost (log scale): one point per backbone x protocol, marker per protocol."""
     plt = _pyplot()
-    costs = [c for c in COSTS if c in points.columns and points[c].notna().any()]
+    relative = {c: next((r for r in points.columns if r.startswith(f"{c} x ")), None) for c in COSTS}
+    costs = [relative[c] or c for c in COSTS if (relative[c] or c) in points.columns
+             and points[relative[c] or c].notna().any()]  # as multiples of a baseline backbone's, where one is named
     width = 3.3 * len(costs)
     _, legend_height = legend_rows([*map(str, points.protocol.unique()), *map(str, points.backbone.unique())], width)
     figure, axes = plt.subplots(1, len(costs), figsize=(width, 3.5 + LEGEND_ROW_INCHES * legend_height),
@@ -123,14 +125,14 @@ def cost_scatter(points: pd.DataFrame, metric: str, title: str):
     shapes = markers(sorted(points.protocol.unique()))
     colours = palette(sorted(points.backbone.unique()))
     for axis, cost in zip(axes[0], costs):
-        for row in points.itertuples():
-            value = getattr(row, cost)
+        for value, mean, protocol, backbone in zip(points[cost], points["mean"], points.protocol, points.backbone):
             if value is not None and np.isfinite(value) and value > 0:
-                axis.scatter(value, row.mean, marker=shapes[row.protocol], color=colours[row.backbone])
+                axis.scatter(value, mean, marker=shapes[protocol], color=colours[backbone])
         values = points[cost][points[cost] > 0]
         if len(values) and values.max() / values.min() > 20:  # orders of magnitude apart (e.g. params of
             axis.set_xscale("log")  # a linear head vs full fine-tuning)
-        axis.set_xlabel(COSTS[cost])
+        base, _, baseline = cost.partition(" x ")
+        axis.set_xlabel(COSTS[base] + (f" (x {baseline})" if baseline else ""))
         axis.tick_params(axis="x", labelsize="small")
     axes[0][0].set_ylabel(f"test {metric}")
     handles = [plt.Line2D([], [], color=c, marker="o", linestyle="", label=b) for b, c in colours.items()]

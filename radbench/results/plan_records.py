@@ -25,7 +25,8 @@ class PlanRecords:
             conn.execute("DELETE FROM planned_units WHERE study = ?", (study,))
             conn.executemany("INSERT OR IGNORE INTO planned_units VALUES (?,?,?)", [(study, *u) for u in units])
 
-    def record_study_notes(self, study: str, references: list[str], deviations: list[str]) -> None:
+    def record_study_notes(self, study: str, references: list[str], deviations: list[str],
+                           cost_baseline: str | None = None) -> None:
         """What a study says of itself for its report: the published numbers it names (radbench/references; kept
         as they were at run time, so a CSV moved or edited later does not change an old report) and the ways it
         knowingly differs from the paper it follows (`deviations:`)."""
@@ -33,6 +34,7 @@ class PlanRecords:
 
         notes = [(study, "reference", name, load_reference(name).to_json(orient="records")) for name in references]
         notes += [(study, "deviation", f"{i:03d}", text) for i, text in enumerate(deviations)]
+        notes += [(study, "setting", "cost_baseline", cost_baseline)] if cost_baseline else []
         with self._guard(), closing(self._connect()) as conn, conn:
             conn.execute("DELETE FROM study_notes WHERE study = ?", (study,))
             conn.executemany("INSERT OR REPLACE INTO study_notes VALUES (?,?,?,?)", notes)
@@ -47,6 +49,11 @@ class PlanRecords:
         frames = [pd.read_json(io.StringIO(body), orient="records", dtype={"table": str, "split": str})
                   for _, _, body in self._notes("reference")]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def cost_baseline(self) -> str | None:
+        """The backbone a stored study named as its cost baseline (the first such study's)."""
+        named = [body for _, name, body in self._notes("setting") if name == "cost_baseline"]
+        return named[0] if named else None
 
     def deviations(self) -> dict[str, list[str]]:
         """study -> the deviations from its paper that it names."""

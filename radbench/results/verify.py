@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from radbench.results.store import ResultsStore
 
 TOLERANCE = 1e-9  # metrics are stored as REAL (float64) from the same float64 computation
-CASE_METRICS = ("dice", "iou")
+CASE_METRICS = ("dice", "iou", "dice_jaccard_mean", "dice_pooled")
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ class StudyStore:
         if self.planner is not None:
             self.planner.plan_units(self.study.settings.name, units)
             settings = self.study.settings
-            self.planner.record_study_notes(settings.name, settings.references, settings.deviations)
+            self.planner.record_study_notes(settings.name, settings.references, settings.deviations,
+                                            settings.cost_baseline)
 
     def plan_jobs(self, backbone: str, dataset: str, jobs: list) -> None:
         self.writer.plan_jobs(backbone, dataset, [(job.key, job.label, job.seed, job.repeat) for job in jobs])
