@@ -125,6 +125,8 @@ def report(
                                                   "a study's own `reference:` is used anyway)"),
     cost_baseline: Optional[str] = typer.Option(None, "--cost-baseline", help="a backbone: every cost also as a "
                                                 "multiple of its (default: the study's cost_baseline)"),
+    tuning_images: int = typer.Option(32, min=0, help="test images for the CKA between each block before and after "
+                                      "fine-tuning, of training jobs that saved their model (0: none; runs both)"),
 ):
     """The study's answer: index.html (findings, status, leaderboards with 95 % patient-level bootstrap intervals
     and significance, ranking, curves, ROC / confusion / per-class AUROC, segmentation cases and overlays, cost,
@@ -148,7 +150,8 @@ def report(
                                                             warn=lambda m: err.print(f"warning: {escape(m)}"),
                                                             say=lambda m: err.print(escape(m), highlight=False),
                                                             references=tuple(reference or ()),
-                                                            cost_baseline=cost_baseline))
+                                                            cost_baseline=cost_baseline,
+                                                            tuning_images=tuning_images))
     page = target / "index.html"
     err.print(f"report: {page} ({len(board)} leaderboard rows, {resamples} patient resamples; tables in "
               f"{target / 'tables'}, figures in {target / 'figures'})")

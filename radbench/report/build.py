@@ -14,7 +14,7 @@ import pandas as pd
 from radbench.data.base import Task
 from radbench.errors import RadbenchError
 from radbench.paths import job_folder
-from radbench.report import figures, plots, published
+from radbench.report import figures, plots, published, tuning_cka
 from radbench.report.api import Results, load
 from radbench.report.costs import relative_costs
 from radbench.report.generalisation_page import generalisation_section
@@ -28,7 +28,7 @@ HEADLINE = ("auroc", "dice", "accuracy", "kappa")
 
 def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int = 0, patch_images: int = 3,
                  warn=print, say=lambda message: None, references: tuple[str, ...] = (),
-                 cost_baseline: str | None = None) -> tuple[Path, pd.DataFrame]:
+                 cost_baseline: str | None = None, tuning_images: int = 32) -> tuple[Path, pd.DataFrame]:
     """`say` hears each step as it starts (the CLI prints them: a large study's report takes minutes);
     `references`: published numbers to compare with besides those the study named (radbench/references)."""
     start = time.perf_counter()
@@ -87,6 +87,7 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
                         "against cost"), f"cost-{dataset}", f"{dataset} cost",
                         "Mean over seeds; one point per backbone × protocol.")
         _representations(page, section, results, dataset, tables, patch_images, warn)
+        tuning_cka.section(page, section, results, dataset, tuning_images, tables, warn)
     say("report: external tests, subgroups, robustness")
     generalisation_section(page, results.store, every_job, tables, resamples, seed)
     return page.write(), board
