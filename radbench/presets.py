@@ -7,8 +7,8 @@ from __future__ import annotations
 DINOV2_LRS = [1e-3, 5e-3, 1e-2, 5e-2]  # the radiology fork's 4 lrs x last 1/4 blocks x avgpool = 16 linear heads
 
 HUIX_LRS = [1e-5, 5e-5, 2e-4, 1e-3]  # "four values ranging from 1e-5 to 1e-3" (evenly spaced on a log scale)
-# the paper names the jitter, not its strengths: torchvision's usual 0.4 brightness / contrast / saturation, 0.1 hue
-HUIX_AUGMENT = {"crop_scale": (0.7, 1.0), "hflip": True, "vflip": True, "rotation": 0.0,
+# the paper names the jitter and "random resize crops", not their strengths: torchvision's usual values
+HUIX_AUGMENT = {"crop_scale": (0.08, 1.0), "hflip": True, "vflip": True, "rotation": 0.0,  # crop: torchvision's default
                 "color_jitter": (0.4, 0.4, 0.4, 0.1)}
 
 PRESETS: dict[str, dict[str, dict]] = {
