@@ -53,10 +53,21 @@ def test_state_dict_file_loads(tmp_path):
                              ).identity["checkpoint_sha256"]
 
 
-def test_segmentation_on_an_xrv_model_is_one_clear_error():
-    from radbench.errors import BackboneError
-    from radbench.segmentation.decoders import dense_taps
+def test_an_xrv_model_gives_its_four_stages_to_segmentation_decoders():
+    """DenseNet's four dense blocks (the last normed, as the pooled vector sees it): what a decoder taps."""
+    from radbench.segmentation.decoders import dense_taps, tap_indices
 
     backbone = build_backbone(BackboneConfig(name="xrv_densenet121_all", weights="none"), 64)
-    with pytest.raises(BackboneError, match="no feature maps for segmentation"):
-        dense_taps(backbone.model, torch.rand(1, 3, 64, 64), [0])
+    images = torch.rand(2, 3, 64, 64)
+    assert tap_indices(backbone.model, 4) == [0, 1, 2, 3]
+    maps = dense_taps(backbone.model.eval(), images, [0, 1, 2, 3])
+    assert [tuple(m.shape[1:]) for m in maps] == [(256, 16, 16), (512, 8, 8), (1024, 4, 4), (1024, 2, 2)]
+    with torch.no_grad():
+        torch.testing.assert_close(maps[-1], backbone.model.forward_features(images))
+        features = backbone.model.model.features  # the first block straight from torchxrayvision's own modules
+        x = images[:, :1]
+        for name, module in features.named_children():
+            x = module(x)
+            if name == "denseblock1":
+                break
+        torch.testing.assert_close(maps[0], x)
