@@ -15,7 +15,7 @@ from radbench.metrics.segmentation import case_metrics, dice_iou, hd95
 from radbench.progress import Reporter
 from radbench.results import ResultsStore
 from radbench.runner import run_study
-from tests.conftest import tiny_study, write_study
+from tests.conftest import run_cli, tiny_study, write_study
 
 
 def shenzhen(shared_data, **extra):
@@ -272,3 +272,40 @@ def test_pooled_dice_and_the_dice_jaccard_mean_against_a_direct_count():
     per_case = [(c["dice"] + c["iou"]) / 2 for c in cases if np.isfinite(c["dice"])]
     assert summary["dice_jaccard_mean"] == pytest.approx(np.mean(per_case), abs=1e-12)
     assert not any(key.startswith("pixels_") for key in summary)
+
+
+def test_transunet_is_the_hybrid_encoder_with_a_cascaded_upsampler():
+    """One ResNet pass serves the skips and the ViT: its tokens equal timm's own forward_features; the logits come
+    back at the image's size; at full size it has the paper's ~105M parameters."""
+    import torch
+
+    from radbench.segmentation.transunet import TransUNet
+
+    torch.manual_seed(0)
+    model = TransUNet(3, 64, depth=1, embed_dim=64, num_heads=2).eval()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        tokens, maps = model.tokens(images)
+        reference = model.encoder.forward_features(images)[:, model.encoder.num_prefix_tokens:]
+        torch.testing.assert_close(tokens, reference)
+        assert [m.shape[-1] for m in maps] == [32, 16, 8, 4]  # 1/2, 1/4, 1/8, 1/16: the skips and the ViT's grid
+        assert model(images).shape == (2, 3, 64, 64)
+    with torch.device("meta"):
+        full = TransUNet(2, 224)
+    assert 100e6 < sum(p.numel() for p in full.parameters()) < 110e6
+
+
+@pytest.mark.slow
+def test_transunet_trains_on_real_lung_masks_as_a_row_of_its_own(tmp_path, shared_data):
+    import radbench
+
+    protocols = [{"segmentation": {"name": "transunet", "decoder": "transunet", "epochs": 2, "lr": [1e-3],
+                                   "batch_size": 3, "encoder_kwargs": {"depth": 1, "embed_dim": 64, "num_heads": 2}}}]
+    study = write_study(tmp_path, {**tiny_study(tmp_path, [shenzhen(shared_data)], protocols), "image_size": 64})
+    run_cli("run", study, "--quiet")
+    results = radbench.load(tmp_path / "out")
+    job = results.jobs.iloc[0]
+    assert (job.backbone, job.protocol) == ("transunet", "transunet")
+    assert job.config["backbone"]["identity"] == {"model": "TransUNet (R50 + ViT, timm)", "weights": "none"}
+    dice = results.results.query("metric == 'dice'").value.iloc[0]
+    assert 0.0 <= dice <= 1.0

@@ -36,7 +36,8 @@ class BackboneTraining(StrictModel):
 
 
 class SegmentationConfig(ProtocolConfigBase):
-    decoder: Literal["linear", "unet", "scratch_unet"] = "linear"  # scratch_unet: MONAI's U-Net, no backbone
+    # scratch_unet: MONAI's U-Net; transunet: TransUNet (R50 + ViT-B, cascaded upsampler); neither uses the backbone
+    decoder: Literal["linear", "unet", "scratch_unet", "transunet"] = "linear"
     epochs: int = Field(default=30, ge=1)
     lr: list[PositiveFloat] = Field(default=[1e-3, 1e-2], min_length=1)
     batch_size: int = Field(default=16, ge=1)
@@ -54,7 +55,10 @@ class SegmentationConfig(ProtocolConfigBase):
     shots: list[PositiveInt | Literal["all"]] | None = None  # few-shot curve: train on n patients, one point per n
     repeats: int = Field(default=1, ge=1)  # draws of the n patients per seed
     save_model: bool = False  # the backbone (trained or not) and decoder, to OUT/segmentation/.../model/
-    added_later: ClassVar[tuple[str, ...]] = ("preset", "shots", "repeats", "save_model")
+    encoder_weights: Literal["none", "hub"] = "none"  # transunet: its encoder from scratch, or ImageNet-21k weights
+    encoder_kwargs: dict[str, int | float | str] = {}  # transunet: timm kwargs of the encoder (e.g. depth: 6)
+    added_later: ClassVar[tuple[str, ...]] = ("preset", "shots", "repeats", "save_model", "encoder_weights",
+                                              "encoder_kwargs")
 
 
 def sample_cases(patient_ids: np.ndarray, shots: int, seed: int, repeat: int) -> np.ndarray:
@@ -123,7 +127,7 @@ def run_segmentation(cfg: SegmentationConfig, inputs: SegmentationInput) -> Segm
         few = {"shots": cfg.shots[0], "patients": sorted(set(map(str, splits["train"].patient_ids))),
                "train_cases": len(chosen)}
     preprocess = replace(inputs.preprocess, image_size=cfg.image_size or inputs.preprocess.image_size)
-    scratch = cfg.decoder == "scratch_unet"
+    scratch = cfg.decoder in SCRATCH_DECODERS
     backbone = None if scratch else inputs.build_backbone(preprocess.image_size)
     indices = [] if scratch else tap_indices(backbone.model, cfg.taps or DECODERS[cfg.decoder].taps)
     frozen = not cfg.backbone.train and not scratch
@@ -145,6 +149,8 @@ def run_segmentation(cfg: SegmentationConfig, inputs: SegmentationInput) -> Segm
 
     def build() -> Segmenter:
         torch.manual_seed(inputs.seed)
+        if cfg.decoder == "transunet":
+            return transunet(dataset.num_classes, preprocess.image_size, cfg)
         if scratch:
             return scratch_unet(dataset.num_classes, cfg.width // 4, preprocess.image_size)
         trunk = backbone.model if frozen else copy.deepcopy(backbone.model)
@@ -213,6 +219,22 @@ def scratch_unet(classes: int, base: int, image_size: int):
         raise DataError(f"decoder scratch_unet: image_size {image_size} must be a multiple of 16 (four poolings)")
     return BasicUNet(spatial_dims=2, in_channels=3, out_channels=classes,
                      features=(base, base, 2 * base, 4 * base, 8 * base, base))
+
+
+SCRATCH_DECODERS = {"scratch_unet": "monai.networks.nets.BasicUNet", "transunet": "TransUNet (R50 + ViT, timm)"}
+
+
+def transunet(classes: int, image_size: int, cfg: SegmentationConfig):
+    """TransUNet (radbench/segmentation/transunet.py): its own encoder, from scratch or with ImageNet weights."""
+    from radbench.segmentation.transunet import TransUNet
+
+    if image_size % 16:
+        raise DataError(f"decoder transunet: image_size {image_size} must be a multiple of 16 (its ViT reads 1/16 "
+                        "of the image per token)")
+    try:
+        return TransUNet(classes, image_size, pretrained=cfg.encoder_weights == "hub", **cfg.encoder_kwargs)
+    except TypeError as error:
+        raise DataError(f"decoder transunet: encoder_kwargs {cfg.encoder_kwargs}: {error}") from None
 
 
 def _save(cfg: SegmentationConfig, kept: list[tuple], volume, folder: Path) -> list[str]:

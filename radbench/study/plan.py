@@ -46,7 +46,7 @@ class Job:
         return "features" in self.spec.inputs.split("+")
 
 
-SCRATCH_LABEL = "scratch_unet"  # the backbone column of a U-Net trained from scratch
+SCRATCH_LABELS = ("scratch_unet", "transunet")  # segmentation models with their own encoder: a row of their own
 
 
 def plan_jobs(study: StudyConfig, backbone: BackboneConfig, dataset, data_key: str) -> list[Job]:
@@ -67,10 +67,10 @@ def plan_jobs(study: StudyConfig, backbone: BackboneConfig, dataset, data_key: s
         _check_calibration(entry, dataset, segmentation)
         for suffix, variant in usable_variants(study, backbone, dataset, entry)[0]:
             owner = backbone
-            if getattr(variant, "decoder", None) == "scratch_unet":  # no backbone: planned once, as its own row
+            if getattr(variant, "decoder", None) in SCRATCH_LABELS:  # no backbone: planned once, as its own row
                 if backbone is not study.backbones[0]:
                     continue
-                owner = backbone.model_copy(update={"label": SCRATCH_LABEL})
+                owner = backbone.model_copy(update={"label": variant.decoder})
             label = entry.label if suffix is None else f"{entry.label}@{suffix}"
             feature_types = variant.feature_types(study.settings.features)
             for seed in study.settings.seeds:

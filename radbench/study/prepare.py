@@ -26,7 +26,7 @@ from radbench.protocols import ProtocolInput
 from radbench.protocols.base import ImageContext
 from radbench.protocols.segmentation import SegmentationInput
 from radbench.study.extra_tests import ExtraTest, corruption_set, external_set, feature_source_with
-from radbench.study.plan import SCRATCH_LABEL, Job, UnitPlan, unit_jobs
+from radbench.study.plan import SCRATCH_LABELS, Job, UnitPlan, unit_jobs
 
 
 def file_workers(settings) -> int:
@@ -201,8 +201,11 @@ def segmentation_inputs(unit: UnitContext, job: Job) -> JobInputs:
         output_folder=unit.folder("segmentation", job), repeat=job.repeat,
         description=unit.model_description(job, preprocess))
     identity = unit.description.identity
-    if job.backbone.label == SCRATCH_LABEL:  # trained from scratch: no backbone weights to name
-        identity = {"model": "monai.networks.nets.BasicUNet", "weights": "none"}
+    if job.backbone.label in SCRATCH_LABELS:  # a model of its own: no backbone weights to name
+        from radbench.protocols.segmentation import SCRATCH_DECODERS
+
+        weights = getattr(job.config, "encoder_weights", "none") if job.backbone.label == "transunet" else "none"
+        identity = {"model": SCRATCH_DECODERS[job.backbone.label], "weights": weights}
     return JobInputs(inputs, preprocess, identity)
 
 
