@@ -176,3 +176,13 @@ def test_dense_maps_at_several_depths_for_segmentation(name):
     if entry.patch:  # ViTs: one position per patch; the embedding width as channels (SAM: through its 256-d neck)
         channels = 256 if entry.model_id.startswith("samvit_") else model.embed_dim
         assert all(m.shape[-2:] == (size // entry.patch,) * 2 and m.shape[1] == channels for m in maps)
+
+
+def test_models_the_papers_use_that_radbench_does_not_offer_say_why(cli, tmp_path):
+    listed = " ".join(cli("list", "backbones").stdout.split())
+    assert "not offered: seem — SEEM's Focal-T image encoder" in listed and "not offered: vitaev2" in listed
+    from radbench.backbones.base import resolve_entry
+    from radbench.errors import BackboneError
+
+    with pytest.raises(BackboneError, match="'vitaev2_s' is not offered: ViTAEv2"):
+        resolve_entry("vitaev2_s")

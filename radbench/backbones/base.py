@@ -129,10 +129,22 @@ BACKBONES: Registry[BackboneEntry] = Registry("backbone")
 FAMILIES: Registry[Family] = Registry("backbone family")
 
 
+# models the seed papers use that radbench does not offer, and why: named in `list backbones` and in the error
+NOT_OFFERED = {
+    "seem": "SEEM's Focal-T image encoder (Huix et al.): its published checkpoint does not load onto timm's "
+            "FocalNet / DaViT, and SEEM's own code needs detectron2",
+    "vitaev2": "ViTAEv2 (DINO-CXR's backbone): neither timm nor transformers implements it; a native family is "
+               "not built yet",
+}
+
+
 def resolve_entry(name: str) -> BackboneEntry:
     """Registry names, or `<family>:<model id>` for any model a family can build (e.g. timm:resnet50)."""
     if name in BACKBONES:
         return BACKBONES.get(name)
+    absent = next((why for key, why in NOT_OFFERED.items() if name.lower().replace("_", "").startswith(key)), None)
+    if absent is not None:
+        raise BackboneError(f"backbone {name!r} is not offered: {absent}")
     if ":" in name:
         family_name, model_id = name.split(":", 1)
         family = FAMILIES.get(family_name)

@@ -74,6 +74,11 @@ def list_(what: ListWhat = typer.Argument(..., help="backbones, datasets or prot
             defaults = spec.config().model_dump(exclude={"name", "features", "last_blocks", "selection_metric"})
             table.add_row(name, spec.description, ", ".join(f"{k}={_short(v)}" for k, v in defaults.items()))
     out.print(table)
+    if what is ListWhat.backbones:
+        from radbench.backbones.base import NOT_OFFERED
+
+        for name, why in NOT_OFFERED.items():
+            out.print(f"not offered: {name} — {why}", highlight=False, soft_wrap=True)
 
 
 def _short(value) -> str:
