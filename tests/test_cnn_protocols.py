@@ -10,7 +10,8 @@ import pytest
 from tests.conftest import run_cli, tiny_study, write_study
 from tests.test_segmentation import shenzhen
 
-CNNS = ["vgg19", "resnet152", "densenet201", "dinov3_convnext_tiny", "xrv_densenet121_all", "xrv_resnet50_all"]
+CNNS = ["vgg19", "resnet152", "densenet201", "dinov3_convnext_tiny", "xrv_densenet121_all", "xrv_resnet50_all",
+        "vitaev2_s"]  # ViTAEv2: convolution + attention stages, pooled like a CNN
 
 
 def test_the_list_covers_every_registered_cnn_architecture():

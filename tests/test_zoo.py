@@ -180,9 +180,9 @@ def test_dense_maps_at_several_depths_for_segmentation(name):
 
 def test_models_the_papers_use_that_radbench_does_not_offer_say_why(cli, tmp_path):
     listed = " ".join(cli("list", "backbones").stdout.split())
-    assert "not offered: seem — SEEM's Focal-T image encoder" in listed and "not offered: vitaev2" in listed
+    assert "not offered: seem — SEEM's Focal-T image encoder" in listed and "vitaev2_s" in listed
     from radbench.backbones.base import resolve_entry
     from radbench.errors import BackboneError
 
-    with pytest.raises(BackboneError, match="'vitaev2_s' is not offered: ViTAEv2"):
-        resolve_entry("vitaev2_s")
+    with pytest.raises(BackboneError, match="'seem_focalt' is not offered: SEEM's Focal-T"):
+        resolve_entry("seem_focalt")

@@ -5,6 +5,7 @@ from radbench.backbones import (  # noqa: F401  (register the families and the n
     hf_family,
     openclip_family,
     timm_family,
+    vitaev2_family,
     xrv_family,
     zoo,
 )

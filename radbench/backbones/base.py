@@ -133,8 +133,6 @@ FAMILIES: Registry[Family] = Registry("backbone family")
 NOT_OFFERED = {
     "seem": "SEEM's Focal-T image encoder (Huix et al.): its published checkpoint does not load onto timm's "
             "FocalNet / DaViT, and SEEM's own code needs detectron2",
-    "vitaev2": "ViTAEv2 (DINO-CXR's backbone): neither timm nor transformers implements it; a native family is "
-               "not built yet",
 }
 
 

@@ -41,7 +41,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
             state = load_file(str(path))
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            import argparse
+
+            # training checkpoints (timm's saver, DINO's) keep their command line as a Namespace: plain data
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch/pickle/zip raise many unrelated types for a bad file
         # torch's message runs to several lines of advice (e.g. weights_only=False, unsafe here): keep one
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""

@@ -60,11 +60,15 @@ class SelfDistillationNetwork(nn.Module):
         return cls, self.head(cls), patch_tokens
 
 
+PRETRAINABLE = ("timm", "vitaev2")  # families whose saved state dict loads back as `weights:`
+
+
 def build_networks(cfg: PretrainConfig) -> tuple[SelfDistillationNetwork, SelfDistillationNetwork]:
     """(student, teacher): the same starting weights; the teacher is only ever updated by momentum."""
     entry = resolve_entry(cfg.backbone.name)
-    if entry.family != "timm":
-        raise BackboneError(f"pretraining builds timm backbones; {cfg.backbone.name!r} is a {entry.family} model")
+    if entry.family not in PRETRAINABLE:
+        raise BackboneError(f"pretraining builds timm and ViTAEv2 backbones; {cfg.backbone.name!r} is a "
+                            f"{entry.family} model")
     try:
         trunk = build_backbone(training_backbone(cfg.backbone, cfg), cfg.image_size).model
     except BackboneError:
