@@ -35,6 +35,29 @@ def effective_precision(device: torch.device, precision: Precision) -> str:
     return "bf16"
 
 
+# multiply-adds per step below which one maths-library thread beats several: the threads' hand-offs cost more than
+# the work, and on a loaded machine they spin against each other (benchmarks/probe_threads.py)
+SMALL_WORK = 1 << 22
+
+
+@contextlib.contextmanager
+def maths_threads(count: int | None):
+    """BLAS / OpenMP (threadpoolctl) and torch intra-op threads limited to `count` while inside (None: unchanged)."""
+    if count is None:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        with threadpool_limits(limits=count):
+            yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     import torch
 

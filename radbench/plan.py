@@ -35,6 +35,7 @@ class UnitPlan:
     features_cached: bool
     estimate_seconds: float | None  # extraction (frozen-feature jobs) from recorded ms per image; None: unknown
     unchecked: bool = False  # the backbone could not be described here (its jobs are not counted)
+    shared: int = 0  # jobs of seed-free protocols that take another seed's result instead of computing it
 
 
 def plan_study(study: StudyConfig, reporter: Reporter) -> list[UnitPlan]:
@@ -75,9 +76,10 @@ def plan_study(study: StudyConfig, reporter: Reporter) -> list[UnitPlan]:
             cached = any((folder / "manifest.json").is_file() for folder in study.feature_cache_dir.glob(f"{key}-*"))
             rate = throughput.get(json.dumps(description.identity, sort_keys=True))
             estimate = None if rate is None else (0.0 if cached or not feature_jobs else images * rate / 1000)
+            shared = [job.shared_key for job in jobs if job.shared_key is not None]
             plans.append(UnitPlan(backbone.display_name, cfg.name, images, len(jobs),
                                   sum(finished.issuperset([job.key, *job.evaluation_keys]) for job in jobs),
-                                  len(feature_jobs), cached, estimate))
+                                  len(feature_jobs), cached, estimate, shared=len(shared) - len(set(shared))))
     return plans
 
 

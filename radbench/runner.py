@@ -103,7 +103,7 @@ def _prepare(context: UnitContext, finished: set[str], extract_only: bool, summa
 def _run_jobs(context: UnitContext, pending: list, schedule: Schedule, store: StudyStore, *, summary: RunSummary,
               fail_fast: bool) -> int:
     """Run the jobs the schedule gives this process; the number that failed."""
-    failed = 0
+    failed, computed = 0, {}  # seed-free protocols' results, by shared key (study/execute.py)
     for job, together in schedule.jobs(pending):
         with schedule.claimed(job) as mine:
             if not mine:
@@ -112,7 +112,7 @@ def _run_jobs(context: UnitContext, pending: list, schedule: Schedule, store: St
             started = time.perf_counter()
             try:
                 with schedule.running(together):
-                    record = run_job(context.study, job, context.inputs(job), context.reporter)
+                    record = run_job(context.study, job, context.inputs(job), context.reporter, computed)
             except Exception as error:  # recorded (status and report show it); the other jobs go on
                 failed += 1
                 _failed(context, job, error, store=store, summary=summary,

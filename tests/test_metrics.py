@@ -145,3 +145,29 @@ def test_multilabel_against_brute_force_with_missing_labels():
     assert metrics["label_accuracy"] == pytest.approx(np.mean(accuracies))  # per-label accuracy at 0.5, then mean
     assert metrics["label_prevalence"] == pytest.approx(np.mean(prevalences))
     assert "accuracy" not in metrics  # not a headline accuracy: named for what it is, prevalence beside it
+
+
+@pytest.mark.parametrize("task", [Task.BINARY, Task.MULTICLASS, Task.ORDINAL, Task.MULTILABEL])
+def test_one_selection_metric_alone_equals_the_full_computation(task):
+    """Choosing among a grid computes only the selection metric (`only=`): the same value as the full set, for every
+    metric a task can select by, on full splits and on one where a class is absent."""
+    from radbench.metrics import selectable_metrics
+
+    rng = np.random.default_rng(3)
+    classes = 2 if task is Task.BINARY else 4
+    names = tuple(f"c{i}" for i in range(classes))
+    for absent in (False, True):
+        if task is Task.MULTILABEL:
+            targets = (rng.random((60, classes)) < 0.3).astype(np.float32)
+            targets[rng.random((60, classes)) < 0.2] = np.nan
+            if absent:
+                targets[:, 1] = 0.0
+            scores = rng.random((60, classes))
+        else:
+            labels = rng.integers(0, classes - absent, 60)
+            targets = np.eye(classes, dtype=np.float32)[labels]
+            scores = rng.dirichlet(np.ones(classes), 60)
+        full, _ = classification_metrics(task, targets, scores, names)
+        for metric in selectable_metrics(task):
+            alone, _ = classification_metrics(task, targets, scores, names, only=metric)
+            np.testing.assert_equal(alone[metric], full[metric])

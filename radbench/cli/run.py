@@ -193,6 +193,10 @@ def plan(
     extract = sum(u.images for u in units if u.feature_jobs and not u.features_cached)
     out.print(f"jobs: {total} ({done} already stored, {total - done} to run); images to extract: {extract}; "
               f"units: {len(units)}; output: {config.settings.output_dir}")
+    shared = sum(u.shared for u in units)
+    if shared:
+        out.print(f"{shared} of these jobs are seed-free protocols (kNN, logistic regression, zero-shot) for a further seed: "
+                  "computed once per backbone x dataset and stored under every seed")
 
 
 @app.command()

@@ -31,18 +31,20 @@ def selectable_metrics(task: Task) -> tuple[str, ...]:
 
 
 def classification_metrics(
-    task: Task, targets: np.ndarray, scores: np.ndarray, class_names: tuple[str, ...]
+    task: Task, targets: np.ndarray, scores: np.ndarray, class_names: tuple[str, ...], only: str | None = None
 ) -> tuple[dict[str, float], dict]:
-    """Returns (metrics, notes). Per-class AUROCs appear as `auroc/<class>`."""
+    """Returns (metrics, notes). Per-class AUROCs appear as `auroc/<class>`. `only`: that metric alone (and what
+    computing it gives on the way), by the same code: what choosing among a grid's candidates needs."""
     with warnings.catch_warnings():
         # a split where some class is absent is expected in small studies; the notes say which metric it affects
         warnings.simplefilter("ignore", UserWarning)
         if task is Task.MULTILABEL:
-            return _multilabel(targets, scores, class_names)
-        return _single_label(task, targets, scores, class_names)
+            return _multilabel(targets, scores, class_names, only)
+        return _single_label(task, targets, scores, class_names, only)
 
 
-def _single_label(task: Task, targets: np.ndarray, scores: np.ndarray, class_names: tuple[str, ...]):
+def _single_label(task: Task, targets: np.ndarray, scores: np.ndarray, class_names: tuple[str, ...],
+                  only: str | None = None):
     from sklearn.metrics import (
         accuracy_score,
         balanced_accuracy_score,
@@ -56,14 +58,18 @@ def _single_label(task: Task, targets: np.ndarray, scores: np.ndarray, class_nam
     y_pred = scores.argmax(1)
     labels = np.arange(len(class_names))
     present = np.unique(y_true)
-    metrics = {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
-        "f1_macro": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+    thresholded = {
+        "accuracy": lambda: accuracy_score(y_true, y_pred),
+        "balanced_accuracy": lambda: balanced_accuracy_score(y_true, y_pred),
+        "f1_macro": lambda: f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0),
         # macro recall over the classes in the split (ISIC's "Rec." in Huix et al.): balanced accuracy by another
         # name, kept under the name papers use
-        "recall": float(recall_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "recall": lambda: recall_score(y_true, y_pred, labels=present, average="macro", zero_division=0),
+        "kappa": lambda: cohen_kappa_score(y_true, y_pred, weights="quadratic", labels=labels),
     }
+    if only in thresholded:
+        return {only: float(thresholded[only]())}, {}
+    metrics = {name: float(value()) for name, value in thresholded.items() if name != "kappa" and only is None}
     notes: dict = {}
     if len(present) < len(class_names):
         notes["f1_skipped_classes"] = [class_names[c] for c in labels if c not in present]
@@ -82,28 +88,32 @@ def _single_label(task: Task, targets: np.ndarray, scores: np.ndarray, class_nam
         metrics["auroc"] = float(np.mean(list(per_class.values()))) if per_class else float("nan")  # one-vs-rest macro
         if skipped:
             notes["auroc_skipped_classes"] = skipped
-    if task is Task.ORDINAL:
-        metrics["kappa"] = float(cohen_kappa_score(y_true, y_pred, weights="quadratic", labels=labels))
+    if task is Task.ORDINAL and only is None:
+        metrics["kappa"] = float(thresholded["kappa"]())
     return metrics, notes
 
 
-def _multilabel(targets: np.ndarray, scores: np.ndarray, class_names: tuple[str, ...]):
+def _multilabel(targets: np.ndarray, scores: np.ndarray, class_names: tuple[str, ...], only: str | None = None):
     from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
     metrics: dict[str, float] = {}
     aurocs, f1s, accuracies, prevalences, skipped, f1_skipped = [], [], [], [], [], []
+    thresholded = only in (None, "f1_macro", "label_accuracy", "label_prevalence")
     for c, name in enumerate(class_names):
         known = ~np.isnan(targets[:, c])
         y_true = targets[known, c].astype(int)
         y_score = scores[known, c]
-        if known.any():
+        if known.any() and thresholded:
             y_pred = (y_score >= 0.5).astype(int)
             accuracies.append(accuracy_score(y_true, y_pred))
             prevalences.append(float(y_true.mean()))
         if y_true.any():
-            f1s.append(f1_score(y_true, y_pred, zero_division=0))
+            if thresholded:
+                f1s.append(f1_score(y_true, y_pred, zero_division=0))
         else:
             f1_skipped.append(name)
+        if only not in (None, "auroc"):
+            continue
         if len(np.unique(y_true)) < 2:
             skipped.append(name)
             continue

@@ -80,6 +80,11 @@ class ProtocolInput:
     def metrics(self, split_targets: np.ndarray, scores: np.ndarray) -> tuple[dict[str, float], dict]:
         return classification_metrics(self.task, split_targets, scores, self.class_names)
 
+    def selection_value(self, split_targets: np.ndarray, scores: np.ndarray) -> float:
+        """The selection metric alone (as `metrics` computes it): what ranks a grid's candidates on val."""
+        return classification_metrics(self.task, split_targets, scores, self.class_names,
+                                      only=self.selection_metric)[0][self.selection_metric]
+
     def train_val_features(self, feature_type: str) -> np.ndarray:
         """Features of the refit set (train+val, or train alone for few-shot, where val must not add labels)."""
         return np.concatenate([self.features.get(feature_type, split) for split in self.refit_splits])
@@ -149,7 +154,8 @@ class ProtocolSpec:
     """`inputs`: what the run prepares for it, by name (study/prepare.py INPUTS): "features" (cached frozen
     features), "images" (trains on images) or "segmentation" (masks and dense features). `variants` splits one
     entry into separately reported points (few-shot shots, decapitation depths); `repeats` draws per seed;
-    `check(config, dataset, seeds)` raises a DataError when the data cannot serve the config, before any work."""
+    `check(config, dataset, seeds)` raises a DataError when the data cannot serve the config, before any work;
+    `seed_free(config)` says the result cannot depend on the seed."""
 
     name: str
     config: type[ProtocolConfigBase]
@@ -159,6 +165,8 @@ class ProtocolSpec:
     variants: Callable[[ProtocolConfigBase], list[tuple[str | None, ProtocolConfigBase]]] = single_variant
     repeats: Callable[[ProtocolConfigBase], int] = lambda cfg: 1
     check: Callable[[ProtocolConfigBase, object, list[int]], None] | None = None
+    # the result cannot depend on the seed (no random draw anywhere): computed once per unit, stored under each seed
+    seed_free: Callable[[ProtocolConfigBase], bool] = lambda cfg: False
 
 
 PROTOCOLS: Registry[ProtocolSpec] = Registry("protocol")

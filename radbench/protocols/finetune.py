@@ -116,7 +116,7 @@ def run_trainable(cfg: TrainingConfig, inputs: ProtocolInput, adapt: Callable[[C
         return context.per_sample(predict(model, inputs.task, plain("val"), evaluation)[0], "val")
 
     def val_metric(model: Classifier) -> float:
-        return inputs.metrics(inputs.targets["val"], val_scores(model))[0][inputs.selection_metric]
+        return inputs.selection_value(inputs.targets["val"], val_scores(model))
 
     def fit(model: Classifier, lr: float, validate: bool, stop_after: int | None):
         settings = settings_for(cfg, inputs, lr)

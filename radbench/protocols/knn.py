@@ -71,7 +71,7 @@ def run_knn(cfg: KnnConfig, inputs: ProtocolInput) -> ProtocolResult:
         sims, idx = nearest(train, inputs.features.get(feature_type, "val"), max(ks), inputs.device)
         for k in ks:
             scores = vote(sims[:, :k], idx[:, :k], inputs.targets["train"], cfg.temperature)
-            value = inputs.metrics(inputs.targets["val"], scores)[0][inputs.selection_metric]
+            value = inputs.selection_value(inputs.targets["val"], scores)
             params = {"feature": feature_type, "k": k, **({"k_requested": clamped[k]} if k in clamped else {})}
             candidates.append({"params": params, "val": value})
             cache[(feature_type, k)] = scores
@@ -91,4 +91,5 @@ def run_knn(cfg: KnnConfig, inputs: ProtocolInput) -> ProtocolResult:
     return result
 
 
-PROTOCOLS.add("knn", ProtocolSpec("knn", KnnConfig, run_knn, "cosine kNN, temperature-weighted votes, k chosen on val"))
+PROTOCOLS.add("knn", ProtocolSpec("knn", KnnConfig, run_knn, "cosine kNN, temperature-weighted votes, k chosen on val",
+                                  seed_free=lambda cfg: True))  # exact top-k over fixed features: nothing is drawn

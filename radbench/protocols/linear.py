@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from radbench.data.base import Task
+from radbench.device import SMALL_WORK, maths_threads
 from radbench.protocols.base import (
     PROTOCOLS,
     ProtocolConfigBase,
@@ -161,7 +162,9 @@ def train_heads(inputs: ProtocolInput, cfg: LinearConfig, feature_types: list[st
                         device)
     total = cfg.epochs * math.ceil(len(targets) / cfg.batch_size)
     step = 0
-    with torch.no_grad(), inputs.reporter.task(description, cfg.epochs) as advance:
+    small = x.shape[1] * heads.weight.shape[1] * min(cfg.batch_size, len(targets)) < SMALL_WORK
+    with torch.no_grad(), maths_threads(1 if small and device.type == "cpu" else None), \
+            inputs.reporter.task(description, cfg.epochs) as advance:
         for _ in range(cfg.epochs):
             order = torch.randperm(len(targets), generator=order_generator).to(device)
             for start in range(0, len(order), cfg.batch_size):
@@ -201,7 +204,7 @@ def run_linear(cfg: LinearConfig, inputs: ProtocolInput) -> ProtocolResult:
     candidates = []
     for t, feature_type in enumerate(feature_types):
         for l, lr in enumerate(lrs):
-            value = inputs.metrics(inputs.targets["val"], val_scores[t, l])[0][inputs.selection_metric]
+            value = inputs.selection_value(inputs.targets["val"], val_scores[t, l])
             candidates.append({"params": {"feature": feature_type, "lr": lr}, "val": value})
     chosen = pick_best([c["val"] for c in candidates])
     t, l = divmod(chosen, len(lrs))

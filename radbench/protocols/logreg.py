@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field
 
+from radbench.device import maths_threads
 from radbench.protocols.base import (
     PROTOCOLS,
     ProtocolConfigBase,
@@ -80,6 +81,15 @@ class _Fit:
 
 
 def run_logreg(cfg: LogregConfig, inputs: ProtocolInput) -> ProtocolResult:
+    # one maths thread: L-BFGS on a study's feature matrices (measured up to 20 000 x 768) is faster on one than on
+    # two even on a quiet machine, and several threads fight on a loaded one (benchmarks/probe_threads.py)
+    import sklearn.linear_model  # noqa: F401  (loads scipy's OpenBLAS and sklearn's OpenMP: limited only once loaded)
+
+    with maths_threads(1):
+        return _run_logreg(cfg, inputs)
+
+
+def _run_logreg(cfg: LogregConfig, inputs: ProtocolInput) -> ProtocolResult:
     single = inputs.task.single_label
     candidates, kept_scores, not_converged = [], {}, 0
     best_value = -np.inf
@@ -89,7 +99,7 @@ def run_logreg(cfg: LogregConfig, inputs: ProtocolInput) -> ProtocolResult:
             fit = _Fit(cfg, C, inputs.features.get(feature_type, "train"), inputs.targets["train"], single, inputs.seed)
             not_converged += fit.not_converged
             scores = fit.predict(inputs.features.get(feature_type, "val"))
-            value = inputs.metrics(inputs.targets["val"], scores)[0][inputs.selection_metric]
+            value = inputs.selection_value(inputs.targets["val"], scores)
             candidates.append({"params": {"feature": feature_type, "C": C}, "val": value})
             if len(candidates) == 1 or value > best_value:  # keep only scores that pick_best can choose
                 kept_scores[len(candidates) - 1] = scores
@@ -111,4 +121,5 @@ def run_logreg(cfg: LogregConfig, inputs: ProtocolInput) -> ProtocolResult:
 
 
 PROTOCOLS.add("logreg", ProtocolSpec(
-    "logreg", LogregConfig, run_logreg, "scikit-learn logistic regression, C chosen on val, refit on train+val"))
+    "logreg", LogregConfig, run_logreg, "scikit-learn logistic regression, C chosen on val, refit on train+val",
+    seed_free=lambda cfg: True))  # L-BFGS from zero: scikit-learn reads random_state only for sag / saga / liblinear

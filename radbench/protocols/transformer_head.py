@@ -154,7 +154,7 @@ def run_transformer_head(cfg: TransformerHeadConfig, inputs: ProtocolInput) -> P
         return context.per_sample(predict(model, inputs.task, data(["val"]), evaluation)[0], "val")
 
     def val_metric(model) -> float:
-        return inputs.metrics(inputs.targets["val"], val_scores(model))[0][inputs.selection_metric]
+        return inputs.selection_value(inputs.targets["val"], val_scores(model))
 
     def fit(model, lr: float, validate: bool, stop_after: int | None):
         parts = ["train"] if validate else ["train", "val"]

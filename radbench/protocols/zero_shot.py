@@ -169,6 +169,6 @@ def check_zero_shot(study, datasets: dict) -> None:
 PROTOCOLS.add("zero_shot", ProtocolSpec(
     "zero_shot", ZeroShotConfig, run_zero_shot,
     "vision-language zero-shot: class prompts through the text tower vs cached image embeddings",
-    inputs="features+text"))
+    inputs="features+text", seed_free=lambda cfg: True))  # fixed prompts against fixed embeddings: nothing drawn
 
 __all__ = ["TEMPLATES", "ZeroShotConfig", "check_zero_shot"]

@@ -4,6 +4,7 @@ kind of protocol (frozen features, training on images, segmentation); what diffe
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -20,15 +21,15 @@ from radbench.study.prepare import JobInputs
 from radbench.training.loop import peak_memory_mb
 
 
-def run_job(study: StudyConfig, job: Job, prepared: JobInputs, reporter: Reporter) -> JobRecord:
+def run_job(study: StudyConfig, job: Job, prepared: JobInputs, reporter: Reporter,
+            computed: dict | None = None) -> JobRecord:
     """Run the protocol and assemble its record. Frozen-feature jobs take the extraction's costs from the feature
-    cache; jobs that train measure their own."""
+    cache; jobs that train measure their own. `computed` (one per unit) keeps the results of seed-free protocols:
+    their job for another seed takes the result as it is (the same numbers; its record says so)."""
     segmentation = job.spec.inputs == "segmentation"
     shown = f", features {', '.join(prepared.inputs.feature_types)}" if job.uses_features else ""
     reporter.info(f"  {job.label} (seed {job.seed}{f', repeat {job.repeat}' if job.repeat else ''}){shown}")
-    start = time.perf_counter()
-    result = job.spec.run(job.config, prepared.inputs)
-    seconds = time.perf_counter() - start
+    result, seconds = _result(job, prepared, reporter, {} if computed is None else computed)
     metric = "dice" if segmentation else job.selection_metric
     reporter.info(f"    chosen {result.selected}; test {metric} {result.test_metrics.get(metric, float('nan')):.4f}")
     common = dict(
@@ -52,6 +53,22 @@ def run_job(study: StudyConfig, job: Job, prepared: JobInputs, reporter: Reporte
                      extra_metrics={**_clinical(job, inputs, result, test_scores),
                                     **_costs(result, prepared, seconds, inputs.device)},
                      evaluations=evaluations)
+
+
+def _result(job: Job, prepared: JobInputs, reporter: Reporter, computed: dict):
+    """(protocol result, its seconds): run now, or a seed-free protocol's result already computed for another seed
+    (the seconds it took then: the cost of the job either way)."""
+    if job.shared_key is not None and job.shared_key in computed:
+        result, seconds, seed = computed[job.shared_key]
+        reporter.info(f"    seed-free protocol: the result computed for seed {seed}, not computed again")
+        note = {"computed_once": f"seed-free protocol: the result computed for seed {seed}"}
+        return dataclasses.replace(result, details={**result.details, **note}), seconds
+    start = time.perf_counter()
+    result = job.spec.run(job.config, prepared.inputs)
+    seconds = time.perf_counter() - start
+    if job.shared_key is not None:
+        computed[job.shared_key] = (result, seconds, job.seed)
+    return result, seconds
 
 
 def evaluation_record(job: Job, prepared: JobInputs, result, extra, common: dict, reporter: Reporter) -> JobRecord:

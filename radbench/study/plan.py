@@ -35,6 +35,7 @@ class Job:
     key: str
     evaluations: tuple[str, ...] = ()  # extra test sets its final model scores (study/extra_tests.py)
     claim_key: str | None = None  # what a process claims to run it: its key, or (stored, extra sets missing) theirs
+    shared_key: str | None = None  # a seed-free protocol's jobs of every seed share it: computed once, stored each
 
     @property
     def evaluation_keys(self) -> list[str]:
@@ -73,18 +74,21 @@ def plan_jobs(study: StudyConfig, backbone: BackboneConfig, dataset, data_key: s
                 owner = backbone.model_copy(update={"label": variant.decoder})
             label = entry.label if suffix is None else f"{entry.label}@{suffix}"
             feature_types = variant.feature_types(study.settings.features)
+            seed_free = spec.seed_free(variant)
             for seed in study.settings.seeds:
                 for repeat in range(spec.repeats(variant)):
-                    key = stable_hash({
+                    identity = {
                         "data": data_key, "backbone": owner.display_name, "dataset": dataset.name,
                         "protocol": entry.type, "label": label,
                         "config": variant.model_dump(mode="json", exclude=_not_in_key(variant)),
                         "feature_types": feature_types, "selection_metric": metric, "seed": seed, "repeat": repeat,
-                    }, length=20)
+                    }
+                    shared = stable_hash({**identity, "seed": "any"}, length=20) if seed_free else None
                     jobs.append(Job(backbone=owner, dataset=dataset, entry=entry, spec=spec, label=label,
                                     config=variant, seed=seed, repeat=repeat, feature_types=feature_types,
-                                    selection_metric=metric, key=key,
-                                    evaluations=extra_tests if entry.type in SCORES_OTHER_SETS else ()))
+                                    selection_metric=metric, key=stable_hash(identity, length=20),
+                                    evaluations=extra_tests if entry.type in SCORES_OTHER_SETS else (),
+                                    shared_key=shared))
     return jobs
 
 
