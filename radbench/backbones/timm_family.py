@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from radbench.backbones.base import (
@@ -28,9 +32,33 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def timm_model_exists(model_id: str) -> bool:
+    name = model_id.split(".")[0]
+    if name in timm_model_names():
+        return True
+    import timm  # not in the list: a model registered in this process (or a typo), asked of timm itself
+
+    return timm.is_model(name)
+
+
+@functools.lru_cache(maxsize=1)
+def timm_model_names() -> frozenset[str]:
+    """timm's architecture names, kept in the user's cache per timm version: checking a `timm:` name while reading
+    a study then costs a file read, not timm's import (4 s here, most of it torchvision and torch._dynamo)."""
+    from importlib.metadata import version
+
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "radbench"
+    listed = folder / f"timm-{version('timm')}-models.txt"
+    with contextlib.suppress(OSError):
+        return frozenset(listed.read_text().split())
     import timm
 
-    return timm.is_model(model_id.split(".")[0])
+    names = frozenset(timm.list_models())
+    with contextlib.suppress(OSError):  # an unwritable home: checked by importing timm each time
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = listed.with_name(f"{listed.name}.{os.getpid()}")
+        temporary.write_text("\n".join(sorted(names)))
+        temporary.replace(listed)
+    return names
 
 
 def _create(model_id: str, pretrained: bool, image_size: int, kwargs: dict) -> torch.nn.Module:

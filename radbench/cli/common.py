@@ -97,10 +97,15 @@ def _with_overrides(study, device: Optional[str], batch_size: Optional[int], num
 
 def _run(study, quiet: bool, extract_only: bool = False, repair: bool = True, fail_fast: bool = False):
     from radbench.progress import Reporter
+
+    reporter = Reporter(err, quiet=quiet)
+    settings = study.settings
+    # said before torch and the data readers load (seconds): the run has started, and on what
+    reporter.info(f"study {settings.name}: {len(study.backbones)} backbone(s) x {len(study.datasets)} dataset(s) x "
+                  f"{len(study.protocols)} protocol(s) x {len(settings.seeds)} seed(s); reading the data")
     from radbench.runner import run_study
 
-    summary = run_study(study, Reporter(err, quiet=quiet), extract_only=extract_only, repair=repair,
-                        fail_fast=fail_fast)
+    summary = run_study(study, reporter, extract_only=extract_only, repair=repair, fail_fast=fail_fast)
     images = sum(e.images for e in summary.extractions)
     extracted = (f"; extracted features for {images} images ({len(summary.extractions)} splits)"
                  if summary.used_feature_cache else "")
