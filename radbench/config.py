@@ -33,9 +33,13 @@ class ProtocolEntry:
     label: str
     config: ProtocolConfigBase
     backbones: tuple[str, ...] | None = None  # `backbones: [...]` in the entry: only these (label or name)
+    datasets: tuple[str, ...] | None = None  # `datasets: [...]` in the entry: only these (dataset names)
 
     def runs_on(self, backbone: BackboneConfig) -> bool:
         return self.backbones is None or backbone.display_name in self.backbones or backbone.name in self.backbones
+
+    def runs_on_dataset(self, name: str) -> bool:
+        return self.datasets is None or name in self.datasets
 
 
 class StudySettings(StrictModel):
@@ -158,7 +162,7 @@ def parse_study(raw: Any, base_dir: Path, source: str = "study") -> StudyConfig:
     settings = _check_references(errors, settings, base_dir)
     _check_shifts(errors, [d for d in datasets if d], {item.get("name") for item in lists["datasets"]
                                                         if isinstance(item, dict)})
-    _check_restrictions(errors, backbones, protocols)
+    _check_restrictions(errors, backbones, datasets, protocols)
     _check_names(errors, [("backbones", b.display_name) for b in backbones if b] +
                  [("datasets", d.name) for d in datasets if d] + [("protocols", p.label) for p in protocols if p])
     _unique(errors, "backbones", [b.display_name for b in backbones if b], "give each a distinct `label`")
@@ -225,18 +229,19 @@ def _protocol(item: Any, where: str, context: dict, errors: list[str]) -> Protoc
     except ValueError as error:
         errors.append(f"{where}.{kind}.preset: {error}")
         return None
-    only = None
-    if isinstance(body, dict) and "backbones" in body:
-        body = dict(body)
-        only = body.pop("backbones")
-        if not isinstance(only, list) or not only or not all(isinstance(b, str) for b in only):
-            errors.append(f"{where}.{kind}.backbones: a list of the study's backbone labels or names")
-            only = None
+    only: dict[str, tuple[str, ...] | None] = {"backbones": None, "datasets": None}
+    for key, what in (("backbones", "backbone labels or names"), ("datasets", "dataset names")):
+        if isinstance(body, dict) and key in body:
+            body = dict(body)
+            names = body.pop(key)
+            if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+                errors.append(f"{where}.{kind}.{key}: a list of the study's {what}")
+            else:
+                only[key] = tuple(names)
     config = _validate(PROTOCOLS.get(kind).config, body or {}, f"{where}.{kind}", context, errors)
     if config is None:
         return None
-    return ProtocolEntry(type=kind, label=config.name or kind, config=config,
-                         backbones=tuple(only) if only is not None else None)
+    return ProtocolEntry(type=kind, label=config.name or kind, config=config, **only)
 
 
 def _check_names(errors: list[str], names: list[tuple[str, str]]) -> None:
@@ -249,14 +254,25 @@ def _check_names(errors: list[str], names: list[tuple[str, str]]) -> None:
             errors.append(f"{where}: the name {problem}; use letters, digits and -_.@")
 
 
-def _check_restrictions(errors: list[str], backbones: list, protocols: list) -> None:
-    """A protocol's `backbones:` names backbones of the study (labels or names), each one at least."""
+def _check_restrictions(errors: list[str], backbones: list, datasets: list, protocols: list) -> None:
+    """A protocol's `backbones:` / `datasets:` name backbones (labels or names) / datasets of the study; a
+    `datasets:` list leaves the protocol at least one dataset of its kind (and no dataset of the other kind)."""
     known = {name for b in backbones if b for name in (b.display_name, b.name)}
+    kinds = {d.name: ADAPTERS.get(d.adapter).kind for d in datasets if d}
     for i, entry in enumerate(protocols):
         for name in (entry.backbones or ()) if entry else ():
             if name not in known:
                 errors.append(f"protocols[{i}].{entry.type}.backbones: {name!r} is not a backbone of this study"
                               + did_you_mean(name, known))
+        protocol_kind = "segmentation" if entry and PROTOCOLS.get(entry.type).inputs == "segmentation" \
+            else "classification"
+        for name in (entry.datasets or ()) if entry else ():
+            if name not in kinds:
+                errors.append(f"protocols[{i}].{entry.type}.datasets: {name!r} is not a dataset of this study"
+                              + did_you_mean(name, kinds))
+            elif kinds[name] != protocol_kind:
+                errors.append(f"protocols[{i}].{entry.type}.datasets: {name!r} is a {kinds[name]} dataset; "
+                              f"{entry.type} is a {protocol_kind} protocol")
 
 
 def _check_crop(errors: list[str], settings, datasets: list) -> None:
@@ -327,8 +343,8 @@ def _check_kinds(errors: list[str], datasets: list, protocols: list) -> None:
     dataset_kinds = {d.name: ADAPTERS.get(d.adapter).kind for d in datasets if d}
     protocol_kinds = {p.label: kind_of_protocol(p) for p in protocols if p}
     for name, kind in dataset_kinds.items():
-        if kind not in protocol_kinds.values():
-            errors.append(f"datasets: {name!r} is a {kind} dataset but no protocol of that kind is listed")
+        if not any(kind == kind_of_protocol(p) and p.runs_on_dataset(name) for p in protocols if p):
+            errors.append(f"datasets: {name!r} is a {kind} dataset but no protocol of that kind runs on it")
     for label, kind in protocol_kinds.items():
         if kind not in dataset_kinds.values():
             errors.append(f"protocols: {label!r} needs a {kind} dataset and none is listed")

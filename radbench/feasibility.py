@@ -93,6 +93,7 @@ def shrink_notes(study: StudyConfig, backbone, dataset) -> list[str]:
     segmentation = isinstance(dataset, SegmentationDataset)
     return [note for entry in study.protocols
             if (PROTOCOLS.get(entry.type).inputs == "segmentation") == segmentation and entry.runs_on(backbone)
+            and entry.runs_on_dataset(dataset.name)
             for note in usable_variants(study, backbone, dataset, entry)[1]]
 
 

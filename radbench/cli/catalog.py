@@ -74,6 +74,9 @@ def list_(what: ListWhat = typer.Argument(..., help="backbones, datasets or prot
             defaults = spec.config().model_dump(exclude={"name", "features", "last_blocks", "selection_metric"})
             table.add_row(name, spec.description, ", ".join(f"{k}={_short(v)}" for k, v in defaults.items()))
     out.print(table)
+    if what is ListWhat.protocols:
+        out.print("every protocol also takes: name, preset, features, last_blocks, selection_metric, calibrate, "
+                  "backbones: [...] and datasets: [...] (run on those only)", highlight=False, soft_wrap=True)
     if what is ListWhat.backbones:
         from radbench.backbones.base import NOT_OFFERED
 

@@ -53,7 +53,7 @@ def study_units(study: StudyConfig) -> list[Unit]:
                 continue  # scored by the other units' jobs, never a unit of its own
             segmentation = ADAPTERS.get(dataset.adapter).kind == "segmentation"
             entries = [e for e in study.protocols if (PROTOCOLS.get(e.type).inputs == "segmentation") == segmentation
-                       and e.runs_on(backbone)]
+                       and e.runs_on(backbone) and e.runs_on_dataset(dataset.name)]
             reads_features = {e.label: "features" in PROTOCOLS.get(e.type).inputs.split("+") for e in entries}
             if any(reads_features.values()):
                 units.append(Unit(backbone.display_name, dataset.name, "features"))

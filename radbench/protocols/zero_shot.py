@@ -146,7 +146,7 @@ def check_zero_shot(study, datasets: dict) -> None:
                                   "transformers CLIP / SigLIP model); give the protocol `backbones: [...]` without "
                                   "it")
             multilabel = any(getattr(d, "task", None) is not None and not d.task.single_label
-                             for d in datasets.values())
+                             for name, d in datasets.items() if entry.runs_on_dataset(name))
             if entry.config.multilabel == "sigmoid" and multilabel and entry.runs_on(backbone) and \
                     has_logit_bias(backbone) is False:
                 raise ConfigError(f"{where}.multilabel: sigmoid needs a model with a learned logit bias (SigLIP-"
@@ -158,7 +158,8 @@ def check_zero_shot(study, datasets: dict) -> None:
                                   f"{did_you_mean(name, classes)}")
         for cfg in study.datasets:
             dataset = datasets.get(cfg.name)
-            if dataset is None or not hasattr(dataset, "task") or getattr(cfg, "external_only", False):
+            if dataset is None or not hasattr(dataset, "task") or getattr(cfg, "external_only", False) \
+                    or not entry.runs_on_dataset(cfg.name):
                 continue
             missing = [name for name in dataset.class_names if phrases_for(name, entry.config.prompts) is None]
             if missing:

@@ -105,7 +105,7 @@ def _load_datasets(study: StudyConfig, reporter: Reporter) -> dict[str, LabeledD
         for entry in study.protocols:
             spec = PROTOCOLS.get(entry.type)
             if spec.check is not None and (spec.inputs == "segmentation") == (kind == "segmentation") \
-                    and not study.shrunk:  # a shrunk study drops what its data cannot serve (feasibility.py)
+                    and entry.runs_on_dataset(cfg.name) and not study.shrunk:  # a shrunk study drops what its data cannot serve (feasibility.py)
                 spec.check(entry.config, dataset, study.settings.seeds)
     return datasets
 

@@ -57,7 +57,8 @@ def plan_jobs(study: StudyConfig, backbone: BackboneConfig, dataset, data_key: s
     extra_tests = () if segmentation else tuple(extra_test_names(_dataset_entry(study, dataset.name)))
     for entry in study.protocols:
         spec = PROTOCOLS.get(entry.type)
-        if (spec.inputs == "segmentation") != segmentation or not entry.runs_on(backbone):
+        if (spec.inputs == "segmentation") != segmentation or not entry.runs_on(backbone) or \
+                not entry.runs_on_dataset(dataset.name):
             continue
         metric = "dice" if segmentation else (
             entry.config.selection_metric or study.settings.selection_metric or default_selection_metric(dataset.task))
