@@ -20,7 +20,8 @@ JSON_COLUMNS = ("config", "selected", "candidates", "details", "timings")
 class Results:
     """r.results (one row per test metric), r.predictions (per-sample scores), r.samples (segmentation cases),
     r.costs, r.jobs (configs), r.status (planned / stored / failed jobs); r.bootstrap(job), r.compare(job_a, job_b,
-    metric), r.cka(dataset[, backbone]), r.leaderboard(), r.clinical(dataset)."""
+    metric), r.cka(dataset[, backbone]), r.leaderboard(), r.clinical(dataset), r.failures(dataset),
+    r.error_agreement(dataset)."""
 
     def __init__(self, output_dir: str | Path):
         from radbench.results.shards import open_results
@@ -116,7 +117,35 @@ class Results:
         jobs = self.store.jobs()
         return clinical_rows(self.store, jobs[jobs.dataset == dataset], seed)
 
+    def failures(self, dataset: str, protocol: str | None = None, top: int = 5) -> pd.DataFrame:
+        """The test cases each backbone gets most confidently wrong on `dataset` (single-label), with `protocol`'s
+        scores averaged over runs (default: the protocol the report shows, see report/failures.py)."""
+        from radbench.report.failures import case_outcomes, most_confident_errors
+
+        rows = predictions(self.store, dataset=dataset)
+        return most_confident_errors(case_outcomes(rows, dataset, self._failure_protocol(rows, dataset, protocol)),
+                                     top)
+
+    def error_agreement(self, dataset: str, protocol: str | None = None) -> tuple[pd.DataFrame, dict]:
+        """Whether the backbones fail on the same cases: per pair both / only one wrong, Cohen's kappa of their
+        errors, McNemar's exact p (test cases only); and how many cases every backbone gets wrong."""
+        from radbench.report.failures import case_outcomes, error_agreement
+
+        rows = predictions(self.store, dataset=dataset)
+        return error_agreement(case_outcomes(rows, dataset, self._failure_protocol(rows, dataset, protocol)))
+
+    @staticmethod
+    def _failure_protocol(rows: pd.DataFrame, dataset: str, protocol: str | None) -> str:
+        from radbench.report.failures import default_protocol
+
+        chosen = protocol or (default_protocol(rows, dataset) if not rows.empty else None)
+        if chosen is None:
+            raise RadbenchError(f"no stored single-label test predictions for dataset {dataset!r}")
+        return chosen
+
     def leaderboard(self, resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+        """One row per backbone x dataset x protocol x metric: the mean over runs, its run-aware 95 % interval,
+        the rank and the verdict against the best backbone (the report's leaderboard)."""
         from radbench.report.leaderboard import leaderboard
 
         return leaderboard(self.store, resamples, seed)

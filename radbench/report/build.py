@@ -14,7 +14,7 @@ import pandas as pd
 from radbench.data.base import Task
 from radbench.errors import RadbenchError
 from radbench.paths import job_folder
-from radbench.report import figures, plots, published, tuning_cka
+from radbench.report import failures, figures, plots, published, tuning_cka
 from radbench.report.api import Results, load
 from radbench.report.costs import relative_costs
 from radbench.report.generalisation_page import generalisation_section
@@ -77,6 +77,8 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
         _leaderboards(page, section, board, dataset, headline[dataset], resamples)
         _curves(page, section, board, dataset, headline[dataset], dataset_jobs)
         _per_sample(page, section, results, dataset_jobs, tables)
+        if not dataset_jobs.empty and (dataset_jobs.task.isin(["binary", "multiclass", "ordinal"])).any():
+            failures.section(page, section, results.store, dataset, tables)
         _clinical(page, section, results, dataset, dataset_jobs, tables, seed)
         _segmentation(page, section, results, dataset, dataset_jobs, Path(output_dir))
         points = board[(board.dataset == dataset) & (board.metric == headline[dataset])
