@@ -55,9 +55,11 @@ def test_report_command_writes_the_page_figures_and_tables(study_output, cli):
     # kNN gives the same predictions for every seed: its interval says it covers the test patients only
     assert re.search(r"p / knn: vit_[ab] auroc 0\.\d{4} \(95 % CI 0\.\d{4}–0\.\d{4} over test patients \(runs "
                      r"identical\); 2 run\(s\), 80 test patients\), (not )?significantly", page)
-    # a linear probe's seeds differ: two runs cannot settle a comparison, and the page says so
-    assert re.search(r"p / linear: vit_[ab] auroc [01]\.\d{4} \(95 % CI [01]\.\d{4}–[01]\.\d{4} over runs × test "
-                     r"patients; 2 run\(s\), 80 test patients\); too few runs to tell", page)
+    # a linear probe's seeds differ: two runs cannot settle a comparison nor estimate their spread, and the page
+    # says so (the test-patient interval, labelled, never Student's t on one degree of freedom)
+    assert re.search(r"p / linear: vit_[ab] auroc [01]\.\d{4} \(95 % CI [01]\.\d{4}–[01]\.\d{4} over test "
+                     r"patients only \(2 runs: too few to estimate run-to-run spread; run ≥ 3 seeds\); 2 run\(s\), "
+                     r"80 test patients\); too few runs to tell", page)
     images = re.findall(r'<img alt="[^"]*" src="([^"]+)"', page)
     pngs = sorted((study_output / "report" / "figures").glob("*.png"))
     assert len(images) == len(pngs) >= 5 and all(src.startswith("data:image/png;base64,") for src in images)

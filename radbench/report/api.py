@@ -143,6 +143,14 @@ class Results:
             raise RadbenchError(f"no stored single-label test predictions for dataset {dataset!r}")
         return chosen
 
+    def answer(self, resamples: int = 1000, seed: int = 0) -> list[str]:
+        """The page's first section: per dataset the recommended backbone x protocol, the margin to the runner-up
+        and the leaderboard's verdict, or why nothing can be told (report/answer.py)."""
+        from radbench.report.answer import answer, headline_metrics
+
+        board = self.leaderboard(resamples, seed)
+        return answer(board, headline_metrics(board))
+
     def leaderboard(self, resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
         """One row per backbone x dataset x protocol x metric: the mean over runs, its run-aware 95 % interval,
         the rank and the verdict against the best backbone (the report's leaderboard)."""

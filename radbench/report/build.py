@@ -15,15 +15,16 @@ from radbench.data.base import Task
 from radbench.errors import RadbenchError
 from radbench.paths import job_folder
 from radbench.report import failures, figures, plots, published, tuning_cka
+from radbench.report.answer import answer, headline_metrics
 from radbench.report.api import Results, load
 from radbench.report.costs import relative_costs
 from radbench.report.generalisation_page import generalisation_section
 from radbench.report.html import Page, Section, findings
+from radbench.report.leaderboard import ONE_BACKBONE
 from radbench.report.pretraining_log import pretraining_log
 from radbench.report.tables import write_table
 from radbench.report.verdicts import MIN_RUNS
 
-HEADLINE = ("auroc", "dice", "accuracy", "kappa")
 
 
 def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int = 0, patch_images: int = 3,
@@ -40,9 +41,9 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
     page = Page(out, ", ".join(sorted(jobs.study.unique())) or Path(output_dir).resolve().name)
     tables = out / "tables"
     write_table(board, tables, "leaderboard")
-    headline = {dataset: next((m for m in HEADLINE if m in set(rows.metric)), rows.metric.iloc[0])
-                for dataset, rows in board.groupby("dataset")}
+    headline = headline_metrics(board)
 
+    page.section("The answer").lines(answer(board, headline) or ["no stored test predictions yet"])
     summary = page.section("What this study found")
     summary.lines(findings(board, headline) or ["no stored test predictions yet"])
     summary.text(f"Means over runs (seeds × repeated draws). 95 % intervals cover both sources of variance where "
@@ -188,7 +189,7 @@ def _leaderboards(page: Page, section: Section, board: pd.DataFrame, dataset: st
     rows = rows.sort_values(["protocol", "rank"])
     section.table(["protocol", "backbone", "rank", metric, "95 % CI", "covers", "test-patients-only CI", "± std",
                    "runs", "verdict", "p vs best", "P(best > this)"],
-                  [[r.protocol, r.backbone, r.rank, f"{r.mean:.4f}", f"{r.ci_low:.4f} – {r.ci_high:.4f}", r.interval,
+                  [[r.protocol, r.backbone, "–" if r.verdict == ONE_BACKBONE else r.rank, f"{r.mean:.4f}", f"{r.ci_low:.4f} – {r.ci_high:.4f}", r.interval,
                     f"{r.test_ci_low:.4f} – {r.test_ci_high:.4f}", "" if np.isnan(r.std) else f"{r.std:.4f}",
                     r.n_seeds, r.verdict + ("; interval contains 0.5: chance" if r.contains_chance else ""),
                     _p_text(r.p_vs_best, r.test, resamples),

@@ -16,6 +16,7 @@ TEMPLATE = """<!doctype html>
 <style>
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+.table-box { overflow-x: auto; max-width: 100%; } /* a wide table scrolls in its own box, never cut */
 th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 .worse { color: #888; } .failed { color: #b00; } img { max-width: 100%; } .note { color: #555; font-size: 0.9em; }
@@ -46,9 +47,9 @@ th.desc::after { content: " ▼"; } #filters { position: sticky; top: 0; backgro
 <figcaption>{{ image.title }}</figcaption><img alt="{{ image.title }}" title="{{ image.title }}"
  src="data:image/png;base64,{{ image.png }}"></figure>{% endfor %}
 <figcaption>{{ block.caption }}</figcaption></figure>
-{% elif block.kind == "table" %}<table class="sortable"><thead><tr>{% for column in block.columns %}<th>{{ column }}</th>{% endfor %}</tr></thead>
+{% elif block.kind == "table" %}<div class="table-box"><table class="sortable"><thead><tr>{% for column in block.columns %}<th>{{ column }}</th>{% endfor %}</tr></thead>
 <tbody>{% for row in block.rows %}<tr class="{{ block.row_classes[loop.index0] }}">{% for cell in row %}<td>{{ cell }}</td>
-{% endfor %}</tr>{% endfor %}</tbody></table>{% endif %}
+{% endfor %}</tr>{% endfor %}</tbody></table></div>{% endif %}
 {% endfor %}</section>{% endfor %}
 <script>{{ script }}</script>
 </body></html>

@@ -165,7 +165,8 @@ def _rank(dataset: str, protocol: str, metric: str, entries: list[Runs], alpha: 
         test_low, test_high = interval(entry.test_draws)
         worse = bool(index != best and not np.isnan(adjusted[index]) and adjusted[index] < alpha)
         std = float(np.nanstd(entry.estimates, ddof=1)) if np.isfinite(entry.estimates).sum() > 1 else np.nan
-        verdict = "best" if index == best else "too few runs to tell" if tests[index] == TOO_FEW else \
+        verdict = ONE_BACKBONE if len(entries) == 1 else "best" if index == best else \
+            "too few runs to tell" if tests[index] == TOO_FEW else \
             f"test set too small to tell ({small})" if tests[index] == TOO_SMALL else \
             "significantly worse" if worse else "not significantly different"
         rows.append([entry.backbone, dataset, protocol, metric, means[index], std, len(entry.keys), low, high,
@@ -177,6 +178,7 @@ def _rank(dataset: str, protocol: str, metric: str, entries: list[Runs], alpha: 
 
 
 TOO_FEW = "too few runs"
+ONE_BACKBONE = "no comparison (one backbone)"  # nothing was compared: no "best"
 RUN_AWARE_PAIRED = "run-aware paired"  # runs x test patients, runs paired by seed and draw (report/verdicts.py)
 RUN_AWARE_UNPAIRED = "run-aware unpaired"  # the same where the two backbones' runs do not pair
 TOO_SMALL = "none: test set too small"

@@ -72,7 +72,16 @@ class Runs:
         return _nanmean(self.draws, axis=0)
 
     @property
+    def too_few(self) -> bool:
+        """Runs differ but are too few to estimate their spread: with 2, Student's t on 1 degree of freedom fills
+        [0, 1]; the interval then covers the test patients only and says so."""
+        return self.varies and len(self.keys) < MIN_RUNS
+
+    @property
     def interval_kind(self) -> str:
+        if self.too_few:
+            return (f"test patients only ({len(self.keys)} runs: too few to estimate run-to-run spread; run "
+                    f"≥ {MIN_RUNS} seeds)")
         if self.varies:
             return INTERVAL_ALL
         return INTERVAL_SAME if len(self.keys) > 1 else INTERVAL_TEST
@@ -183,7 +192,7 @@ def paired(a: Runs, b: Runs) -> bool:
 def two_level_draws(runs: Runs, seed: int = 0) -> np.ndarray:
     """(B,) draws of the run mean: both sources of variance where runs differ, the patient bootstrap otherwise;
     percentile intervals at any level (interval(draws, level))."""
-    return run_mean(runs).draws(seed) if runs.varies else runs.test_draws
+    return run_mean(runs).draws(seed) if runs.varies and not runs.too_few else runs.test_draws
 
 
 def interval(draws: np.ndarray, level: float = 0.95) -> tuple[float, float]:

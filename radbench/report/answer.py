@@ -1,0 +1,90 @@
+"""The answer first: per dataset, which backbone x protocol to use, by how much, how sure that is, and what would
+change it — sentences built from the leaderboard's own numbers (means, run-aware intervals, verdicts), so the page's
+top and `radbench.load(OUT).answer()` never disagree with the table below them.
+
+The recommendation is the highest mean of the dataset's headline metric over every backbone x protocol; the
+runner-up is the best other backbone under the same protocol, with the leaderboard's paired verdict against it.
+When the verdict cannot separate them (or there are too few runs, or one backbone), the sentence says so and what
+to run next. Other protocols of the recommended backbone whose mean lies inside its interval are named: as good as
+far as this study can tell."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SET_ROWS = ("@external:", "@corrupt:")  # rows scored on other test sets: their own sections
+HEADLINE = ("auroc", "dice", "accuracy", "kappa")  # the first a dataset has is its headline metric
+
+
+def headline_metrics(board: pd.DataFrame) -> dict[str, str]:
+    return {dataset: next((m for m in HEADLINE if m in set(rows.metric)), rows.metric.iloc[0])
+            for dataset, rows in board.groupby("dataset")}
+
+
+def answer(board: pd.DataFrame, headline: dict[str, str]) -> list[str]:
+    """One sentence per dataset, then one across datasets when there are several."""
+    sentences, chosen, separated = [], {}, set()
+    for dataset in sorted(headline):
+        metric = headline[dataset]
+        rows = board[(board.dataset == dataset) & (board.metric == metric)]
+        rows = rows[~rows.protocol.str.contains("|".join(SET_ROWS), regex=True)]
+        if rows.empty:
+            continue
+        top = rows.loc[rows["mean"].idxmax()]
+        chosen[dataset] = top.backbone
+        sentence = _dataset_sentence(dataset, metric, rows, top)
+        if "the recommendation" in sentence:
+            separated.add(dataset)
+        sentences.append(sentence)
+    if len(chosen) > 1 and board.backbone.nunique() > 1:
+        by_backbone: dict[str, list[str]] = {}
+        for dataset, backbone in chosen.items():
+            by_backbone.setdefault(backbone, []).append(dataset)
+        told = f" (significantly ahead of the runner-up on {len(separated)} of them)"
+        if len(by_backbone) == 1:
+            sentences.append(f"Across the {len(chosen)} datasets: {next(iter(by_backbone))} scores highest on every "
+                             f"one{told}.")
+        else:
+            parts = "; ".join(f"{b} on {', '.join(d)}" for b, d in sorted(by_backbone.items()))
+            sentences.append(f"Across the {len(chosen)} datasets no backbone scores highest on all: {parts}{told}.")
+    return sentences
+
+
+def _value(row) -> str:
+    return (f"{row['mean']:.4f} (95 % CI {row.ci_low:.4f}–{row.ci_high:.4f}, covering {row.interval}; "
+            f"{int(row.n_seeds)} run{'s' if int(row.n_seeds) != 1 else ''})")
+
+
+def _dataset_sentence(dataset: str, metric: str, rows: pd.DataFrame, top) -> str:
+    chance = " — its interval contains 0.5 (chance)" if bool(top.get("contains_chance", False)) else ""
+    if rows.backbone.nunique() == 1:
+        return (f"{dataset}: one backbone ({top.backbone}), so nothing is compared; its highest {metric} is with "
+                f"{top.protocol}: {_value(top)}{chance}.")
+    rivals = rows[(rows.protocol == top.protocol) & (rows.backbone != top.backbone)]
+    head = f"{dataset}: {top.backbone} with {top.protocol} scores the highest {metric}, {_value(top)}{chance}"
+    if rivals.empty:
+        text = f"{head}; no other backbone ran {top.protocol} on it."
+    else:
+        second = rivals.loc[rivals["mean"].idxmax()]
+        gap = top["mean"] - second["mean"]
+        rival = f"{second.backbone} ({second['mean']:.4f}, {gap:.4f} lower)"
+        verdict = str(second.verdict)
+        if "significantly worse" in verdict and "not" not in verdict:
+            text = (f"{head}: the recommendation. The runner-up {rival} is significantly worse (p "
+                    f"{second.p_vs_best:.3g}, Holm-corrected).")
+        elif "too few runs" in verdict:
+            text = (f"{head}; the runner-up is {rival}: too few runs to tell them apart — run at least 3 seeds.")
+        else:
+            detectable = second.get("detectable_difference", np.nan)
+            need = "" if pd.isna(detectable) else (f"; at 80 % power this test set of {int(second.test_size)} "
+                                                    f"patients detects a difference of {detectable:.3f} or more")
+            p_text = "" if pd.isna(second.p_vs_best) else f" (p {second.p_vs_best:.3g})"
+            text = (f"{head}, but the runner-up {rival} is not significantly different{p_text}: this study cannot "
+                    f"tell them apart{need}.")
+    alike = rows[(rows.backbone == top.backbone) & (rows.protocol != top.protocol)
+                 & rows["mean"].between(top.ci_low, top.ci_high)]
+    if not alike.empty:
+        text += (" Within that interval, as good as far as this study can tell: " +
+                 ", ".join(f"{top.backbone} with {r.protocol} ({r['mean']:.4f})" for _, r in alike.iterrows()) + ".")
+    return text
