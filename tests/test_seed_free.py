@@ -141,3 +141,16 @@ def _tiny_inputs(task):
 
     return ProtocolInput(task=task, class_names=("a", "b"), features=Source(), targets=targets, feature_types=["cls"],
                          selection_metric="auroc", seed=0, device=torch.device("cpu"), reporter=Reporter(quiet=True))
+
+
+def test_a_tie_on_val_is_recorded_and_can_go_to_the_head_that_trained():
+    """C values too small to change any ranking tie on val: the job says the choice was a tie. Where a protocol
+    names a preference (linear: the larger lr, a head that trained rather than its initialisation), ties go there."""
+    from radbench.data.base import Task
+    from radbench.protocols import logreg
+    from radbench.protocols.base import pick_best
+
+    result = logreg.run_logreg(logreg.LogregConfig(C=[1e-4, 1e-3, 1e-2]), _tiny_inputs(Task.BINARY))
+    assert result.details["selection_tie"].startswith("3 candidates tied on val")
+    assert pick_best([0.7, 0.8, 0.8, 0.6], prefer=[1e-5, 1e-4, 1e-2, 1.0]) == 2
+    assert pick_best([0.7, 0.8, 0.8, 0.6]) == 1 and pick_best([float("nan"), 0.5], prefer=[2.0, 1.0]) == 1

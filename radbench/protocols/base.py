@@ -108,13 +108,23 @@ class ProtocolResult:
     predict: Callable[[str], np.ndarray] | None = None
 
 
-def pick_best(values: list[float]) -> int:
-    """Index of the highest val metric; ties go to the earliest candidate; NaN never wins."""
+def pick_best(values: list[float], prefer: list[float] | None = None) -> int:
+    """Index of the highest val metric; NaN never wins. Ties go to the highest `prefer` (e.g. the learning rate: the
+    head that trained, not one that never left its initialisation), else to the earliest candidate."""
     best, best_value = 0, -math.inf
     for index, value in enumerate(values):
         if value is not None and not math.isnan(value) and value > best_value:
             best, best_value = index, value
+    if prefer is not None:
+        tied = [i for i, value in enumerate(values) if value == best_value]
+        best = max(tied, key=lambda i: (prefer[i], -i)) if tied else best
     return best
+
+
+def tied_with_best(values: list[float], chosen: int) -> int:
+    """How many candidates share the chosen one's val metric exactly (1: no tie)."""
+    value = values[chosen]
+    return sum(v == value for v in values) if value is not None and not math.isnan(value) else 1
 
 
 def finish(inputs: ProtocolInput, candidates: list[dict], chosen: int, val_scores: np.ndarray,
@@ -129,6 +139,9 @@ def finish(inputs: ProtocolInput, candidates: list[dict], chosen: int, val_score
     details = {**details, **({"val": val_notes} if val_notes else {}), **({"test": test_notes} if test_notes else {})}
     if all(math.isnan(c["val"]) for c in candidates):
         details["selection"] = "val metric undefined for every candidate; the first was used"
+    elif (tied := tied_with_best([c["val"] for c in candidates], chosen)) > 1:
+        details["selection_tie"] = (f"{tied} candidates tied on val at {candidates[chosen]['val']:.4f}: val could "
+                                    f"not tell them apart; chosen {candidates[chosen]['params']}")
     return ProtocolResult(candidates[chosen]["params"], candidates, val_metrics, test_metrics, test_scores, details,
                           val_scores=np.asarray(val_scores, dtype=np.float64))
 

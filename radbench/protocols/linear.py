@@ -206,7 +206,8 @@ def run_linear(cfg: LinearConfig, inputs: ProtocolInput) -> ProtocolResult:
         for l, lr in enumerate(lrs):
             value = inputs.selection_value(inputs.targets["val"], val_scores[t, l])
             candidates.append({"params": {"feature": feature_type, "lr": lr}, "val": value})
-    chosen = pick_best([c["val"] for c in candidates])
+    # a tie (ranks unchanged by tiny steps) goes to the larger lr: a head that trained, not its initialisation
+    chosen = pick_best([c["val"] for c in candidates], prefer=[c["params"]["lr"] for c in candidates])
     t, l = divmod(chosen, len(lrs))
     refit, refit_scaler = train_heads(inputs, cfg, [feature_types[t]], [lrs[l]], list(inputs.refit_splits),
                                       f"  linear: refit on {'+'.join(inputs.refit_splits)}, epochs")
