@@ -198,10 +198,12 @@ def _validate(model: type[BaseModel], data: Any, where: str, context: dict, erro
 
 
 def _did_you_mean(location: tuple, model: type[BaseModel]) -> str:
-    """' (did you mean `label_columns`?)' for a misspelt key of `model` itself (nested models: no guess)."""
+    """' (did you mean `label_columns`?)' for a misspelt key of `model` itself (nested models: no guess); the study's
+    own keys include its three lists."""
     if len(location) != 1 or not isinstance(location[0], str):
         return ""
-    return did_you_mean(location[0], model.model_fields, quote=lambda key: f"`{key}`", cutoff=0.7)
+    keys = [*model.model_fields, *(("backbones", "datasets", "protocols") if model is StudySettings else ())]
+    return did_you_mean(location[0], keys, quote=lambda key: f"`{key}`", cutoff=0.6)
 
 
 def _dataset(item: Any, where: str, context: dict, errors: list[str]) -> DatasetConfigBase | None:
@@ -209,7 +211,8 @@ def _dataset(item: Any, where: str, context: dict, errors: list[str]) -> Dataset
         errors.append(f"{where}: needs an `adapter` key ({', '.join(ADAPTERS)})")
         return None
     if item["adapter"] not in ADAPTERS:
-        errors.append(f"{where}.adapter: unknown adapter {item['adapter']!r}; known: {', '.join(ADAPTERS)}")
+        errors.append(f"{where}.adapter: unknown adapter {item['adapter']!r}{did_you_mean(item['adapter'], ADAPTERS)}; "
+                      f"known: {', '.join(ADAPTERS)}")
         return None
     return _validate(ADAPTERS.get(item["adapter"]).config, item, where, context, errors)
 
@@ -222,7 +225,7 @@ def _protocol(item: Any, where: str, context: dict, errors: list[str]) -> Protoc
         return None
     (kind, body), = item.items()
     if kind not in PROTOCOLS:
-        errors.append(f"{where}: unknown protocol {kind!r}; known: {', '.join(PROTOCOLS)}")
+        errors.append(f"{where}: unknown protocol {kind!r}{did_you_mean(kind, PROTOCOLS)}; known: {', '.join(PROTOCOLS)}")
         return None
     try:
         body = apply_preset(kind, body or {}) if isinstance(body, dict) else body

@@ -124,3 +124,17 @@ def test_single_class_test_split_is_said_loudly_and_the_table_shows_why(tmp_path
 def test_results_split_must_be_test_or_val(tmp_path, cli):
     result = cli("results", tmp_path, "--split", "bogus")
     assert result.exit_code == 2 and "Invalid value for '--split'" in result.stderr and "'bogus'" in result.stderr
+
+
+def test_extract_takes_runs_data_and_shrink_options_and_the_run_finds_its_cache(tmp_path, pneumonia_npz, cli):
+    from tests.conftest import tiny_study, write_study
+
+    study = write_study(tmp_path, tiny_study(tmp_path, [{"name": "p", "adapter": "medmnist",
+                                                          "path": str(pneumonia_npz)}], [{"knn": {"k": [3]}}]))
+    options = ["--limit", "15", "--output-dir", str(tmp_path / "elsewhere"), "--image-size", "32"]
+    extracted = cli("extract", study, *options)
+    assert extracted.exit_code == 0, extracted.stderr
+    assert (tmp_path / "elsewhere" / "features").is_dir() and not (tmp_path / "out").exists()
+    ran = cli("run", study, *options)
+    assert ran.exit_code == 0, ran.stderr
+    assert "cache hit" in ran.stderr and "extracted features for 0 images" in " ".join(ran.stderr.split())

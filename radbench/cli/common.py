@@ -128,7 +128,7 @@ IMAGE_SIZE = typer.Option(None, "--image-size", min=8, help="shrink: every image
 SEEDS = typer.Option(None, "--seeds", help="instead of the study's seeds, e.g. 0,1")
 EPOCHS = typer.Option(None, "--epochs", min=1, help="shrink: at most N epochs for every training protocol")
 TRACK = typer.Option(None, "--track", help="log to MLflow: mlflow (a local store in OUT/mlruns) or mlflow:URI "
-                     "(e.g. mlflow:http://localhost:5000); needs radbench[mlflow]")
+                     "(e.g. mlflow:http://localhost:5000); needs radbench\\[mlflow]")
 TRACK_OPTIONAL = typer.Option(False, "--track-optional", help="an unreachable --track server is a warning, not an "
                               "error: run without tracking")
 

@@ -205,9 +205,10 @@ def extract(
     study: Path = typer.Argument(..., help="study YAML"),
     device: Optional[str] = DEVICE, batch_size: Optional[int] = BATCH_SIZE, num_workers: Optional[int] = NUM_WORKERS,
     quiet: bool = QUIET, no_repair: bool = NO_REPAIR,
+    data_root: Optional[Path] = DATA_ROOT, output_dir: Optional[Path] = OUTPUT_DIR, limit: Optional[int] = LIMIT,
+    backbone: Optional[list[str]] = BACKBONE, weights: Optional[str] = WEIGHTS, image_size: Optional[int] = IMAGE_SIZE,
 ):
-    """Extract and cache features for every backbone x dataset of a study, without running protocols."""
-    from radbench.config import load_study
-
-    _run(_with_overrides(load_study(study), device, batch_size, num_workers), quiet, extract_only=True,
-         repair=not no_repair)
+    """Extract and cache features for every backbone x dataset of a study, without running protocols (the same
+    data and shrink options as run: a later run finds the cache)."""
+    loaded = _load(study, data_root, output_dir, limit, backbone, weights, image_size, None, None)
+    _run(_with_overrides(loaded, device, batch_size, num_workers), quiet, extract_only=True, repair=not no_repair)

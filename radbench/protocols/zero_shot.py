@@ -155,7 +155,7 @@ def check_zero_shot(study, datasets: dict) -> None:
         for name in entry.config.prompts or {}:
             if name not in classes:
                 raise ConfigError(f"{where}.prompts: {name!r} is not a class of any dataset of this study"
-                                  f"{did_you_mean(name, classes)}")
+                                  f"{did_you_mean(name, classes)}; the classes: {', '.join(sorted(classes))}")
         for cfg in study.datasets:
             dataset = datasets.get(cfg.name)
             if dataset is None or not hasattr(dataset, "task") or getattr(cfg, "external_only", False) \

@@ -111,6 +111,16 @@ def merge_shards(output_dir: Path) -> int:
     return added
 
 
+def _study_output(study: Path) -> str:
+    """': <its output_dir>' when the study file can be read, else how to find it."""
+    from radbench.config import load_study
+
+    try:
+        return f": {load_study(study).settings.output_dir}"
+    except Exception:  # an unreadable study: say where to look instead
+        return " (the study's `output_dir:`, or the --output-dir it was run with)"
+
+
 def open_results(output_dir: Path) -> ResultsStore:
     """The store of a results folder for the reading commands (results, status, report, verify, the Python API):
     shards merged first where the folder can be written; a folder this user cannot write (results shared read-only)
@@ -119,6 +129,8 @@ def open_results(output_dir: Path) -> ResultsStore:
 
     output_dir = Path(output_dir)
     path = output_dir / "results.sqlite"
+    if output_dir.is_file() and output_dir.suffix in (".yaml", ".yml"):
+        raise RadbenchError(f"{output_dir} is a study file; give its output folder{_study_output(output_dir)}")
     if not path.is_file() and not shard_folder(output_dir).is_dir():
         raise RadbenchError(f"{output_dir}: no results.sqlite here (is this a study's output_dir?)")
     if writable(output_dir) and (not path.exists() or os.access(path, os.W_OK)):
