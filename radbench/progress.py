@@ -76,17 +76,28 @@ class Reporter:
 
 class StudyProgress:
     """The line after each job: how far the whole study is, and a rough time left (the mean time of the jobs this
-    run has trained so far, times the jobs still to run; stored jobs count as done)."""
+    run has computed so far, times the jobs still to run). Stored jobs count as done from the start: `stored` gives
+    each unit's count as the store's rows suggest, replaced by the exact count once the unit is prepared."""
 
-    def __init__(self, total: int):
-        self.total, self.done, self.ran, self.seconds = total, 0, 0, 0.0
+    def __init__(self, total: int, stored: dict[str, int] | None = None):
+        self.total, self.ran, self.seconds, self.other = total, 0, 0.0, 0
+        self.stored, self.prepared = dict(stored or {}), {}
         self.start = time.perf_counter()
 
-    def skipped(self, count: int) -> None:
-        self.done += count
+    @property
+    def done(self) -> int:
+        return self.ran + self.other + sum(self.prepared.get(unit, count) for unit, count in self.stored.items()) + \
+            sum(count for unit, count in self.prepared.items() if unit not in self.stored)
+
+    def skipped(self, count: int, unit: str | None = None) -> None:
+        """`count` jobs not run here: a unit's stored jobs (exact, once it is prepared) or others' jobs."""
+        if unit is None:
+            self.other += count
+        else:
+            self.prepared[unit] = count
 
     def finished(self, seconds: float) -> str:
-        self.done, self.ran, self.seconds = self.done + 1, self.ran + 1, self.seconds + seconds
+        self.ran, self.seconds = self.ran + 1, self.seconds + seconds
         left = max(0, self.total - self.done)
         eta = "" if not left else f", about {_duration(self.seconds / self.ran * left)} left"
         return (f"study: {self.done} of {self.total} jobs done ({_duration(time.perf_counter() - self.start)} "

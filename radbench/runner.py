@@ -59,7 +59,10 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
     reporter.info(f"study {settings.name}: device {device}, precision {precision}, output {settings.output_dir}")
     units = plan_units(study)
     store.plan_units([unit.names for unit in units])
-    progress = StudyProgress(sum(len(unit_jobs(study, unit, datasets[unit.dataset_cfg.name], "")) for unit in units))
+    planned = {unit.key: unit_jobs(study, unit, datasets[unit.dataset_cfg.name], "") for unit in units}
+    stored = store.stored_runs()  # stored jobs of units not prepared yet count as done in the time left
+    progress = StudyProgress(sum(len(jobs) for jobs in planned.values()),
+                             {key: sum(job.run_identity in stored for job in jobs) for key, jobs in planned.items()})
     schedule = Schedule(store, ranks, reporter, progress)
     summary = RunSummary()
     with store.heartbeat():
@@ -70,7 +73,7 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
             with schedule.preparing(unit):
                 pending = _prepare(context, store.finished_keys(), extract_only, summary)
             store.plan_jobs(*unit.names, context.jobs)
-            progress.skipped(len(context.jobs) - len(pending))
+            progress.skipped(len(context.jobs) - len(pending), unit.key)
             if not extract_only and not _run_jobs(context, pending, schedule, store, summary=summary,
                                                   fail_fast=fail_fast):
                 store.clear_unit_failures(*unit.names)  # every job of the unit stored: earlier failures are over

@@ -278,6 +278,11 @@ def test_study_progress_counts_stored_jobs_as_done_and_estimates_from_the_jobs_r
     progress.skipped(4)
     line = progress.finished(30.0)
     assert line.startswith("study: 5 of 10 jobs done") and line.endswith("about 2m30s left)")
+    # a finished study plus one protocol: the stored jobs of units not prepared yet count as done from the start
+    progress = StudyProgress(40, {"unit:a|d": 9, "unit:b|d": 9, "unit:c|d": 9, "unit:e|d": 9})
+    progress.skipped(9, "unit:a|d")
+    line = progress.finished(10.0)
+    assert line.startswith("study: 37 of 40 jobs done") and line.endswith("about 30s left)")
 
 
 def test_report_says_what_it_is_doing(tmp_path, pneumonia_npz, cli):

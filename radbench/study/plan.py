@@ -38,6 +38,11 @@ class Job:
     shared_key: str | None = None  # a seed-free protocol's jobs of every seed share it: computed once, stored each
 
     @property
+    def run_identity(self) -> tuple:
+        """(backbone, dataset, protocol, seed, repeat): the job as the store's rows name it (not its key)."""
+        return self.backbone.display_name, self.dataset.name, self.label, self.seed, self.repeat
+
+    @property
     def evaluation_keys(self) -> list[str]:
         return [evaluation_key(self.key, name) for name in self.evaluations]
 

@@ -58,6 +58,16 @@ class StudyStore:
     def finished_keys(self) -> set[str]:
         return self.writer.finished_keys()
 
+    def stored_runs(self) -> set[tuple]:
+        """(backbone, dataset, protocol, seed, repeat) of every stored job: a rough count of what is done before a
+        unit's data is read (its job keys need the data)."""
+        store = getattr(self.writer, "main", self.writer)
+        try:
+            jobs = store.jobs()
+        except Exception:  # a store without jobs yet, or unreadable here: nothing known to be done
+            return set()
+        return set(zip(jobs.backbone, jobs.dataset, jobs.protocol, jobs.seed.astype(int), jobs.repeat.astype(int)))
+
     def record_groups(self, datasets: dict) -> None:
         """Every dataset's subgroup values, once per run (by the main process)."""
         if not self.ranks.main:
