@@ -11,13 +11,14 @@ from radbench.errors import ConfigError, JobFailed
 
 def run(study: str | Path | dict | Any, *, output_dir: str | Path | None = None, limit: int | None = None,
         backbones: list[str] | tuple[str, ...] = (), weights: str | None = None, image_size: int | None = None,
-        seeds: list[int] | tuple[int, ...] = (), epochs: int | None = None, quiet: bool = True,
+        seeds: list[int] | tuple[int, ...] = (), epochs: int | None = None, quiet: bool | None = None,
         fail_fast: bool = False, raise_on_failure: bool = True):
     """Run every job of `study` not stored yet and return `radbench.load(output_dir)`.
 
     The keyword overrides are the CLI's (`--limit`, `--backbone`, `--seeds`, ...). A failing job is recorded and
     the others run; then `JobFailed` lists the failures (`raise_on_failure=False`: the results are returned and
-    `results.status` shows them). `fail_fast=True` stops at the first."""
+    `results.status` shows them). `fail_fast=True` stops at the first. `quiet`: by default progress is shown in an
+    interactive session (a notebook, a terminal) and kept quiet elsewhere (scripts with redirected output, tests)."""
     from radbench.config import StudyConfig, load_study, study_from_mapping
     from radbench.overrides import Overrides
     from radbench.progress import Reporter
@@ -38,11 +39,21 @@ def run(study: str | Path | dict | Any, *, output_dir: str | Path | None = None,
         config = study_from_mapping(study, Path.cwd(), "study", overrides)
     else:
         config = load_study(study, overrides)
-    summary = run_study(config, Reporter(quiet=quiet), fail_fast=fail_fast)
+    summary = run_study(config, Reporter(quiet=not _interactive() if quiet is None else quiet), fail_fast=fail_fast)
     if summary.failures and raise_on_failure:
         raise JobFailed(f"{len(summary.failures)} job(s) failed (recorded; the other jobs ran): "
                         + "; ".join(summary.failures))
     return load(config.settings.output_dir)
+
+
+def _interactive() -> bool:
+    """A Jupyter / IPython kernel, or a terminal on stderr: where progress lines are wanted."""
+    import sys
+
+    shell = sys.modules.get("IPython")
+    if shell is not None and getattr(shell, "get_ipython", lambda: None)() is not None:
+        return True
+    return hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
 
 
 def _seeds(seeds) -> tuple[int, ...]:

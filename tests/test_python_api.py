@@ -92,3 +92,18 @@ def test_a_dict_study_expands_variables_as_its_yaml_would(tmp_path, pneumonia_np
     from pathlib import Path
 
     assert Path(results.jobs.config.iloc[0]["dataset"]["path"]).resolve() == Path(pneumonia_npz).resolve()
+
+
+def test_progress_is_shown_in_an_interactive_session_and_quiet_elsewhere(tmp_path, pneumonia_npz, capsys,
+                                                                         monkeypatch):
+    import radbench
+    from radbench import api
+    from tests.conftest import tiny_study
+
+    study = tiny_study(tmp_path, [{"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz), "limit": 20}],
+                       [{"knn": {"k": [3]}}])
+    radbench.run(study)  # pytest captures stderr: not interactive
+    assert "study: 1 of 1 jobs done" not in capsys.readouterr().err
+    monkeypatch.setattr(api, "_interactive", lambda: True)
+    radbench.run({**study, "seeds": [0, 1]})
+    assert "study: 2 of 2 jobs done" in capsys.readouterr().err
