@@ -38,9 +38,36 @@ class UnitPlan:
     shared: int = 0  # jobs of seed-free protocols that take another seed's result instead of computing it
 
 
-def plan_study(study: StudyConfig, reporter: Reporter) -> list[UnitPlan]:
+def dataset_lines(datasets: dict) -> list[str]:
+    """Per dataset what its numbers will stand on: the task, split sizes, test patients and, per class, the test
+    positives (a class with few of them gives wide intervals)."""
+    import numpy as np
+
+    lines = []
+    for name, dataset in datasets.items():
+        if not hasattr(dataset, "task"):  # segmentation: volumes / images per split
+            sizes = ", ".join(f"{split} {len(part)}" for split, part in dataset.splits.items())
+            lines.append(f"dataset {name}: segmentation, {dataset.num_classes} classes; {sizes}")
+            continue
+        sizes = ", ".join(f"{split} {len(part)}" for split, part in dataset.splits.items())
+        test = dataset.splits["test"]
+        patients = len(set(test.patient_ids))
+        per_patient = "" if patients < len(test) else " (no patient ids: each image counts as a patient)" \
+            if np.array_equal(test.patient_ids, test.sample_ids) else ""
+        positives = np.nansum(dataset.targets("test"), axis=0).astype(int)
+        shown = ", ".join(f"{c} {n}" for c, n in zip(dataset.class_names[:8], positives[:8]))
+        more = f", ... ({len(positives)} classes)" if len(positives) > 8 else ""
+        lines.append(f"dataset {name}: {dataset.task.value}, {dataset.num_classes} classes; {sizes}; "
+                     f"{patients} test patients{per_patient}; test positives: {shown}{more}")
+    return lines
+
+
+def plan_study(study: StudyConfig, reporter: Reporter, datasets_out: list | None = None) -> list[UnitPlan]:
+    """Per backbone x dataset what `run` will do; `datasets_out` (a list) receives `dataset_lines`."""
     settings = study.settings
     datasets = load_datasets(study, reporter, learn=False)  # plan writes nothing
+    if datasets_out is not None:
+        datasets_out.extend(dataset_lines(datasets))
     check_study(study)  # optional dependencies (pip extras) the study needs, before any work
     check_blocks(study)
     precision = effective_precision(resolve_device(settings.device), settings.precision)

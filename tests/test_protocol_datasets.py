@@ -45,3 +45,20 @@ def test_unknown_or_wrong_kind_dataset_names_are_one_line_each(tmp_path, pneumon
     assert (f"protocols[1].linear.datasets: '{datasets[2]['name']}' is a segmentation dataset; linear is a "
             "classification protocol") in lines
     assert "protocols[2].segmentation.datasets: a list of the study's dataset names" in lines
+
+
+def test_plan_says_what_each_datasets_numbers_stand_on(tmp_path, pneumonia_npz, cli):
+    import numpy as np
+
+    protocols = [{"knn": {"k": [3]}}]
+    result = cli("plan", write_study(tmp_path, tiny_study(tmp_path, _datasets(pneumonia_npz)[:1], protocols)))
+    assert result.exit_code == 0, result.stderr
+    from radbench.config import load_study
+    from radbench.data import load_dataset
+
+    config = load_study(tmp_path / "study.yaml")
+    test = np.asarray(load_dataset(config.datasets[0]).splits["test"].labels)
+    line = " ".join(result.stdout.split())
+    assert (f"dataset big: binary, 2 classes; train 200, val 200, test 200; 200 test patients (no patient ids: each "
+            f"image counts as a patient); test positives: normal {int((test == 0).sum())}, pneumonia "
+            f"{int((test == 1).sum())}") in line

@@ -174,7 +174,10 @@ def plan(
     from radbench.progress import Reporter
 
     reporter = Reporter(err, quiet=True)
-    units = plan_study(config, reporter)
+    described: list[str] = []
+    units = plan_study(config, reporter, described)
+    for line in described:
+        out.print(line, highlight=False, soft_wrap=True)
     table = Table(title=f"plan of {config.settings.name}: {len(config.backbones)} backbones x {len(config.datasets)} "
                         f"datasets x {len(config.protocols)} protocols x {len(config.settings.seeds)} seeds")
     for column in ("backbone", "dataset", "images", "jobs", "done", "features", "extraction"):
