@@ -131,6 +131,8 @@ def test_the_page_says_what_was_measured_and_makes_no_comparison_on_a_tiny_test_
     datasets = pd.read_csv(tmp_path / "out" / "report" / "tables" / "datasets.csv")
     assert datasets.test_samples.tolist() == [size]
     assert datasets.positives.tolist() == [f"pneumonia: {int(targets[:, 1].sum())}"]
+    assert datasets.images_as_patients.tolist() == [True]  # MedMNIST has no patient ids, and the page says so
+    assert "No patient ids in p: each test image counts as a patient" in page
     board = pd.read_csv(tmp_path / "out" / "report" / "tables" / "leaderboard.csv")
     other = board[(board.metric == "auroc") & (board["rank"] == 2)].iloc[0]
     assert other.verdict.startswith("test set too small to tell") and pd.isna(other.p_vs_best)

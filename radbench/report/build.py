@@ -126,7 +126,7 @@ def _usable_jobs(results: Results, output_dir: Path, warn) -> pd.DataFrame:
 
 def _measured(page: Page, results: Results, jobs: pd.DataFrame, tables: Path) -> None:
     """Which weights each backbone had and how large each test set is: what every number below stands on."""
-    from radbench.report.measured import backbone_rows, dataset_rows
+    from radbench.report.measured import backbone_rows, dataset_rows, patient_note
 
     backbones, datasets = backbone_rows(jobs), dataset_rows(results.store, jobs)
     if backbones.empty:
@@ -141,6 +141,8 @@ def _measured(page: Page, results: Results, jobs: pd.DataFrame, tables: Path) ->
                      "their numbers measure an untrained architecture, not a foundation model.")
     section.table(["dataset", "task", "test patients", "test images / cases", "positives per class (test)"],
                   [[r.dataset, r.task, r.test_patients, r.test_samples, r.positives] for r in datasets.itertuples()])
+    if patient_note(datasets):
+        section.text(patient_note(datasets))
 
 
 def _status(page: Page, status: pd.DataFrame, tables: Path) -> None:

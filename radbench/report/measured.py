@@ -53,13 +53,25 @@ def dataset_rows(store, jobs: pd.DataFrame) -> pd.DataFrame:
     for job in first.itertuples():
         if job.task == "segmentation":
             count = int(cases_per_job.get(job.key, 0))
-            rows.append([job.dataset, "segmentation", count, count, "—"])
+            rows.append([job.dataset, "segmentation", count, count, "—", False])
             continue
-        class_names, _, targets, _ = store.predictions(job.key)
-        patients = len(set(store.patient_ids(job.key)))
+        class_names, sample_ids, targets, _ = store.predictions(job.key)
+        patient_ids = store.patient_ids(job.key)
+        patients = len(set(patient_ids))
         if job.task == "binary":
             positives = f"{class_names[1]}: {int(np.nansum(targets[:, 1]))}"
         else:
             positives = ", ".join(f"{name}: {int(np.nansum(targets[:, c]))}" for c, name in enumerate(class_names))
-        rows.append([job.dataset, job.task, patients, len(targets), positives])
-    return pd.DataFrame(rows, columns=["dataset", "task", "test_patients", "test_samples", "positives"])
+        rows.append([job.dataset, job.task, patients, len(targets), positives,
+                     [str(p) for p in patient_ids] == [str(s) for s in sample_ids]])
+    return pd.DataFrame(rows, columns=["dataset", "task", "test_patients", "test_samples", "positives",
+                                       "images_as_patients"])
+
+
+def patient_note(datasets: pd.DataFrame) -> str | None:
+    """Said once: which datasets have no patient ids, so that each test image counts as a patient."""
+    named = sorted(datasets[datasets.images_as_patients].dataset)
+    if not named:
+        return None
+    return (f"No patient ids in {', '.join(named)}: each test image counts as a patient (MedMNIST and other sets "
+            "without them); where one patient has several images, intervals are narrower than they should be.")
