@@ -99,3 +99,18 @@ def test_two_differing_runs_get_the_test_interval_labelled_as_such_not_zero_to_o
     assert (low, high) == interval(draws[:2].mean(axis=0)) and high - low < 0.1
     three = Runs("a", [(0, 0), (1, 0), (2, 0)], np.array([0.8, 0.85, 0.82]), draws, identical=False)
     assert three.interval_kind == INTERVAL_ALL
+
+
+def test_a_choice_made_on_too_few_validation_cases_is_flagged_on_the_job_and_the_page(tmp_path, pneumonia_npz, cli):
+    import radbench
+
+    study = tiny_study(tmp_path, [{"name": "p", "adapter": "medmnist", "path": str(pneumonia_npz),
+                                   "limit": {"train": 60, "val": 6}}],
+                       [{"knn": {"k": [3, 5]}}, {"knn": {"name": "one_k", "k": [3]}}])
+    results = radbench.run(write_study(tmp_path, study))
+    details = {row.protocol: row.details for row in results.jobs.itertuples()}
+    assert details["knn"]["selection_small_val"].startswith("chosen among 2 candidates on 6 validation case(s)")
+    assert "selection_small_val" not in details["one_k"]  # one candidate: nothing was chosen
+    assert cli("report", tmp_path / "out", "--resamples", "100", "--patch-images", "0").exit_code == 0
+    page = (tmp_path / "out" / "report" / "index.html").read_text()
+    assert "knn (timm:test_vit): hyperparameters chosen on fewer than 10 validation cases" in page

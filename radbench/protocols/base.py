@@ -121,10 +121,29 @@ def pick_best(values: list[float], prefer: list[float] | None = None) -> int:
     return best
 
 
+MIN_VAL_CASES = 10  # fewer validation patients / cases than this cannot choose between candidates reliably
+
+
+def small_validation(cases: int, candidates: int) -> str | None:
+    """A note for a job whose choice rested on too few validation cases (None when there was no choice to make)."""
+    if candidates < 2 or cases >= MIN_VAL_CASES:
+        return None
+    return (f"chosen among {candidates} candidates on {cases} validation case(s), fewer than {MIN_VAL_CASES}: the "
+            "choice may be noise; enlarge the val split (split_fractions) or give one value")
+
+
 def tied_with_best(values: list[float], chosen: int) -> int:
     """How many candidates share the chosen one's val metric exactly (1: no tie)."""
     value = values[chosen]
     return sum(v == value for v in values) if value is not None and not math.isnan(value) else 1
+
+
+def _val_cases(inputs: ProtocolInput) -> int:
+    """Distinct validation patients (rows where the dataset is not at hand)."""
+    split = getattr(inputs.dataset, "splits", {}).get("val")
+    if split is not None and len(split) == len(inputs.targets["val"]):
+        return len(set(map(str, split.patient_ids)))
+    return len(inputs.targets["val"])
 
 
 def finish(inputs: ProtocolInput, candidates: list[dict], chosen: int, val_scores: np.ndarray,
@@ -142,6 +161,9 @@ def finish(inputs: ProtocolInput, candidates: list[dict], chosen: int, val_score
     elif (tied := tied_with_best([c["val"] for c in candidates], chosen)) > 1:
         details["selection_tie"] = (f"{tied} candidates tied on val at {candidates[chosen]['val']:.4f}: val could "
                                     f"not tell them apart; chosen {candidates[chosen]['params']}")
+    small = small_validation(_val_cases(inputs), len(candidates))
+    if small:
+        details["selection_small_val"] = small
     return ProtocolResult(candidates[chosen]["params"], candidates, val_metrics, test_metrics, test_scores, details,
                           val_scores=np.asarray(val_scores, dtype=np.float64))
 

@@ -19,7 +19,7 @@ from radbench.errors import DataError
 from radbench.features.cache import stable_hash
 from radbench.metrics.segmentation import mean_over_cases
 from radbench.progress import Reporter
-from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolSpec, one_point_per
+from radbench.protocols.base import PROTOCOLS, ProtocolConfigBase, ProtocolSpec, one_point_per, small_validation
 from radbench.schema import PositiveFloat, PositiveInt, StrictModel
 
 if TYPE_CHECKING:
@@ -196,7 +196,9 @@ def run_segmentation(cfg: SegmentationConfig, inputs: SegmentationInput) -> Segm
     trainable, total = parameter_counts(model)
     costs = {"trainable_params": float(trainable), "total_params": float(total), "train_seconds": seconds,
              "infer_ms_per_image": 1000 * infer_seconds / max(1, images), "peak_mem_mb": peak_memory_mb(inputs.device)}
-    details = {"best_epoch": best_epoch, "taps": indices, "image_size": preprocess.image_size,
+    small = small_validation(len(splits["val"]), len(candidates))
+    details = {**({"selection_small_val": small} if small else {}), "best_epoch": best_epoch, "taps": indices,
+               "image_size": preprocess.image_size,
                "frozen_backbone": frozen, "feature_cache": [type(d).__name__ for d in data.values()],
                "artifacts": artifacts, **few}
     if cfg.save_model and not scratch:

@@ -21,6 +21,7 @@ from radbench.report.costs import relative_costs
 from radbench.report.generalisation_page import generalisation_section
 from radbench.report.html import Page, Section, findings
 from radbench.report.leaderboard import ONE_BACKBONE
+from radbench.report.measured import selection_notes
 from radbench.report.pretraining_log import pretraining_log
 from radbench.report.tables import write_table
 from radbench.report.verdicts import MIN_RUNS
@@ -76,6 +77,7 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
         section = page.section(f"Dataset {dataset}", dataset=dataset)
         dataset_jobs = jobs[jobs.dataset == dataset]
         _leaderboards(page, section, board, dataset, headline[dataset], resamples)
+        section.lines(selection_notes(dataset_jobs))
         _curves(page, section, board, dataset, headline[dataset], dataset_jobs)
         _per_sample(page, section, results, dataset_jobs, tables)
         if not dataset_jobs.empty and (dataset_jobs.task.isin(["binary", "multiclass", "ordinal"])).any():

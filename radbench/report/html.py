@@ -143,7 +143,8 @@ class Section:
         self.blocks.append({"kind": "heading", "text": text})
 
     def lines(self, lines: list[str]) -> None:
-        self.blocks.append({"kind": "list", "lines": lines})
+        if lines:
+            self.blocks.append({"kind": "list", "lines": lines})
 
     def table(self, columns: list[str], rows: list[list], row_classes: list[str] | None = None) -> None:
         self.blocks.append({"kind": "table", "columns": columns, "rows": rows,

@@ -75,3 +75,23 @@ def patient_note(datasets: pd.DataFrame) -> str | None:
         return None
     return (f"No patient ids in {', '.join(named)}: each test image counts as a patient (MedMNIST and other sets "
             "without them); where one patient has several images, intervals are narrower than they should be.")
+
+
+def selection_notes(jobs: pd.DataFrame) -> list[str]:
+    """One line per protocol whose jobs chose their hyperparameters on too few validation cases, or by a tie."""
+    import json
+
+    notes: dict[tuple[str, str], set[str]] = {}
+    for job in jobs.itertuples():
+        details = json.loads(job.details) if isinstance(job.details, str) else (job.details or {})
+        for key, what in (("selection_small_val", "small"), ("selection_tie", "tie")):
+            if key in details:
+                notes.setdefault((job.protocol, what), set()).add(job.backbone)
+    lines = []
+    for (protocol, what), backbones in sorted(notes.items()):
+        who = ", ".join(sorted(backbones))
+        lines.append(f"{protocol} ({who}): hyperparameters chosen on fewer than 10 validation cases — the choice "
+                     "may be noise" if what == "small" else
+                     f"{protocol} ({who}): validation could not tell some candidates apart (a tie; see the job's "
+                     "details)")
+    return lines
