@@ -59,6 +59,16 @@ def first_job(out: Path, protocol: str = "linear") -> str:
         return conn.execute("SELECT key FROM jobs WHERE protocol = ? ORDER BY seed", (protocol,)).fetchone()[0]
 
 
+def nan_scores(out: Path) -> bytes:
+    """The first linear job's scores blob, same length, every float32 a NaN (what random bytes sometimes decode to)."""
+    import numpy as np
+
+    with sqlite3.connect(out / "results.sqlite") as conn:
+        size = conn.execute("SELECT length(scores) FROM predictions WHERE job_key = ?",
+                            (first_job(out),)).fetchone()[0]
+    return np.full(size // 4, np.nan, dtype=np.float32).tobytes()
+
+
 # -- setups: (fx, tmp) -> argv -----------------------------------------------------------------------------------
 
 def track(uri, command="run", prepare=None):
@@ -191,6 +201,9 @@ CASES = [
         command="verify"), ("exit1", "auroc stored 0.123")),
     ("verify: a folder without a store", lambda fx, tmp: (tmp / "empty").mkdir() or ["verify", tmp / "empty"],
      (ERROR, "no results.sqlite here")),
+    ("verify: NaN scores in an older store", damaged_store(
+        "UPDATE predictions SET checksums = NULL, scores = ? WHERE job_key = 'JOB'", command="verify",
+        params=lambda out: (nan_scores(out),)), ("exit1", "non-finite scores")),
     ("verify: checksums of an older store", damaged_store(
         "UPDATE predictions SET checksums = NULL, scores = randomblob(length(scores)) WHERE job_key = 'JOB'",
         command="verify"), ("exit1", "JOB")),

@@ -27,6 +27,8 @@ class Finding:
 
 def verify(store: ResultsStore, progress=None) -> tuple[int, list[Finding]]:
     """(jobs checked, what is wrong). `progress(done, total)` is called after each job."""
+    import numpy as np
+
     from radbench.data.base import Task
     from radbench.metrics import classification_metrics
     from radbench.metrics.segmentation import mean_over_cases
@@ -48,8 +50,12 @@ def verify(store: ResultsStore, progress=None) -> tuple[int, list[Finding]]:
             findings += _compare(where, values, recomputed, "per-case rows")
         elif store.has_predictions(job.key):
             class_names, _, targets, scores = store.predictions(job.key)
-            recomputed, _ = classification_metrics(Task(job.task), targets, scores, tuple(class_names))
-            findings += _compare(where, values, recomputed, "stored predictions")
+            bad = int((~np.isfinite(scores)).sum())
+            if bad:  # a damaged blob of an older store (no checksums) can decode to NaN / inf
+                findings.append(Finding(**where, problem=f"stored predictions hold {bad} non-finite scores"))
+            else:
+                recomputed, _ = classification_metrics(Task(job.task), targets, scores, tuple(class_names))
+                findings += _compare(where, values, recomputed, "stored predictions")
         if progress is not None:
             progress(done, len(jobs))
     return len(jobs), findings
