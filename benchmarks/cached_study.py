@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import resource
 import sqlite3
@@ -21,12 +20,7 @@ import time
 from pathlib import Path
 
 import yaml
-
-
-def _busy(stop):
-    x = 0
-    while not stop.is_set():
-        x += 1
+from background_load import busy_processes
 
 
 def study(data: Path, out: Path, cache: Path) -> dict:
@@ -79,11 +73,7 @@ def main() -> None:
     first = folder / "warm.yaml"
     first.write_text(yaml.safe_dump(study(args.data, folder / "warm", cache)))
     subprocess.run([sys.executable, "-m", "radbench", "run", str(first), "--quiet"], check=True)
-    stop = multiprocessing.Event()
-    busy = [multiprocessing.Process(target=_busy, args=(stop,)) for _ in range(args.load)]
-    for process in busy:
-        process.start()
-    try:
+    with busy_processes(args.load):
         print(f"radbench from {Path(radbench.__file__).parent}; {os.cpu_count()} cores; {args.load} busy processes "
               f"beside; load average {os.getloadavg()[0]:.2f} at start")
         for repeat in range(args.repeats):
@@ -94,10 +84,6 @@ def main() -> None:
             per = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(protocol_seconds(out).items()))
             print(f"run {repeat}: {wall:.1f} s wall, {cpu:.1f} CPU-s, first to last log line {jobs_phase(out):.0f} s; "
                   f"protocols computing: {per}")
-    finally:
-        stop.set()
-        for process in busy:
-            process.join()
 
 
 if __name__ == "__main__":

@@ -8,17 +8,11 @@ processes run beside it (the same figures under load).
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import time
 
 import numpy as np
-
-
-def _busy(stop):
-    x = 0
-    while not stop.is_set():
-        x += 1
+from background_load import busy_processes
 
 
 def logreg_grid(train, y, grid):
@@ -84,11 +78,7 @@ def main() -> None:
     y = rng.integers(0, 2, args.train)
     train = (rng.standard_normal((args.train, args.dim)) + 0.05 * y[:, None]).astype(np.float32)  # overlapping: L-BFGS works
     grid = [float(c) for c in np.logspace(-6, 5, 45)]
-    stop = multiprocessing.Event()
-    busy = [multiprocessing.Process(target=_busy, args=(stop,)) for _ in range(args.load)]
-    for process in busy:
-        process.start()
-    try:
+    with busy_processes(args.load):
         print(f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} at start, {args.load} busy processes beside; "
               f"features {args.train} x {args.dim}")
         for name, work in [("logreg, 45 C values", lambda: logreg_grid(train, y, grid)),
@@ -98,10 +88,6 @@ def main() -> None:
             every = measure(work, None)
             print(f"{name:34s} one thread: {one[0]:6.2f} s wall {one[1]:6.2f} CPU-s | "
                   f"all {os.cpu_count()} threads: {every[0]:6.2f} s wall {every[1]:6.2f} CPU-s")
-    finally:
-        stop.set()
-        for process in busy:
-            process.join()
 
 
 if __name__ == "__main__":

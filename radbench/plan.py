@@ -52,7 +52,7 @@ def dataset_lines(datasets: dict) -> list[str]:
         sizes = ", ".join(f"{split} {len(part)}" for split, part in dataset.splits.items())
         test = dataset.splits["test"]
         patients = len(set(test.patient_ids))
-        per_patient = "" if patients < len(test) else " (no patient ids: each image counts as a patient)" \
+        per_patient = " (no patient ids: each image counts as a patient)" \
             if np.array_equal(test.patient_ids, test.sample_ids) else ""
         positives = np.nansum(dataset.targets("test"), axis=0).astype(int)
         shown = ", ".join(f"{c} {n}" for c, n in zip(dataset.class_names[:8], positives[:8]))

@@ -33,10 +33,9 @@ def answer(board: pd.DataFrame, headline: dict[str, str]) -> list[str]:
             continue
         top = rows.loc[rows["mean"].idxmax()]
         chosen[dataset] = top.backbone
-        sentence = _dataset_sentence(dataset, metric, rows, top)
-        if "the recommendation" in sentence:
+        if rows.backbone.nunique() > 1 and _significant(_runner_up(rows, top)):
             separated.add(dataset)
-        sentences.append(sentence)
+        sentences.append(_dataset_sentence(dataset, metric, rows, top))
     if len(chosen) > 1 and board.backbone.nunique() > 1:
         by_backbone: dict[str, list[str]] = {}
         for dataset, backbone in chosen.items():
@@ -51,6 +50,18 @@ def answer(board: pd.DataFrame, headline: dict[str, str]) -> list[str]:
     return sentences
 
 
+def _runner_up(rows: pd.DataFrame, top):
+    """The best other backbone under the recommended protocol (None: no other ran it)."""
+    rivals = rows[(rows.protocol == top.protocol) & (rows.backbone != top.backbone)]
+    return None if rivals.empty else rivals.loc[rivals["mean"].idxmax()]
+
+
+def _significant(second) -> bool:
+    """The leaderboard found the runner-up significantly worse than the recommendation."""
+    verdict = "" if second is None else str(second.verdict)
+    return "significantly worse" in verdict and "not" not in verdict
+
+
 def _value(row) -> str:
     return (f"{row['mean']:.4f} (95 % CI {row.ci_low:.4f}–{row.ci_high:.4f}, covering {row.interval}; "
             f"{int(row.n_seeds)} run{'s' if int(row.n_seeds) != 1 else ''})")
@@ -61,16 +72,15 @@ def _dataset_sentence(dataset: str, metric: str, rows: pd.DataFrame, top) -> str
     if rows.backbone.nunique() == 1:
         return (f"{dataset}: one backbone ({top.backbone}), so nothing is compared; its highest {metric} is with "
                 f"{top.protocol}: {_value(top)}{chance}.")
-    rivals = rows[(rows.protocol == top.protocol) & (rows.backbone != top.backbone)]
+    second = _runner_up(rows, top)
     head = f"{dataset}: {top.backbone} with {top.protocol} scores the highest {metric}, {_value(top)}{chance}"
-    if rivals.empty:
+    if second is None:
         text = f"{head}; no other backbone ran {top.protocol} on it."
     else:
-        second = rivals.loc[rivals["mean"].idxmax()]
         gap = top["mean"] - second["mean"]
         rival = f"{second.backbone} ({second['mean']:.4f}, {gap:.4f} lower)"
         verdict = str(second.verdict)
-        if "significantly worse" in verdict and "not" not in verdict:
+        if _significant(second):
             text = (f"{head}: the recommendation. The runner-up {rival} is significantly worse (p "
                     f"{second.p_vs_best:.3g}, Holm-corrected).")
         elif "too few runs" in verdict:

@@ -27,7 +27,6 @@ from radbench.report.tables import write_table
 from radbench.report.verdicts import MIN_RUNS
 
 
-
 def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int = 0, patch_images: int = 3,
                  warn=print, say=lambda message: None, references: tuple[str, ...] = (),
                  cost_baseline: str | None = None, tuning_images: int = 32) -> tuple[Path, pd.DataFrame]:

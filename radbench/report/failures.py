@@ -81,18 +81,27 @@ def error_agreement(outcomes: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
 def default_protocol(predictions: pd.DataFrame, dataset: str) -> str | None:
     """The protocol to look at: among those with the most backbones on this dataset, the one whose best backbone
     is most accurate (scores averaged over runs). None when the dataset has no stored predictions."""
+    chosen = _default_outcomes(predictions, dataset)
+    return None if chosen is None else chosen[0]
+
+
+def _default_outcomes(predictions: pd.DataFrame, dataset: str) -> tuple[str, pd.DataFrame] | None:
+    """(default_protocol, its case outcomes), each protocol's outcomes computed once."""
     rows = predictions[predictions.dataset == dataset]
     if rows.empty:
         return None
     width = rows.groupby("protocol").backbone.nunique()
-    best = {}
+    best, outcomes = {}, {}
     for protocol in width[width == width.max()].index:
         try:
-            outcomes = case_outcomes(predictions, dataset, protocol)
+            outcomes[protocol] = case_outcomes(predictions, dataset, protocol)
         except RadbenchError:
             continue
-        best[protocol] = 1.0 - outcomes.groupby("backbone").wrong.mean().min()
-    return max(sorted(best), key=best.get) if best else None
+        best[protocol] = 1.0 - outcomes[protocol].groupby("backbone").wrong.mean().min()
+    if not best:
+        return None
+    protocol = max(sorted(best), key=best.get)
+    return protocol, outcomes[protocol]
 
 
 def section(page, section, store, dataset: str, tables, top: int = 5) -> None:
@@ -100,11 +109,10 @@ def section(page, section, store, dataset: str, tables, top: int = 5) -> None:
     from radbench.report.tables import write_table
     from radbench.results.tables import predictions
 
-    rows = predictions(store, dataset=dataset)
-    protocol = default_protocol(rows, dataset) if not rows.empty else None
-    if protocol is None:
+    chosen = _default_outcomes(predictions(store, dataset=dataset), dataset)
+    if chosen is None:
         return
-    outcomes = case_outcomes(rows, dataset, protocol)
+    protocol, outcomes = chosen
     errors = most_confident_errors(outcomes, top)
     pairs, summary = error_agreement(outcomes)
     runs = int(outcomes.runs.max())
