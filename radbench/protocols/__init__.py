@@ -7,6 +7,7 @@ from radbench.protocols import (  # noqa: F401
     knn,
     linear,
     logreg,
+    retrieval,
     segmentation,
     transformer_head,
     zero_shot,

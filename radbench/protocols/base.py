@@ -190,7 +190,8 @@ class ProtocolSpec:
     features), "images" (trains on images) or "segmentation" (masks and dense features). `variants` splits one
     entry into separately reported points (few-shot shots, decapitation depths); `repeats` draws per seed;
     `check(config, dataset, seeds)` raises a DataError when the data cannot serve the config, before any work;
-    `seed_free(config)` says the result cannot depend on the seed."""
+    `seed_free(config)` says the result cannot depend on the seed; `record_task` marks a protocol whose result is
+    per-case metrics (stored as the job's cases, not predictions)."""
 
     name: str
     config: type[ProtocolConfigBase]
@@ -202,6 +203,9 @@ class ProtocolSpec:
     check: Callable[[ProtocolConfigBase, object, list[int]], None] | None = None
     # the result cannot depend on the seed (no random draw anywhere): computed once per unit, stored under each seed
     seed_free: Callable[[ProtocolConfigBase], bool] = lambda cfg: False
+    # a result kept as per-case metrics (no predictions): the record's task ("segmentation", "retrieval")
+    record_task: str | None = None
+    headline: str | None = None  # the test metric its progress line shows (default: the selection metric)
 
 
 PROTOCOLS: Registry[ProtocolSpec] = Registry("protocol")

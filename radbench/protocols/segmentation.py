@@ -262,5 +262,6 @@ def _save(cfg: SegmentationConfig, kept: list[tuple], volume, folder: Path) -> l
 PROTOCOLS.add("segmentation", ProtocolSpec(
     "segmentation", SegmentationConfig, run_segmentation,
     "linear or U-Net decoder on dense features (frozen or fine-tuned), Dice/IoU/HD95; few-shot curves",
-    inputs="segmentation", variants=one_point_per("shots", lambda n: "all" if n == "all" else f"{n}shot"), repeats=lambda cfg: cfg.repeats if cfg.shots and cfg.shots[0] != "all"
-    else 1, check=check_shots))
+    inputs="segmentation", record_task="segmentation", headline="dice",
+    variants=one_point_per("shots", lambda n: "all" if n == "all" else f"{n}shot"),
+    repeats=lambda cfg: cfg.repeats if cfg.shots and cfg.shots[0] != "all" else 1, check=check_shots))

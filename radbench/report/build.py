@@ -14,7 +14,7 @@ import pandas as pd
 from radbench.data.base import Task
 from radbench.errors import RadbenchError
 from radbench.paths import job_folder
-from radbench.report import failures, figures, plots, published, tuning_cka
+from radbench.report import failures, figures, plots, published, retrieval_page, tuning_cka
 from radbench.report.answer import answer, headline_metrics
 from radbench.report.api import Results, load
 from radbench.report.costs import relative_costs
@@ -25,6 +25,7 @@ from radbench.report.measured import selection_notes
 from radbench.report.pretraining_log import pretraining_log
 from radbench.report.tables import write_table
 from radbench.report.verdicts import MIN_RUNS
+from radbench.results.store import PER_CASE_TASKS
 
 
 def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int = 0, patch_images: int = 3,
@@ -76,6 +77,7 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
         section = page.section(f"Dataset {dataset}", dataset=dataset)
         dataset_jobs = jobs[jobs.dataset == dataset]
         _leaderboards(page, section, board, dataset, headline[dataset], resamples)
+        retrieval_page.section(section, board, dataset)
         section.lines(selection_notes(dataset_jobs))
         _curves(page, section, board, dataset, headline[dataset], dataset_jobs)
         _per_sample(page, section, results, dataset_jobs, tables)
@@ -285,7 +287,7 @@ def _first_runs(jobs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _per_sample(page: Page, section: Section, results: Results, jobs: pd.DataFrame, tables: Path) -> None:
-    jobs = jobs[jobs.task != "segmentation"]
+    jobs = jobs[~jobs.task.isin(PER_CASE_TASKS)]
     if jobs.empty:
         return
     task = Task(jobs.task.iloc[0])

@@ -16,6 +16,7 @@ from radbench.report.clinical_weights import clinical_under_weights
 from radbench.report.resamples import Resamples, patient_resamples
 from radbench.report.stat_cache import CLINICAL, StatCache, digest
 from radbench.report.verdicts import Runs, interval, two_level_draws
+from radbench.results.store import PER_CASE_TASKS
 
 SHOWN = ("sens@spec90", "spec@sens90", "sensitivity@youden", "specificity@youden", "ppv@youden", "npv@youden",
          "brier", "ece", "brier@calibrated", "ece@calibrated")
@@ -26,7 +27,7 @@ def clinical_rows(store, jobs: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """backbone, protocol, metric, mean, ci_low, ci_high, interval, runs — for classification jobs of one dataset
     (the points of curves left out): each metric's macro mean, and `metric/<class>` per class of a multi-label or
     multi-class task."""
-    jobs = jobs[(jobs.task != "segmentation") & ~jobs.protocol.str.contains("@")]
+    jobs = jobs[~jobs.task.isin(PER_CASE_TASKS) & ~jobs.protocol.str.contains("@")]
     rows = []
     weights_by_samples: dict[tuple, Resamples] = {}
     cache = StatCache(store, CLINICAL, RESAMPLES, seed)
@@ -86,7 +87,7 @@ def _calibrated_scores(details: dict, task: Task, scores: np.ndarray) -> np.ndar
 def reliability_points(store, jobs: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
     """backbone, protocol, predicted, observed, count per equal-mass bin of the first run's predicted probability
     (the positive class; multi-label: every finding pooled)."""
-    jobs = jobs[(jobs.task != "segmentation") & ~jobs.protocol.str.contains("@")]
+    jobs = jobs[~jobs.task.isin(PER_CASE_TASKS) & ~jobs.protocol.str.contains("@")]
     first = jobs.sort_values(["seed", "repeat"]).drop_duplicates(["backbone", "protocol"])
     rows = []
     for job in first.itertuples():

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from radbench.data.base import Task
+from radbench.metrics.retrieval import is_retrieval_metric
 from radbench.report.resamples import Resamples, patient_resamples
 from radbench.report.stat_cache import LEADERBOARD, StatCache, digest
 from radbench.report.stats import bootstrap_p_value, delong, holm, metrics_under_weights
@@ -33,6 +34,11 @@ from radbench.results.store import ResultsStore
 from radbench.results.tables import KEYS, settings
 
 CASE_METRICS = ("dice", "iou", "dice_jaccard_mean")  # higher is better, as ranking assumes (HD95 stays per case)
+
+
+def ranked_case_metric(name: str) -> bool:
+    """A per-case metric the leaderboard ranks: segmentation's overlaps, retrieval's precision@k and mAP."""
+    return name in CASE_METRICS or is_retrieval_metric(name)
 COLUMNS = ["backbone", "dataset", "protocol", "metric", "mean", "std", "n_seeds", "ci_low", "ci_high", "interval",
            "test_ci_low", "test_ci_high", "rank", "significantly_worse_than_best", "p_vs_best", "test", "verdict",
            "p_best_better", "run_variance_share", "test_size", "detectable_difference", "contains_chance"]
@@ -41,7 +47,7 @@ COLUMNS = ["backbone", "dataset", "protocol", "metric", "mean", "std", "n_seeds"
 def leaderboard(store: ResultsStore, resamples: int = 1000, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
     jobs = store.jobs()
     cases = store.sample_metrics()
-    cases = cases[cases.metric.isin(CASE_METRICS)]
+    cases = cases[cases.metric.map(ranked_case_metric).astype(bool)]
     with_cases = set(cases.job)
     unusable = store.unusable_predictions()  # the report names them once; they are left out here
     jobs = jobs[~jobs.key.isin(unusable)].reset_index(drop=True)
@@ -57,13 +63,16 @@ def leaderboard(store: ResultsStore, resamples: int = 1000, seed: int = 0, alpha
         scored = {}  # job key -> (estimates, resampled metrics, binary data, what identifies its predictions, ...)
         weights_by_samples: dict[tuple, Resamples] = {}
         for job in dataset_jobs.itertuples():
-            if job.key in with_cases:  # segmentation: the mean over test cases of per-case Dice / IoU
-                per_case = cases[cases.job == job.key].pivot(index="sample_id", columns="metric", values="value")
+            if job.key in with_cases:  # segmentation, retrieval: the mean over test cases of per-case metrics
+                rows_of_job = cases[cases.job == job.key]
+                per_case = rows_of_job.pivot(index="sample_id", columns="metric", values="value")
                 samples = tuple(per_case.index)
+                patients = _case_patients(rows_of_job, per_case.index)
                 if samples not in weights_by_samples:
-                    weights_by_samples[samples] = patient_resamples(np.array(samples), resamples, seed)
+                    weights_by_samples[samples] = patient_resamples(patients, resamples, seed)
                 estimates, draws = _case_means(per_case, weights_by_samples[samples])
-                scored[job.key] = (estimates, draws, None, digest(per_case.to_numpy()), len(samples), None, None)
+                scored[job.key] = (estimates, draws, None, digest(per_case.to_numpy()), len(set(patients)), None,
+                                   None)
                 continue
             task = Task(job.task)
             hit = cache.get(job.key)
@@ -127,6 +136,15 @@ def _runs(backbone: str, group: pd.DataFrame, scored: dict, metric: str) -> Runs
                 np.array([scored[k][0][metric] for k in keys], dtype=float),
                 np.stack([np.asarray(scored[k][1][metric], dtype=float) for k in keys]),
                 [scored[k][2] for k in keys], identical=len({scored[k][3] for k in keys}) == 1)
+
+
+def _case_patients(rows: pd.DataFrame, samples: pd.Index) -> np.ndarray:
+    """The patient of each case (in `samples` order) where the store kept it (retrieval queries), else each case its
+    own patient (segmentation volumes, older stores)."""
+    kept = rows.dropna(subset=["patient_id"]).drop_duplicates("sample_id").set_index("sample_id").patient_id
+    if len(kept) == len(samples):
+        return kept.reindex(samples).astype(str).to_numpy()
+    return np.asarray(samples, dtype=str)
 
 
 def _case_means(per_case: pd.DataFrame, resamples: Resamples) -> tuple[dict, dict]:

@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pandas as pd
 
+from radbench.results.store import PER_CASE_TASKS
+
 
 def weights_text(identity: dict, weights: str = "") -> str:
     """`weights`: what the study said (a checkpoint's path)."""
@@ -46,14 +48,17 @@ def dataset_rows(store, jobs: pd.DataFrame) -> pd.DataFrame:
     """dataset, task, test_patients, test_samples, positives — from one stored job per dataset (and per external
     test set, named "<dataset> (external test)": its own images, on the classes matched)."""
     jobs = jobs.assign(dataset=[_tested_on(job) for job in jobs.itertuples()])
-    first = jobs.groupby("dataset", sort=True).head(1)
-    cases_per_job = (store.sample_metrics().groupby("job").sample_id.nunique()
-                     if (first.task == "segmentation").any() else pd.Series(dtype=int))
+    # a job with predictions first: a retrieval job (per-query rows) stands for its dataset only where none has
+    first = jobs.assign(cases_only=jobs.task == "retrieval").sort_values("cases_only", kind="stable")
+    first = first.groupby("dataset", sort=True).head(1).sort_values("dataset")
+    cases = store.sample_metrics() if first.task.isin(PER_CASE_TASKS).any() else None
     rows = []
     for job in first.itertuples():
-        if job.task == "segmentation":
-            count = int(cases_per_job.get(job.key, 0))
-            rows.append([job.dataset, "segmentation", count, count, "—", False])
+        if job.task in PER_CASE_TASKS:
+            of_job = cases[cases.job == job.key].drop_duplicates("sample_id")
+            count = len(of_job)
+            patients = of_job.patient_id.nunique() if of_job.patient_id.notna().all() else count
+            rows.append([job.dataset, job.task, patients, count, "—", False])
             continue
         class_names, sample_ids, targets, _ = store.predictions(job.key)
         patient_ids = store.patient_ids(job.key)

@@ -1,4 +1,4 @@
-"""`radbench results` in a terminal: classification and segmentation apart (each with its own metrics), names
+"""`radbench results` in a terminal: classification, segmentation and retrieval apart (each with its own metrics), names
 wrapped but never cut, costs in their own table; `wide` shows every metric column."""
 
 from __future__ import annotations
@@ -21,13 +21,21 @@ def summary_tables(data: pd.DataFrame, split: str, output_dir, wide: bool = Fals
     corrupted = data.protocol.astype(str).str.contains("@corrupt:", regex=False)
     hidden = f"; {int(corrupted.sum())} corrupted-test rows: --wide" if corrupted.any() and not wide else ""
     data = data if wide else data[~corrupted]
-    segmentation = data["dice"].notna() if "dice" in data.columns else pd.Series(False, index=data.index)
+    segmentation, retrieval = (data[m].notna() if m in data.columns else pd.Series(False, index=data.index)
+                               for m in ("dice", "map"))
     tables = []
-    for kind, rows in (("classification", data[~segmentation]), ("segmentation", data[segmentation])):
+    for kind, rows in (("classification", data[~segmentation & ~retrieval]), ("segmentation", data[segmentation]),
+                       ("retrieval", data[retrieval])):
         if rows.empty:
             continue
-        family = [m for m in SUMMARY_METRICS if (m in SEGMENTATION_METRICS) == (kind == "segmentation")]
-        shown = family if wide else [m for m in family if m in NARROW[kind]]
+        if kind == "retrieval":
+            precision = sorted((c for c in rows.columns if c.startswith("precision_at_") and not c.endswith("_std")),
+                               key=lambda c: int(c.rsplit("_", 1)[1]))
+            family = shown = ["map", *precision]
+        else:
+            family = [m for m in SUMMARY_METRICS if m != "map"
+                      and (m in SEGMENTATION_METRICS) == (kind == "segmentation")]
+            shown = family if wide else [m for m in family if m in NARROW[kind]]
         metrics = [m for m in shown if m in rows.columns  # an undefined AUROC still shows why (one class)
                    and (rows[m].notna().any() or (m == "auroc" and rows["missing"].astype(bool).any()))]
         table = _table(f"{kind}: {split} metrics (mean ± std over seeds and repeats) — {output_dir}{hidden}", rows,

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS sample_metrics (
     sample_id TEXT NOT NULL,
     name TEXT NOT NULL,
     value REAL,
+    patient_id TEXT,
     PRIMARY KEY (job_key, sample_id, name)
 );
 CREATE TABLE IF NOT EXISTS claims (

@@ -36,6 +36,8 @@ from radbench.results.store_file import (
     guarded,
 )
 
+PER_CASE_TASKS = ("segmentation", "retrieval")  # jobs stored as per-case metrics, without predictions
+
 
 @dataclass
 class JobRecord:
@@ -61,7 +63,7 @@ class JobRecord:
     test_targets: np.ndarray | None  # classification: per-sample targets and scores; None for segmentation
     test_scores: np.ndarray | None
     extra_metrics: dict[str, float] = field(default_factory=dict)  # e.g. costs, reported with the test metrics
-    sample_metrics: list[dict] | None = None  # segmentation: one dict per test case (sample_id + metrics)
+    sample_metrics: list[dict] | None = None  # segmentation, retrieval: one dict per test case (sample_id + metrics)
     patient_ids: list[str] | None = None  # of the test samples: what a bootstrap resamples
     evaluations: list["JobRecord"] = field(default_factory=list)  # its model on extra test sets: rows of their own
 
@@ -106,6 +108,8 @@ class ResultsStore(PlanRecords, SideTables, PredictionRows):
             for column in ("patient_ids", "checksums"):  # stores from before these were kept
                 if column not in stored:
                     conn.execute(f"ALTER TABLE predictions ADD COLUMN {column} TEXT")
+            if "patient_id" not in {row[1] for row in conn.execute("PRAGMA table_info(sample_metrics)")}:
+                conn.execute("ALTER TABLE sample_metrics ADD COLUMN patient_id TEXT")  # stores from before
             self.renew_stat_cache(conn)
 
     def check_file(self) -> None:
@@ -238,9 +242,13 @@ class ResultsStore(PlanRecords, SideTables, PredictionRows):
             insert_predictions(conn, record.key, record.class_names, record.sample_ids, record.test_targets,
                                record.test_scores, record.patient_ids)
         conn.execute("DELETE FROM sample_metrics WHERE job_key = ?", (record.key,))
-        conn.executemany("INSERT INTO sample_metrics VALUES (?,?,?,?)", [
-            (record.key, case["sample_id"], name, _real(value))
-            for case in record.sample_metrics or [] for name, value in case.items() if name != "sample_id"])
+        cases = record.sample_metrics or []
+        patients = record.patient_ids if record.patient_ids and len(record.patient_ids) == len(cases) else \
+            [None] * len(cases)
+        conn.executemany("INSERT INTO sample_metrics (job_key, sample_id, name, value, patient_id) VALUES (?,?,?,?,?)",
+                         [(record.key, case["sample_id"], name, _real(value), patient)
+                          for case, patient in zip(cases, patients) for name, value in case.items()
+                          if name != "sample_id"])
         return True
 
     def superseded(self) -> set[str]:
@@ -264,9 +272,11 @@ class ResultsStore(PlanRecords, SideTables, PredictionRows):
 
     def sample_metrics(self) -> pd.DataFrame:
         query = """SELECT j.backbone, j.dataset, j.protocol, j.seed, j.repeat, s.sample_id, s.name AS metric, s.value,
-                          j.key AS job
+                          j.key AS job, {patient}
                    FROM sample_metrics s JOIN jobs j ON j.key = s.job_key
                    ORDER BY j.backbone, j.dataset, j.protocol, j.seed, j.repeat, s.sample_id, s.name"""
+        kept = any(row[1] == "patient_id" for row in self._read("PRAGMA table_info(sample_metrics)"))
+        query = query.format(patient="s.patient_id" if kept else "NULL AS patient_id")  # a read-only older store
         return self._current(self._frame(query), "job")
 
     def _current(self, frame: pd.DataFrame, column: str) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import pandas as pd
 from radbench.results.store import ResultsStore
 
 SUMMARY_METRICS = ("auroc", "accuracy", "balanced_accuracy", "f1_macro", "label_accuracy", "label_prevalence", "kappa",
-                   "dice", "iou", "hd95")
+                   "dice", "iou", "hd95", "map")  # and retrieval's precision_at_<k>, whatever its k
 COST_METRICS = ("trainable_params", "total_params", "train_seconds", "infer_ms_per_image", "peak_mem_mb")
 KEYS = ["backbone", "dataset", "protocol"]
 
@@ -67,7 +67,7 @@ def summary(store: ResultsStore, split: str = "test") -> pd.DataFrame:
     """Mean and std over seeds (and repeated draws) of the headline metrics, per backbone x dataset x protocol
     (x setting, where one protocol ran with several configurations)."""
     rows = metric_rows(store, split)
-    rows = rows[rows["metric"].isin(SUMMARY_METRICS)]
+    rows = rows[rows["metric"].isin(SUMMARY_METRICS) | rows["metric"].str.startswith("precision_at_")]
     keys = [*KEYS, "setting"]
     if rows.empty:
         return pd.DataFrame(columns=[*keys, "runs"])

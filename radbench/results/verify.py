@@ -31,7 +31,9 @@ def verify(store: ResultsStore, progress=None) -> tuple[int, list[Finding]]:
 
     from radbench.data.base import Task
     from radbench.metrics import classification_metrics
+    from radbench.metrics.retrieval import is_retrieval_metric
     from radbench.metrics.segmentation import mean_over_cases
+    from radbench.results.store import PER_CASE_TASKS
 
     jobs = store.jobs()
     stored = store.metrics("test")
@@ -43,10 +45,11 @@ def verify(store: ResultsStore, progress=None) -> tuple[int, list[Finding]]:
         where = dict(job=job.key, backbone=job.backbone, dataset=job.dataset, protocol=job.protocol, seed=job.seed)
         if job.key in damaged:
             findings.append(Finding(**where, problem=damaged[job.key]))
-        elif job.task == "segmentation":
+        elif job.task in PER_CASE_TASKS:
             per_case = cases[cases.job == job.key]
             rows = [dict(zip(group.metric, group.value)) for _, group in per_case.groupby("sample_id")]
-            recomputed = {k: v for k, v in mean_over_cases(rows).items() if k in CASE_METRICS} if rows else {}
+            recomputed = {k: v for k, v in mean_over_cases(rows).items()
+                          if k in CASE_METRICS or is_retrieval_metric(k)} if rows else {}
             findings += _compare(where, values, recomputed, "per-case rows")
         elif store.has_predictions(job.key):
             class_names, _, targets, scores = store.predictions(job.key)

@@ -26,11 +26,11 @@ def run_job(study: StudyConfig, job: Job, prepared: JobInputs, reporter: Reporte
     """Run the protocol and assemble its record. Frozen-feature jobs take the extraction's costs from the feature
     cache; jobs that train measure their own. `computed` (one per unit) keeps the results of seed-free protocols:
     their job for another seed takes the result as it is (the same numbers; its record says so)."""
-    segmentation = job.spec.inputs == "segmentation"
+    per_case_task = job.spec.record_task  # segmentation, retrieval: per-case metrics, no predictions
     shown = f", features {', '.join(prepared.inputs.feature_types)}" if job.uses_features else ""
     reporter.info(f"  {job.label} (seed {job.seed}{f', repeat {job.repeat}' if job.repeat else ''}){shown}")
     result, seconds = _result(job, prepared, reporter, {} if computed is None else computed)
-    metric = "dice" if segmentation else job.selection_metric
+    metric = job.spec.headline or job.selection_metric
     reporter.info(f"    chosen {result.selected}; test {metric} {result.test_metrics.get(metric, float('nan')):.4f}")
     common = dict(
         key=job.key, study=study.settings.name, backbone=job.backbone.display_name, dataset=job.dataset.name,
@@ -38,10 +38,11 @@ def run_job(study: StudyConfig, job: Job, prepared: JobInputs, reporter: Reporte
         config=job_config(study, job, prepared), selected=result.selected, candidates=result.candidates,
         details=result.details, timings={"protocol_seconds": seconds}, val_metrics=result.val_metrics,
         test_metrics=result.test_metrics, class_names=job.dataset.class_names)
-    if segmentation:
-        return JobRecord(**common, task="segmentation", feature_cache=None,
+    if per_case_task:
+        return JobRecord(**common, task=per_case_task, feature_cache=prepared.cache_name,
                          sample_ids=[c["sample_id"] for c in result.sample_metrics], test_targets=None,
-                         test_scores=None, extra_metrics=result.costs, sample_metrics=result.sample_metrics)
+                         test_scores=None, extra_metrics=result.costs, sample_metrics=result.sample_metrics,
+                         patient_ids=getattr(result, "patient_ids", None))
     inputs, dataset = prepared.inputs, job.dataset
     test_scores = np.asarray(result.test_scores, dtype=np.float64)
     test = dataset.splits["test"]
