@@ -107,3 +107,51 @@ def test_segmentation_selection_ignores_the_test_split(tmp_path, shifted_lungs):
     noisy = run(tmp_path / "noisy", noisy_data)
     assert noisy[3] == clean[3]  # the same cases are the test split
     assert len(clean[0]) == 2 and noisy[:3] == clean[:3]
+
+
+def _collapse_refits(monkeypatch):
+    """Every refit (training without val) ends predicting background everywhere — the collapsed U-Net refit of
+    issue 37 (test Dice 0.0), made certain: the decoder's last layer zeroed, its bias set for background."""
+    import torch
+
+    from radbench.training import loop
+
+    real = loop.train
+
+    def train(model, groups, data, loss_fn, settings, reporter, description, validate=None, stop_after=None):
+        result = real(model, groups, data, loss_fn, settings, reporter, description, validate, stop_after)
+        if validate is None:
+            last = [m for m in model.decoder.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+            with torch.no_grad():
+                last.weight.zero_()
+                last.bias.copy_(torch.tensor([10.0] + [-10.0] * (last.bias.numel() - 1)))
+        return result
+
+    monkeypatch.setattr(loop, "train", train)
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_a_collapsed_refit_falls_back_to_the_selected_run(tmp_path, shifted_lungs, monkeypatch, guarded):
+    """With the guard, the selected run's model is tested (a Dice well above 0) and the job and page say why; with
+    the guard switched off, the same collapsed refit is tested and scores about 0: the test sees the difference."""
+    from radbench.report.build import build_report
+    from radbench.training import select
+
+    _collapse_refits(monkeypatch)
+    if not guarded:
+        monkeypatch.setattr(select, "collapsed", lambda refit, selected: False)
+    protocols = [{"segmentation": {"decoder": "linear", "epochs": 6, "lr": [0.01, 0.1], "batch_size": 8}}]
+    run_study(parse_study(tiny_study(tmp_path, [dataset(shifted_lungs)], protocols, image_size=SIZE), tmp_path),
+              Reporter(quiet=True))
+    store = ResultsStore(tmp_path / "out" / "results.sqlite")
+    dice = store.metrics("test").query("metric == 'dice'").value.iloc[0]
+    details = json.loads(store.jobs().details.iloc[0])
+    if not guarded:
+        assert dice < 0.05 and "refit_fallback" not in details
+        return
+    assert dice > 0.3, dice
+    assert "collapsed" in details["refit_fallback"] and "trained on train" in details["refit_fallback"]
+    chosen = next(c for c in json.loads(store.jobs().candidates.iloc[0]) if "refit_val" in c)
+    assert chosen["refit_val"] < 0.05
+    page = build_report(tmp_path / "out", tmp_path / "report", resamples=50, patch_images=0)[0].read_text()
+    assert "refit collapsed" in page

@@ -182,7 +182,8 @@ def run_segmentation(cfg: SegmentationConfig, inputs: SegmentationInput) -> Segm
                      inputs.reporter, f"  segmentation {cfg.decoder} lr={lr:g} on {'+'.join(parts)}: epochs",
                      validate=val_dice if validate else None, stop_after=stop_after)
 
-    selection = select_lr(cfg.lr, build, fit, cfg.refit, lambda m: mean_over_cases(evaluate(m, "val")[0]))
+    selection = select_lr(cfg.lr, build, fit, cfg.refit, lambda m: mean_over_cases(evaluate(m, "val")[0]),
+                          score=val_dice)
     model, lr, best_epoch = selection.model, selection.lr, selection.best_epoch
     candidates, seconds = selection.candidates, selection.seconds
     for candidate, val_metrics in zip(candidates, selection.payloads):
@@ -197,7 +198,9 @@ def run_segmentation(cfg: SegmentationConfig, inputs: SegmentationInput) -> Segm
     costs = {"trainable_params": float(trainable), "total_params": float(total), "train_seconds": seconds,
              "infer_ms_per_image": 1000 * infer_seconds / max(1, images), "peak_mem_mb": peak_memory_mb(inputs.device)}
     small = small_validation(len(splits["val"]), len(candidates))
-    details = {**({"selection_small_val": small} if small else {}), "best_epoch": best_epoch, "taps": indices,
+    details = {**({"selection_small_val": small} if small else {}),
+               **({"refit_fallback": selection.fallback} if selection.fallback else {}),
+               "best_epoch": best_epoch, "taps": indices,
                "image_size": preprocess.image_size,
                "frozen_backbone": frozen, "feature_cache": [type(d).__name__ for d in data.values()],
                "artifacts": artifacts, **few}

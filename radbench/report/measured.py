@@ -83,20 +83,24 @@ def patient_note(datasets: pd.DataFrame) -> str | None:
 
 
 def selection_notes(jobs: pd.DataFrame) -> list[str]:
-    """One line per protocol whose jobs chose their hyperparameters on too few validation cases, or by a tie."""
+    """One line per protocol whose jobs chose their hyperparameters on too few validation cases, or by a tie, or
+    whose refit collapsed."""
     import json
 
     notes: dict[tuple[str, str], set[str]] = {}
     for job in jobs.itertuples():
         details = json.loads(job.details) if isinstance(job.details, str) else (job.details or {})
-        for key, what in (("selection_small_val", "small"), ("selection_tie", "tie")):
+        for key, what in (("selection_small_val", "small"), ("selection_tie", "tie"), ("refit_fallback", "refit")):
             if key in details:
                 notes.setdefault((job.protocol, what), set()).add(job.backbone)
     lines = []
     for (protocol, what), backbones in sorted(notes.items()):
         who = ", ".join(sorted(backbones))
-        lines.append(f"{protocol} ({who}): hyperparameters chosen on fewer than 10 validation cases — the choice "
-                     "may be noise" if what == "small" else
-                     f"{protocol} ({who}): validation could not tell some candidates apart (a tie; see the job's "
-                     "details)")
+        lines.append({"small": f"{protocol} ({who}): hyperparameters chosen on fewer than 10 validation cases — the "
+                               "choice may be noise",
+                      "tie": f"{protocol} ({who}): validation could not tell some candidates apart (a tie; see the "
+                             "job's details)",
+                      "refit": f"{protocol} ({who}): the train + val refit collapsed (under half the selected run's "
+                               "val score); the selected run's model, trained on train, was tested (see the job's "
+                               "details)"}[what])
     return lines
