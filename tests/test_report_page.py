@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import radbench
-from tests.browser import FLAGS, chromium, open_page
+from tests.browser import FLAGS, chromium, cut_tables, open_page
 from tests.conftest import run_cli, tiny_study, write_study
 
 
@@ -136,6 +136,15 @@ def test_the_page_loads_every_figure_in_a_real_browser(report, tmp_path):
     subprocess.run([chromium(), *FLAGS, f"--screenshot={screenshot}", "--window-size=1200,1600",
                     (report / "report" / "index.html").as_uri()], capture_output=True, timeout=120)
     assert screenshot.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+@pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium (apt-get install chromium); .ci/run installs it")
+def test_no_table_is_cut_at_1400_px(report, tmp_path):
+    """At a 1400 px window every table fits, or scrolls sideways inside its own box; the page itself never
+    scrolls sideways."""
+    cut, scroll, view = cut_tables(report / "report" / "index.html", tmp_path, 1400)
+    assert not cut, cut
+    assert scroll <= view, (scroll, view)
 
 
 def test_operating_points_per_finding_equal_the_stored_per_class_metrics(report):
