@@ -16,7 +16,7 @@ from tests.conftest import tiny_study, write_study
 def row(backbone, protocol, mean, verdict="best", dataset="cxr", low=None, high=None, runs=3, p=float("nan")):
     return {"backbone": backbone, "dataset": dataset, "protocol": protocol, "metric": "auroc", "mean": mean,
             "ci_low": mean - 0.05 if low is None else low, "ci_high": mean + 0.05 if high is None else high,
-            "interval": "runs × test patients", "n_seeds": runs, "verdict": verdict, "p_vs_best": p,
+            "interval": "runs × test patients", "runs": runs, "seeds": runs, "verdict": verdict, "p_vs_best": p,
             "test_size": 300, "detectable_difference": 0.071, "contains_chance": False}
 
 

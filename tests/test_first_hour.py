@@ -143,7 +143,7 @@ def test_an_interval_containing_chance_is_marked():
     from radbench.report.html import findings
 
     board = pd.DataFrame([{"dataset": "d", "protocol": "knn", "metric": "auroc", "rank": 1, "backbone": "a",
-                           "mean": 0.52, "ci_low": 0.41, "ci_high": 0.63, "interval": "test patients", "n_seeds": 1,
+                           "mean": 0.52, "ci_low": 0.41, "ci_high": 0.63, "interval": "test patients", "runs": 1, "seeds": 1,
                            "test_size": 80, "contains_chance": True}])
     assert "indistinguishable from chance" in findings(board, {"d": "auroc"})[0]
 

@@ -254,7 +254,7 @@ def test_case(name, setup, expect, done, cli, tmp_path):
         board = pd.read_csv(out / "report" / "tables" / "leaderboard.csv")
         assert len(board) and board["mean"].notna().all()
         if name.startswith("blobs"):
-            assert (board.query("protocol == 'linear'").n_seeds == 2).all()  # the damaged run left out
+            assert (board.query("protocol == 'linear'").runs == 2).all()  # the damaged run left out
         else:  # every cached statistic that was damaged is computed again, and equal to the undamaged report's
             again = cli(*argv)
             assert again.exit_code == 0 and "warning:" not in again.stderr, again.stderr

@@ -35,7 +35,7 @@ def test_leaderboard_columns_and_means_match_the_stored_metrics(study_output):
         values = stored[(stored.backbone == row.backbone) & (stored.protocol == row.protocol)
                         & (stored.metric == row.metric)].value
         values = values[stored.dataset[values.index] == row.dataset]
-        assert row.n_seeds == len(values) == 2
+        assert row.runs == len(values) == 2
         assert row.mean == pytest.approx(values.mean(), abs=1e-9)
         assert row.ci_low <= row.ci_high
     auroc = board[board.metric == "auroc"]

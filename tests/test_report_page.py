@@ -70,6 +70,8 @@ def test_per_class_auroc_table_equals_sklearn_on_the_stored_predictions(report):
             known = run[f"target_{row[3]}"].notna()
             values.append(roc_auc_score(run[f"target_{row[3]}"][known], run[f"score_{row[3]}"][known]))
         assert row.auroc == pytest.approx(np.mean(values), abs=1e-9)
+        first = runs[runs.job == runs.job.iloc[0]]
+        assert row.positives == int(first[f"target_{row[3]}"].sum())  # the heatmap's "(n pos)" per class
     assert len(table) == 2 * 5 * 3  # backbones x protocols (few-shot points left out) x classes
 
 
@@ -80,7 +82,7 @@ def test_segmentation_rows_of_the_leaderboard_are_case_means(report):
     samples = radbench.load(report).samples
     for row in rows.itertuples():
         per_job = samples[(samples.backbone == row.backbone) & (samples.metric == row.metric)].groupby("job").value
-        assert row.mean == pytest.approx(per_job.mean().mean(), abs=1e-9) and row.n_seeds == 2
+        assert row.mean == pytest.approx(per_job.mean().mean(), abs=1e-9) and row.runs == 2
         if row.metric == "dice_jaccard_mean":  # Montgomery's mean of Dice and Jaccard, case by case
             both = samples[(samples.backbone == row.backbone) & samples.metric.isin(["dice", "iou"])]
             halves = both.pivot_table(index=["job", "sample_id"], columns="metric", values="value").mean(axis=1)
@@ -157,3 +159,39 @@ def test_operating_points_per_finding_equal_the_stored_per_class_metrics(report)
                         & (stored.metric == row.metric)].value
         assert row.mean == pytest.approx(values.mean(), abs=1e-9, nan_ok=True), row.metric
         assert np.isnan(row.mean) or row.ci_low <= row.mean + 1e-12 <= row.ci_high + 2e-12
+
+
+def test_cost_panels_leave_out_a_cost_equal_everywhere_and_start_at_zero():
+    from radbench.report.plots import cost_scatter
+
+    points = pd.DataFrame({"backbone": ["a", "b", "a"], "protocol": ["knn", "knn", "linear"], "mean": [0.7, 0.8, 0.75],
+                           "trainable_params": [0.0, 0.0, 770.0], "train_seconds": [1.0, 2.0, 40.0],
+                           "infer_ms_per_image": [3.0, 3.0, 3.0], "peak_mem_mb": [770.0, 900.0, 800.0]})
+    figure = cost_scatter(points, "auroc", "p: auroc against cost")
+    labels = [axis.get_xlabel() for axis in figure.axes]
+    assert not any("inference" in label for label in labels)  # 3.0 for every point: no axis to read
+    assert "inference (ms / image) 3" in figure._suptitle.get_text()
+    memory = next(axis for axis in figure.axes if "memory" in axis.get_xlabel())
+    assert memory.get_xlim()[0] == 0  # 770–900, drawn from 0: no 740–800 axis for a value of 770
+
+
+def test_a_one_point_curve_is_a_point_with_its_interval():
+    from matplotlib.collections import PolyCollection
+
+    from radbench.report.figures import curve_plot
+
+    points = pd.DataFrame({"backbone": ["a", "b"], "x": [4, 4], "mean": [0.6, 0.7], "ci_low": [0.5, 0.65],
+                           "ci_high": [0.7, 0.75], "axis": ["patients per class"] * 2})
+    axis = curve_plot(points, "p", "few_shot", "auroc").axes[0]
+    assert not any(isinstance(c, PolyCollection) for c in axis.collections)  # no band around a single x
+    assert len(axis.containers) == 2 and "one point" in axis.get_title()  # an error bar per backbone
+
+
+def test_the_cost_note_names_the_machine_and_its_load():
+    from radbench.report.costs import machine_note
+
+    jobs = pd.DataFrame({"timings": ['{"device": "cpu", "cpus": 2, "load_1min": 1.2, "host": "h"}',
+                                     '{"device": "cpu", "cpus": 2, "load_1min": 3.5, "host": "h"}']})
+    note = machine_note(jobs)
+    assert "cpu (1 host, 2 CPU cores)" in note and "1.2–3.5" in note and "busy machine" in note
+    assert "did not record" in machine_note(pd.DataFrame({"timings": ['{"protocol_seconds": 1}']}))

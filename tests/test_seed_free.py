@@ -154,3 +154,30 @@ def test_a_tie_on_val_is_recorded_and_can_go_to_the_head_that_trained():
     assert result.details["selection_tie"].startswith("3 candidates tied on val")
     assert pick_best([0.7, 0.8, 0.8, 0.6], prefer=[1e-5, 1e-4, 1e-2, 1.0]) == 2
     assert pick_best([0.7, 0.8, 0.8, 0.6]) == 1 and pick_best([float("nan"), 0.5], prefer=[2.0, 1.0]) == 1
+
+
+def test_few_shot_repeats_with_disjoint_patients_give_different_results():
+    """Two repeats of a seed draw disjoint patients: their heads see different data, so their test scores differ
+    (a head that never left its seeded initialisation would give the same scores whatever it was shown). The
+    default lr grid, whose smallest lr barely moves a head, on a small multi-label set as in issue 37."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from radbench.data.base import Task
+    from radbench.protocols.few_shot import FewShotConfig, run_few_shot
+    from tests.test_protocols import make_inputs
+
+    inputs = make_inputs(Task.MULTILABEL, n=(60, 30, 40), num_classes=3)
+    train = inputs.targets["train"]
+    split = SimpleNamespace(patient_ids=np.array([f"p{i}" for i in range(len(train))]), labels=train)
+    inputs = replace(inputs, dataset=SimpleNamespace(splits={"train": split}, task=Task.MULTILABEL, num_classes=3,
+                                                     class_names=inputs.class_names))
+    config = FewShotConfig(shots=[2], repeats=10, head="linear", head_config={"epochs": 5})
+    drawn = {}
+    for repeat in range(10):
+        result = run_few_shot(config, replace(inputs, repeat=repeat))
+        drawn[repeat] = ({p for patients in result.details["patients_per_class"].values() for p in patients}, result)
+    other = next(r for r in range(1, 10) if drawn[0][0].isdisjoint(drawn[r][0]))  # a draw sharing no patient
+    results = [drawn[0][1], drawn[other][1]]
+    assert not np.allclose(results[0].test_scores, results[1].test_scores, atol=1e-4)
+    assert results[0].test_metrics["auroc"] != results[1].test_metrics["auroc"]

@@ -150,6 +150,7 @@ def test_a_collapsed_refit_falls_back_to_the_selected_run(tmp_path, shifted_lung
         assert dice < 0.05 and "refit_fallback" not in details
         return
     assert dice > 0.3, dice
+    assert details["hd95_unit"] == "px"  # a 2D mask: distances in its pixels
     assert "collapsed" in details["refit_fallback"] and "trained on train" in details["refit_fallback"]
     chosen = next(c for c in json.loads(store.jobs().candidates.iloc[0]) if "refit_val" in c)
     assert chosen["refit_val"] < 0.05

@@ -201,6 +201,7 @@ def run_segmentation(cfg: SegmentationConfig, inputs: SegmentationInput) -> Segm
     details = {**({"selection_small_val": small} if small else {}),
                **({"refit_fallback": selection.fallback} if selection.fallback else {}),
                "best_epoch": best_epoch, "taps": indices,
+               "hd95_unit": "mm" if volume else "px",  # volumes: the scan's spacing; 2D: the mask's own pixels
                "image_size": preprocess.image_size,
                "frozen_backbone": frozen, "feature_cache": [type(d).__name__ for d in data.values()],
                "artifacts": artifacts, **few}

@@ -64,7 +64,7 @@ def _significant(second) -> bool:
 
 def _value(row) -> str:
     return (f"{row['mean']:.4f} (95 % CI {row.ci_low:.4f}–{row.ci_high:.4f}, covering {row.interval}; "
-            f"{int(row.n_seeds)} run{'s' if int(row.n_seeds) != 1 else ''})")
+            f"{int(row.runs)} run{'s' if int(row.runs) != 1 else ''})")
 
 
 def _dataset_sentence(dataset: str, metric: str, rows: pd.DataFrame, top) -> str:

@@ -17,7 +17,7 @@ from radbench.paths import job_folder
 from radbench.report import failures, figures, plots, published, retrieval_page, tuning_cka
 from radbench.report.answer import answer, headline_metrics
 from radbench.report.api import Results, load
-from radbench.report.costs import relative_costs
+from radbench.report.costs import machine_note, relative_costs
 from radbench.report.generalisation_page import generalisation_section
 from radbench.report.html import Page, Section, findings
 from radbench.report.leaderboard import ONE_BACKBONE
@@ -91,7 +91,8 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
         if points is not None and len(points) > 1:
             page.figure(section, plots.cost_scatter(points, headline[dataset], f"{dataset}: {headline[dataset]} "
                         "against cost"), f"cost-{dataset}", f"{dataset} cost",
-                        "Mean over seeds; one point per backbone × protocol.")
+                        "Mean over seeds; one point per backbone × protocol; a cost equal for every point is left "
+                        f"out of the panels (named in the title). {machine_note(dataset_jobs)}")
         _representations(page, section, results, dataset, tables, patch_images, warn)
         tuning_cka.section(page, section, results, dataset, tuning_images, tables, warn)
     say("report: external tests, subgroups, robustness")
@@ -196,11 +197,16 @@ def _leaderboards(page: Page, section: Section, board: pd.DataFrame, dataset: st
                    "runs", "verdict", "p vs best", "P(best > this)"],
                   [[r.protocol, r.backbone, "–" if r.verdict == ONE_BACKBONE else r.rank, f"{r.mean:.4f}", f"{r.ci_low:.4f} – {r.ci_high:.4f}", r.interval,
                     f"{r.test_ci_low:.4f} – {r.test_ci_high:.4f}", "" if np.isnan(r.std) else f"{r.std:.4f}",
-                    r.n_seeds, r.verdict + ("; interval contains 0.5: chance" if r.contains_chance else ""),
+                    _runs_text(r.runs, r.seeds), r.verdict + ("; interval contains 0.5: chance" if r.contains_chance else ""),
                     _p_text(r.p_vs_best, r.test, resamples),
                     "" if np.isnan(r.p_best_better) else f"{r.p_best_better:.2f}"]
                    for r in rows.itertuples()],
                   ["worse" if r.significantly_worse_than_best else "" for r in rows.itertuples()])
+
+
+def _runs_text(runs: int, seeds: int) -> str:
+    """Runs, and the seeds behind them where repeated draws multiply them (2 seeds x 2 draws: "4 (2 seeds)")."""
+    return str(runs) if runs == seeds else f"{runs} ({seeds} seeds)"
 
 
 def _p_text(p_value: float, test: str, resamples: int) -> str:
@@ -310,11 +316,17 @@ def _per_sample(page: Page, section: Section, results: Results, jobs: pd.DataFra
         return
     rows = rows.assign(cls=rows.metric.str.removeprefix("auroc/"))
     per_class = rows.groupby(["protocol", "backbone", "cls"]).value.mean().reset_index()
+    class_names, _, targets, _ = results.store.predictions(jobs.key.iloc[0])  # every job: the same test split
+    positives = {name: int(np.nansum(targets[:, c])) for c, name in enumerate(class_names)}
+    per_class["positives"] = per_class.cls.map(positives)
     write_table(per_class.rename(columns={"cls": "class", "value": "auroc"}), tables, f"per-class-auroc-{dataset}")
     table = per_class.assign(row=per_class.backbone + " / " + per_class.protocol).pivot(
         index="row", columns="cls", values="value")
+    table.columns = [f"{name} ({positives.get(name, '?')} pos)" for name in table.columns]
     page.figure(section, plots.per_class_heatmap(table, f"{dataset}: AUROC per class"),
-                f"per-class-auroc-{dataset}", f"{dataset} per-class AUROC", "Mean over seeds, per backbone / protocol.")
+                f"per-class-auroc-{dataset}", f"{dataset} per-class AUROC",
+                "Mean over seeds, per backbone / protocol; beside each class its positives in the test split (an "
+                "AUROC on a handful of positives can swing from 0.5 to 1.0 on one case).")
 
 
 def _clinical(page: Page, section: Section, results: Results, dataset: str, jobs: pd.DataFrame, tables: Path,

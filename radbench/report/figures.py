@@ -202,6 +202,10 @@ def curve_plot(points: pd.DataFrame, dataset: str, curve: str, metric: str, leve
     colours, shapes = palette(names), markers(names)
     for backbone, rows in points.groupby("backbone"):
         rows = rows.sort_values("x")
+        if len(rows) == 1:  # one point is no curve: the point and its interval as an error bar
+            axis.errorbar(rows.x, rows["mean"], yerr=[rows["mean"] - rows.ci_low, rows.ci_high - rows["mean"]],
+                          fmt=shapes[backbone], color=colours[backbone], capsize=4, label=backbone)
+            continue
         axis.plot(rows.x, rows["mean"], marker=shapes[backbone], color=colours[backbone], label=backbone)
         axis.fill_between(rows.x, rows.ci_low, rows.ci_high, alpha=0.2, color=colours[backbone])
     for row in (levels.itertuples() if levels is not None else ()):
@@ -211,8 +215,9 @@ def curve_plot(points: pd.DataFrame, dataset: str, curve: str, metric: str, leve
             axis.axhline(bound, color=colours[row.backbone], linestyle=":", linewidth=0.8)
     axis.set_xlabel(points.axis.iloc[0])
     axis.set_ylabel(f"test {metric}")
-    axis.set_title(f"{dataset} / {curve}")
-    if points.axis.iloc[0].startswith("patients"):
+    single = points.x.nunique() == 1
+    axis.set_title(f"{dataset} / {curve}" + (" (one point: no curve)" if single else ""))
+    if points.axis.iloc[0].startswith("patients") and not single:
         axis.set_xscale("log", base=2)
     ticks = sorted(points.x.unique())
     if len(ticks) <= 12:

@@ -191,7 +191,7 @@ def findings(board: pd.DataFrame, metrics: dict[str, str]) -> list[str]:
             continue
         best = rows.iloc[0]
         line = (f"{dataset} / {protocol}: {best.backbone} {metric} {best['mean']:.4f} "
-                f"(95 % CI {best.ci_low:.4f}–{best.ci_high:.4f} over {best.interval}; {best.n_seeds} run(s), "
+                f"(95 % CI {best.ci_low:.4f}–{best.ci_high:.4f} over {best.interval}; {best.runs} run(s), "
                 f"{int(best.test_size)} test patients)")
         if bool(best.get("contains_chance", False)):
             line += "; its interval contains 0.5: indistinguishable from chance"

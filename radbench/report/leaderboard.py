@@ -39,7 +39,7 @@ CASE_METRICS = ("dice", "iou", "dice_jaccard_mean")  # higher is better, as rank
 def ranked_case_metric(name: str) -> bool:
     """A per-case metric the leaderboard ranks: segmentation's overlaps, retrieval's precision@k and mAP."""
     return name in CASE_METRICS or is_retrieval_metric(name)
-COLUMNS = ["backbone", "dataset", "protocol", "metric", "mean", "std", "n_seeds", "ci_low", "ci_high", "interval",
+COLUMNS = ["backbone", "dataset", "protocol", "metric", "mean", "std", "runs", "seeds", "ci_low", "ci_high", "interval",
            "test_ci_low", "test_ci_high", "rank", "significantly_worse_than_best", "p_vs_best", "test", "verdict",
            "p_best_better", "run_variance_share", "test_size", "detectable_difference", "contains_chance"]
 
@@ -187,7 +187,8 @@ def _rank(dataset: str, protocol: str, metric: str, entries: list[Runs], alpha: 
             "too few runs to tell" if tests[index] == TOO_FEW else \
             f"test set too small to tell ({small})" if tests[index] == TOO_SMALL else \
             "significantly worse" if worse else "not significantly different"
-        rows.append([entry.backbone, dataset, protocol, metric, means[index], std, len(entry.keys), low, high,
+        rows.append([entry.backbone, dataset, protocol, metric, means[index], std, len(entry.keys),
+                     len({seed for seed, _ in entry.keys}), low, high,
                      entry.interval_kind, test_low, test_high, int(ranks[index]), worse, adjusted[index],
                      tests[index], verdict, np.nan if index == best else p_better(entries[best], entry),
                      run_variance_share(entry), test_size, detectable,

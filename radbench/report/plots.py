@@ -118,6 +118,13 @@ def cost_scatter(points: pd.DataFrame, metric: str, title: str):
     relative = {c: next((r for r in points.columns if r.startswith(f"{c} x ")), None) for c in COSTS}
     costs = [relative[c] or c for c in COSTS if (relative[c] or c) in points.columns
              and points[relative[c] or c].notna().any()]  # as multiples of a baseline backbone's, where one is named
+    positive = {c: points[c][(points[c] > 0) & np.isfinite(points[c])] for c in costs}
+    same = [c for c in costs if positive[c].nunique() <= 1]  # one value: no axis to read a trade-off on
+    costs = [c for c in costs if c not in same] or costs[:1]
+    if same:
+        title += " (equal for every point: " + ", ".join(
+            f"{COSTS[c.partition(' x ')[0]]} {positive[c].iloc[0]:.3g}" if len(positive[c]) else COSTS[c.partition(' x ')[0]]
+            for c in same) + ")"
     width = 3.3 * len(costs)
     _, legend_height = legend_rows([*map(str, points.protocol.unique()), *map(str, points.backbone.unique())], width)
     figure, axes = plt.subplots(1, len(costs), figsize=(width, 3.5 + LEGEND_ROW_INCHES * legend_height),
@@ -131,6 +138,8 @@ def cost_scatter(points: pd.DataFrame, metric: str, title: str):
         values = points[cost][points[cost] > 0]
         if len(values) and values.max() / values.min() > 20:  # orders of magnitude apart (e.g. params of
             axis.set_xscale("log")  # a linear head vs full fine-tuning)
+        else:
+            axis.set_xlim(left=0)  # a cost is a ratio scale: its axis starts at 0, not at the smallest value
         base, _, baseline = cost.partition(" x ")
         axis.set_xlabel(COSTS[base] + (f" (x {baseline})" if baseline else ""))
         axis.tick_params(axis="x", labelsize="small")

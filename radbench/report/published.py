@@ -44,7 +44,7 @@ def published_rows(board: pd.DataFrame, jobs: pd.DataFrame, references: pd.DataF
         if metric != published.metric:
             verdict += f"; {published.metric} is the leaderboard's {metric}"
         rows.append(base + [float(found["mean"]), float(found.ci_low), float(found.ci_high), found.interval,
-                            int(found.n_seeds), difference, verdict])
+                            int(found.runs), difference, verdict])
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -44,7 +44,8 @@ def summary_tables(data: pd.DataFrame, split: str, output_dir, wide: bool = Fals
             values = row._asdict()
             cells = [*_names(values), str(values["runs"])]
             cells += [format_cell(values[m], values[f"{m}_std"], values["runs"],
-                                  values["missing"] if m == "auroc" else "") for m in metrics]
+                                  values["missing"] if m == "auroc" else "")
+                      + (f" {values.get('hd95_unit') or ''}".rstrip() if m == "hd95" else "") for m in metrics]
             table.add_row(*cells)
         tables.append(table)
     costs = [c for c in COST_HEADERS if c in data.columns]

@@ -85,6 +85,9 @@ def summary(store: ResultsStore, split: str = "test") -> pd.DataFrame:
         out = out.merge(means, on=keys, how="left")
     reasons = _missing_reasons(store, split)
     out["missing"] = [reasons.get(tuple(row[k] for k in KEYS), "") for _, row in out.iterrows()]
+    units = {(job.backbone, job.dataset, job.protocol): json.loads(job.details).get("hd95_unit", "")
+             for job in store.jobs().itertuples()}
+    out["hd95_unit"] = [units.get(tuple(row[k] for k in KEYS), "") for _, row in out.iterrows()]
     return out
 
 

@@ -5,6 +5,8 @@ kind of protocol (frozen features, training on images, segmentation); what diffe
 from __future__ import annotations
 
 import dataclasses
+import os
+import platform
 import time
 
 import numpy as np
@@ -36,7 +38,7 @@ def run_job(study: StudyConfig, job: Job, prepared: JobInputs, reporter: Reporte
         key=job.key, study=study.settings.name, backbone=job.backbone.display_name, dataset=job.dataset.name,
         protocol=job.label, protocol_type=job.entry.type, seed=job.seed, repeat=job.repeat,
         config=job_config(study, job, prepared), selected=result.selected, candidates=result.candidates,
-        details=result.details, timings={"protocol_seconds": seconds}, val_metrics=result.val_metrics,
+        details=result.details, timings={"protocol_seconds": seconds, **machine(prepared.inputs)}, val_metrics=result.val_metrics,
         test_metrics=result.test_metrics, class_names=job.dataset.class_names)
     if per_case_task:
         return JobRecord(**common, task=per_case_task, feature_cache=prepared.cache_name,
@@ -54,6 +56,13 @@ def run_job(study: StudyConfig, job: Job, prepared: JobInputs, reporter: Reporte
                      extra_metrics={**_clinical(job, inputs, result, test_scores),
                                     **_costs(result, prepared, seconds, inputs.device)},
                      evaluations=evaluations)
+
+
+def machine(inputs) -> dict:
+    """Where the job's times were measured, and how busy that machine was (the report's cost note)."""
+    device = getattr(inputs, "device", None)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"device": str(device), "cpus": os.cpu_count(), "load_1min": load, "host": platform.node()}
 
 
 def _result(job: Job, prepared: JobInputs, reporter: Reporter, computed: dict):
