@@ -85,6 +85,45 @@ def test_the_page_shows_where_each_model_fails(two_backbones, cli):
     assert "cases are wrong for every backbone" in page
     assert (out / "report" / "tables" / "failures-p.csv").is_file()
     assert (out / "report" / "tables" / "error-agreement-p.csv").is_file()
+    figures = out / "report" / "figures"
+    assert (figures / "failures-p.png").is_file() and (figures / "neighbours-p.png").is_file()  # MedMNIST arrays
+    assert "wrong cases with the lowest probability of the true class" in page and "what a kNN reads" in page
+
+
+def test_nearest_training_images_equal_sklearn_on_the_cached_features(two_backbones, cli):
+    """The neighbours shown for a case equal scikit-learn's brute-force cosine NearestNeighbors over the cached
+    train + val features, read straight from the cache files."""
+    import json
+
+    from sklearn.neighbors import NearestNeighbors
+
+    from radbench.backbones.layout import BundleLayout
+    from radbench.report.failure_images import loaded_dataset
+
+    out, _ = two_backbones
+    if not (out / "report" / "tables" / "neighbours-p.csv").is_file():
+        assert cli("report", out).exit_code == 0
+    shown = pd.read_csv(out / "report" / "tables" / "neighbours-p.csv", dtype={"case": str, "sample_id": str})
+    assert set(shown.backbone) == {"timm:test_vit", "timm:test_vit2"} and len(shown) >= 8
+    import radbench
+
+    data = loaded_dataset(radbench.load(out).jobs.config.iloc[0])  # the API gives configs parsed
+    bank_ids = [str(s) for name in ("train", "val") for s in data.splits[name].sample_ids]
+    test_ids = [str(s) for s in data.splits["test"].sample_ids]
+    jobs = radbench.load(out).jobs
+    for backbone, rows_of_backbone in shown.groupby("backbone"):
+        protocol = pd.read_csv(out / "report" / "tables" / "failures-p.csv").protocol.iloc[0]  # the section's
+        job = jobs[(jobs.backbone == backbone) & (jobs.protocol == protocol)].iloc[0]
+        folder = out / "features" / job.feature_cache
+        layout = BundleLayout(**json.loads((folder / "manifest.json").read_text())["layout"])
+        columns = layout.columns(job.selected["feature"])
+        bank = np.concatenate([np.load(folder / f"{name}.npy")[:, columns] for name in ("train", "val")])
+        queries = np.load(folder / "test.npy")[:, columns]
+        search = NearestNeighbors(n_neighbors=4, metric="cosine", algorithm="brute").fit(bank.astype(np.float64))
+        for case, rows in rows_of_backbone.groupby("case"):
+            distances, indices = search.kneighbors(queries[[test_ids.index(case)]].astype(np.float64))
+            assert list(rows.sort_values("rank").sample_id) == [bank_ids[i] for i in indices[0]]
+            np.testing.assert_allclose(rows.sort_values("rank").similarity, 1 - distances[0], atol=1e-6)
 
 
 def test_a_multilabel_dataset_is_one_line(tmp_path):

@@ -127,6 +127,9 @@ def report(
                                                 "multiple of its (default: the study's cost_baseline)"),
     tuning_images: int = typer.Option(32, min=0, help="test images for the CKA between each block before and after "
                                       "fine-tuning, of training jobs that saved their model (0: none; runs both)"),
+    failure_images: int = typer.Option(4, "--failure-images", min=0, help="thumbnails of each backbone's most "
+                                       "confidently wrong test cases per dataset, and nearest training images of two "
+                                       "of them (0: none)"),
 ):
     """The study's answer: index.html (findings, status, leaderboards with 95 % patient-level bootstrap intervals
     and significance, ranking, curves, ROC / confusion / per-class AUROC, segmentation cases and overlays, cost,
@@ -151,7 +154,8 @@ def report(
                                                             say=lambda m: err.print(escape(m), highlight=False),
                                                             references=tuple(reference or ()),
                                                             cost_baseline=cost_baseline,
-                                                            tuning_images=tuning_images))
+                                                            tuning_images=tuning_images,
+                                                            failure_images=failure_images))
     page = target / "index.html"
     err.print(f"report: {page} ({len(board)} leaderboard rows, {resamples} patient resamples; tables in "
               f"{target / 'tables'}, figures in {target / 'figures'})")

@@ -29,7 +29,8 @@ from radbench.results.store import PER_CASE_TASKS
 
 def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int = 0, patch_images: int = 3,
                  warn=print, say=lambda message: None, references: tuple[str, ...] = (),
-                 cost_baseline: str | None = None, tuning_images: int = 32) -> tuple[Path, pd.DataFrame]:
+                 cost_baseline: str | None = None, tuning_images: int = 32,
+                 failure_images: int = 4) -> tuple[Path, pd.DataFrame]:
     """`say` hears each step as it starts (the CLI prints them: a large study's report takes minutes);
     `references`: published numbers to compare with besides those the study named (radbench/references)."""
     start = time.perf_counter()
@@ -81,7 +82,7 @@ def build_report(output_dir: Path, out: Path, resamples: int = 1000, seed: int =
         _curves(page, section, board, dataset, headline[dataset], dataset_jobs)
         _per_sample(page, section, results, dataset_jobs, tables)
         if not dataset_jobs.empty and (dataset_jobs.task.isin(["binary", "multiclass", "ordinal"])).any():
-            failures.section(page, section, results.store, dataset, tables)
+            failures.section(page, section, results.store, dataset, tables, images=failure_images, warn=warn)
         _clinical(page, section, results, dataset, dataset_jobs, tables, seed)
         _segmentation(page, section, results, dataset, dataset_jobs, Path(output_dir))
         points = board[(board.dataset == dataset) & (board.metric == headline[dataset])

@@ -10,6 +10,8 @@ verdict is the comparison of record; this one says where the errors lie."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -104,8 +106,10 @@ def _default_outcomes(predictions: pd.DataFrame, dataset: str) -> tuple[str, pd.
     return protocol, outcomes[protocol]
 
 
-def section(page, section, store, dataset: str, tables, top: int = 5) -> None:
-    """The dataset's "Where each model fails" part of the page, and tables/failures-* and error-agreement-*."""
+def section(page, section, store, dataset: str, tables, top: int = 5, images: int = 4, warn=print) -> None:
+    """The dataset's "Where each model fails" part of the page, and tables/failures-* and error-agreement-*;
+    `images`: thumbnails of each backbone's first `images` wrong cases, and the nearest training images of two of
+    them (0: none)."""
     from radbench.report.tables import write_table
     from radbench.results.tables import predictions
 
@@ -135,3 +139,45 @@ def section(page, section, store, dataset: str, tables, top: int = 5) -> None:
                   [[r.backbone, r.sample_id, r.patient_id, r.truth, r.predicted, f"{r.p_truth:.3f}"]
                    for r in errors.itertuples()])
     write_table(errors.assign(dataset=dataset, protocol=protocol), tables, f"failures-{dataset}")
+    if images:
+        _pictures(page, section, store, dataset, protocol, errors, outcomes, images, warn, tables)
+
+
+def _pictures(page, section, store, dataset: str, protocol: str, errors: pd.DataFrame, outcomes: pd.DataFrame,
+              images: int, warn, tables) -> None:
+    """Thumbnails of the wrong cases and, for up to two cases (those every backbone gets wrong first), the
+    nearest training images under each backbone's features. Unreadable data: a warning, the rest renders."""
+    import json
+
+    from radbench.report.failure_images import (
+        error_thumbnails,
+        loaded_dataset,
+        nearest_cases,
+        nearest_training_images,
+    )
+    from radbench.report.tables import write_table
+
+    jobs = store.jobs().query("dataset == @dataset")
+    try:
+        data = loaded_dataset(json.loads(jobs.config.iloc[0]))
+    except Exception as error:  # the data moved since the run: the rest of the report still renders
+        warn(f"failure images of {dataset} skipped: its images cannot be read ({type(error).__name__}: {error})")
+        return
+    if data is None:
+        return
+    shown = errors.groupby("backbone").head(images)
+    page.figure(section, error_thumbnails(data, shown, f"{dataset} / {protocol}: most confidently wrong test cases"),
+                f"failures-{dataset}", f"{dataset} failures", "Per backbone, its wrong cases with the lowest "
+                "probability of the true class (averaged over runs); above each: case, truth, p(truth), patient.")
+    wrong = outcomes[outcomes.wrong]
+    everyone = wrong.groupby("sample_id").backbone.nunique() == outcomes.backbone.nunique()
+    order = wrong.groupby("sample_id").p_truth.mean().sort_values(kind="stable")
+    queries = [c for c in order.index if everyone.get(c, False)][:2] or list(order.index[:2])
+    of_protocol = jobs[jobs.protocol == protocol]
+    neighbours = nearest_cases(Path(store.path).parent, dataset, data, of_protocol, [str(c) for c in queries])
+    figure = nearest_training_images(neighbours, dataset, data)
+    if figure is not None:
+        write_table(neighbours.assign(dataset=dataset), tables, f"neighbours-{dataset}")
+        page.figure(section, figure, f"neighbours-{dataset}", f"{dataset} nearest training images",
+                    "For wrong test cases (those every backbone gets wrong first): the most similar training images "
+                    "under each backbone's cached features (cosine), with their labels — what a kNN reads.")
