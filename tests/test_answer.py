@@ -37,6 +37,19 @@ def test_a_tie_says_nothing_can_be_told_and_how_large_a_difference_could_be():
     assert "detects a difference of 0.071 or more" in sentence and "recommendation" not in sentence
 
 
+def test_a_backbone_that_wins_an_external_test_is_named_as_what_could_change_the_answer():
+    board = pd.DataFrame([row("dino", "linear", 0.90), row("clip", "linear", 0.80, "significantly worse", p=0.001),
+                          row("clip", "linear@external:chexpert", 0.78),
+                          row("dino", "linear@external:chexpert", 0.70, "significantly worse", p=0.01),
+                          row("dino", "linear@external:nih", 0.75),
+                          row("clip", "linear@external:nih", 0.74, "not significantly different", p=0.5)])
+    [sentence] = answer(board, {"cxr": "auroc"})
+    assert sentence.startswith("cxr: dino with linear scores the highest auroc, 0.9000")  # in-domain decides
+    assert ("What could change the answer: on the external test chexpert, clip scores higher (0.7800 against "
+            "0.7000), significantly.") in sentence
+    assert "external test nih" not in sentence  # there the recommendation stays ahead
+
+
 def test_too_few_runs_asks_for_three_seeds():
     board = pd.DataFrame([row("dino", "linear", 0.80, runs=2), row("clip", "linear", 0.70, "too few runs to tell",
                                                                    runs=2)])

@@ -35,7 +35,8 @@ def answer(board: pd.DataFrame, headline: dict[str, str]) -> list[str]:
         chosen[dataset] = top.backbone
         if rows.backbone.nunique() > 1 and _significant(_runner_up(rows, top)):
             separated.add(dataset)
-        sentences.append(_dataset_sentence(dataset, metric, rows, top))
+        every = board[(board.dataset == dataset) & (board.metric == metric)]
+        sentences.append(_dataset_sentence(dataset, metric, rows, top, every))
     if len(chosen) > 1 and board.backbone.nunique() > 1:
         by_backbone: dict[str, list[str]] = {}
         for dataset, backbone in chosen.items():
@@ -62,12 +63,37 @@ def _significant(second) -> bool:
     return "significantly worse" in verdict and "not" not in verdict
 
 
+def _elsewhere(every: pd.DataFrame, top) -> str:
+    """What would change the answer: an external test set on which another backbone, under the recommended
+    protocol, scores higher than the recommendation."""
+    notes = []
+    prefix = f"{top.protocol}@external:"
+    external = every[every.protocol.str.startswith(prefix, na=False)]
+    for protocol, group in external.groupby("protocol"):
+        best = group.loc[group["mean"].idxmax()]
+        own = group[group.backbone == top.backbone]
+        if best.backbone == top.backbone or own.empty:
+            continue
+        verdict = str(own.iloc[0].verdict)
+        if _significant(own.iloc[0]):
+            told = "significantly"
+        elif "not significantly" in verdict:
+            told = "though not significantly"
+        else:
+            told = f"and {verdict}"
+        notes.append(f"on the external test {protocol.removeprefix(prefix)}, {best.backbone} scores higher "
+                     f"({best['mean']:.4f} against {own.iloc[0]['mean']:.4f}), {told}")
+    if not notes:
+        return ""
+    return " What could change the answer: " + "; ".join(notes) + "."
+
+
 def _value(row) -> str:
     return (f"{row['mean']:.4f} (95 % CI {row.ci_low:.4f}–{row.ci_high:.4f}, covering {row.interval}; "
             f"{int(row.runs)} run{'s' if int(row.runs) != 1 else ''})")
 
 
-def _dataset_sentence(dataset: str, metric: str, rows: pd.DataFrame, top) -> str:
+def _dataset_sentence(dataset: str, metric: str, rows: pd.DataFrame, top, every: pd.DataFrame | None = None) -> str:
     chance = " — its interval contains 0.5 (chance)" if bool(top.get("contains_chance", False)) else ""
     if rows.backbone.nunique() == 1:
         return (f"{dataset}: one backbone ({top.backbone}), so nothing is compared; its highest {metric} is with "
@@ -92,6 +118,7 @@ def _dataset_sentence(dataset: str, metric: str, rows: pd.DataFrame, top) -> str
             p_text = "" if pd.isna(second.p_vs_best) else f" (p {second.p_vs_best:.3g})"
             text = (f"{head}, but the runner-up {rival} is not significantly different{p_text}: this study cannot "
                     f"tell them apart{need}.")
+    text += _elsewhere(every if every is not None else rows, top)
     alike = rows[(rows.backbone == top.backbone) & (rows.protocol != top.protocol)
                  & rows["mean"].between(top.ci_low, top.ci_high)]
     if not alike.empty:
