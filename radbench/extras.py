@@ -61,12 +61,16 @@ def study_needs(study) -> list[tuple[str, str]]:
 
 
 def check_study(study) -> None:
-    """Every optional dependency the study needs is installed, or one line per missing one (all at once)."""
-    lines = []
+    """Every optional dependency the study needs is installed, or one line per missing one (all at once), and one
+    pip command installing every missing extra."""
+    lines, missing = [], []
     for extra, what in study_needs(study):
         try:
             require(extra, what)
         except ConfigError as error:
             lines.append(str(error))
+            missing.append(extra)
     if lines:
-        raise ConfigError("\n".join(dict.fromkeys(lines)))
+        extras = ",".join(dict.fromkeys(missing))
+        every = [f"all of them at once: pip install \"radbench[{extras}]\""] if len(set(missing)) > 1 else []
+        raise ConfigError("\n".join([*dict.fromkeys(lines), *every]))

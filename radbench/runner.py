@@ -12,7 +12,7 @@ from radbench import arrayfile
 from radbench.config import StudyConfig
 from radbench.device import effective_precision
 from radbench.distributed import Ranks
-from radbench.errors import JobFailed
+from radbench.errors import BackboneError, DownloadError, JobFailed
 from radbench.feasibility import shrink_notes
 from radbench.features.cache import FeatureCache
 from radbench.features.provider import Extraction, FeatureProvider
@@ -65,13 +65,25 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                              {key: sum(job.run_identity in stored for job in jobs) for key, jobs in planned.items()})
     schedule = Schedule(store, ranks, reporter, progress)
     summary = RunSummary()
+    lost_weights: dict[str, Exception] = {}  # backbones whose weights could not be had: their later units too
     with store.heartbeat():
         for unit, last_of_backbone in schedule.units(units):
             context = UnitContext(study=study, unit=unit, raw=datasets[unit.dataset_cfg.name], provider=provider,
                                   precision=precision, device=device, reporter=reporter, ranks=ranks,
                                   datasets=datasets)
-            with schedule.preparing(unit):
-                pending = _prepare(context, store.finished_keys(), extract_only, summary)
+            unavailable = lost_weights.get(unit.backbone.display_name)
+            try:
+                with schedule.preparing(unit):  # the unit's claim is released however this ends
+                    if unavailable is not None:
+                        raise unavailable
+                    pending = _prepare(context, store.finished_keys(), extract_only, summary)
+            except (DownloadError, BackboneError) as error:  # this backbone's units fail; the others run
+                if fail_fast:
+                    raise
+                lost_weights[unit.backbone.display_name] = error
+                _unit_failed(context, planned[unit.key], error, store=store, summary=summary)
+                progress.skipped(len(planned[unit.key]), unit.key)
+                continue
             store.plan_jobs(*unit.names, context.jobs)
             progress.skipped(len(context.jobs) - len(pending), unit.key)
             if not extract_only and not _run_jobs(context, pending, schedule, store, summary=summary,
@@ -126,6 +138,22 @@ def _run_jobs(context: UnitContext, pending: list, schedule: Schedule, store: St
             summary.jobs_run += store.save(record)
             context.reporter.info(schedule.progress.finished(time.perf_counter() - started))
     return failed
+
+
+def _unit_failed(context: UnitContext, jobs: list, error: Exception, *, store: StudyStore,
+                 summary: RunSummary) -> None:
+    """A backbone that cannot be built (weights unreachable, bad checkpoint): each of the unit's unstored jobs is
+    recorded as failed with the one line, said once, and the run goes on with the other backbones."""
+    line = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+    stored = store.stored_runs()  # by name: without the data read, a job's key is not known
+    unstored = [job for job in jobs if job.run_identity not in stored]
+    store.plan_jobs(*context.unit.names, unstored)  # `status` counts them failed; a later run replaces the plan
+    for job in unstored:
+        store.record_failure(context.unit, job, line)
+    backbone, dataset = context.unit.names
+    summary.failures.append(f"{backbone} x {dataset} (every job): {line}")
+    context.reporter.warn(f"{backbone} x {dataset}: backbone unavailable, its jobs recorded as failed; the run goes "
+                          f"on with the other backbones: {error}")
 
 
 def _failed(context: UnitContext, job, error: Exception, *, store: StudyStore, summary: RunSummary,

@@ -157,9 +157,10 @@ def test_a_missing_extra_is_one_line_at_plan_naming_it(tmp_path, cli, pneumonia_
     study["backbones"].append({"name": "hf:facebook/dinov2-small", "weights": "none"})
     result = cli("plan", write_study(tmp_path, study))
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert result.exit_code == 2 and len(errors) == 2, result.stderr
+    assert result.exit_code == 2 and len(errors) == 3, result.stderr
     assert 'protocol lora needs peft, which is not installed: pip install "radbench[lora]"' in errors[1]
     assert "backbone hf:facebook/dinov2-small (hf family) needs transformers" in errors[0]
+    assert errors[2] == 'error: all of them at once: pip install "radbench[hf,lora]"'  # one command for every extra
 
 
 def test_every_extra_names_a_module_the_package_imports():
@@ -360,3 +361,23 @@ def test_a_saved_figure_holds_its_title_colour_bar_label_and_rotated_names(tmp_p
     png, _ = figures.save(figure, tmp_path, "cka")
     width, height = Image.open(png).size
     assert width >= drawn.width * 120 - 2 and height >= drawn.height * 120 - 2  # dpi 120
+
+
+def test_a_backbone_whose_weights_cannot_be_had_fails_its_own_jobs_and_the_others_run(tmp_path, cli, pneumonia_npz,
+                                                                                       monkeypatch):
+    """Hub weights unreachable (HF_HUB_OFFLINE, as without network): that backbone's jobs are recorded as failed
+    with one line, the backbone after it still runs, the exit says a job failed, and `status` shows it."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))  # nothing cached: the hub must be asked
+    study = tiny_study(tmp_path, _datasets(pneumonia_npz), [{"knn": {"k": [3]}}])
+    study["backbones"].insert(0, {"name": "timm:vit_tiny_patch16_224"})  # hub weights, first in line
+    path = write_study(tmp_path, study)
+    result = cli("run", path)
+    assert result.exit_code == 1, result.output
+    assert "backbone unavailable, its jobs recorded as failed; the run goes on" in " ".join(result.stderr.split())
+    import radbench
+
+    stored = radbench.load(tmp_path / "out").jobs
+    assert list(stored.backbone.unique()) == ["timm:test_vit"]
+    status = radbench.load(tmp_path / "out").status
+    failed = status[status.backbone == "timm:vit_tiny_patch16_224"]
+    assert int(failed.failed.sum()) == 1 and "DownloadError" in str(failed.error.iloc[0])
