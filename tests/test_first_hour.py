@@ -381,3 +381,40 @@ def test_a_backbone_whose_weights_cannot_be_had_fails_its_own_jobs_and_the_other
     status = radbench.load(tmp_path / "out").status
     failed = status[status.backbone == "timm:vit_tiny_patch16_224"]
     assert int(failed.failed.sum()) == 1 and "DownloadError" in str(failed.error.iloc[0])
+
+
+def _tables_whole(text: str, width: int) -> list[str]:
+    """Table lines cut at the right edge (a top or bottom border without its corner) or longer than the terminal
+    (a free line of text may run on: the terminal wraps it)."""
+    bad = [line for line in text.splitlines() if len(line) > width and line.lstrip()[:1] in set("┏┃┡│└")]
+    for line in text.splitlines():
+        stripped = line.rstrip()
+        if stripped.startswith("┏") and not stripped.endswith("┓") or \
+                stripped.startswith("└") and not stripped.endswith("┘"):
+            bad.append(line)
+    return bad
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_status_and_list_fit_the_terminal_whole(tmp_path, cli, monkeypatch, width):
+    """At 80, 100 and 120 columns no table is cut at the right edge; backbone names stay whole (copied into
+    studies); status cites a long error by number and prints it whole under the table."""
+    import radbench.cli
+    from radbench.backbones import BACKBONES
+    from radbench.results import ResultsStore
+
+    store = ResultsStore(tmp_path / "results.sqlite")
+    store.plan_units("s", [("timm:vit_tiny_patch16_224", "pneumonia")])
+    store.plan_jobs("timm:vit_tiny_patch16_224", "pneumonia", [("k1", "knn", 0, 0), ("k2", "linear", 0, 0)])
+    error = "DownloadError: could not download hub weights for backbone 'timm:vit_tiny_patch16_224' " + "x" * 200
+    store.record_failure("k1", "timm:vit_tiny_patch16_224", "pneumonia", "knn", 0, 0, error)
+    monkeypatch.setattr(radbench.cli.out, "width", width)
+    status = cli("status", tmp_path)
+    assert status.exit_code == 0 and not _tables_whole(status.stdout, width), status.stdout
+    assert "[1] DownloadError" in status.stdout and error in status.stdout.replace("\n", "")
+    for what in ("backbones", "datasets", "protocols"):
+        shown = cli("list", what)
+        assert shown.exit_code == 0 and not _tables_whole(shown.stdout, width), (what, shown.stdout)
+    names = cli("list", "backbones").stdout
+    assert all(name in names for name in BACKBONES) and "--wide" in names
+    assert "split_fractions=(0.7, 0.1, 0.2)" in cli("list", "datasets").stdout.replace("\n", "")

@@ -30,40 +30,25 @@ class ListWhat(str, Enum):
 
 @app.command("list")
 @user_errors
-def list_(what: ListWhat = typer.Argument(..., help="backbones, datasets or protocols")):
+def list_(what: ListWhat = typer.Argument(..., help="backbones, datasets or protocols"),
+          wide: bool = typer.Option(False, "--wide", help="backbones: every column (source, patch, normalisation, "
+                                    "feature types, licence), for a wide terminal")):
     """List what a study can name."""
     table = Table()
     if what is ListWhat.backbones:
-        from radbench.backbones import BACKBONES
-        from radbench.backbones.text import entry_has_text
-
-        for column in ("name", "family", "source", "params", "native", "patch", "norm", "features", "text",
-                       "licence", "description"):
-            table.add_column(column, justify="right" if column in ("params", "native", "patch") else "left",
-                             overflow="fold", no_wrap=column == "name")  # a name is copied whole, never folded
-        for name, entry in BACKBONES.items():
-            table.add_row(name, entry.family, entry.model_id, f"{entry.params_m:g}M" if entry.params_m else "",
-                          str(entry.native or ""), str(entry.patch or "-"), entry.normalisation, entry.feature_types,
-                          "zero-shot" if entry_has_text(entry) else "-", entry.licence, entry.description)
-        table.add_row("timm:<model>", "timm", "any timm model", "", "", "", "from its config", "by model", "-", "",
-                      "e.g. timm:convnext_small.fb_in22k")
-        table.add_row("hf:<org/repo>", "hf", "a transformers vision model", "", "", "", "its image processor",
-                      "cls, mean, lastN (pool without CLS)", "CLIP / SigLIP repos", "the repo's",
-                      "e.g. hf:microsoft/rad-dino, hf:facebook/vit-msn-base, hf:google/medsiglip-448; or weights: a "
-                      "save_pretrained folder")
-        table.add_row("open_clip:<model>/<tag>", "open_clip", "an open_clip image tower", "", "", "",
-                      "its preprocess config", "cls, mean, lastN, embed", "zero-shot", "the tag's",
-                      "e.g. open_clip:ViT-B-16/laion2b_s34b_b88k, open_clip:hf-hub:<repo>")
-        table.add_row("xrv:<weights>", "xrv", "a torchxrayvision model", "", "", "-", "xrv [-1024, 1024]", "pool", "-",
-                      "apache-2.0", "e.g. xrv:densenet121-res224-chex")
+        _backbones(table, wide)
     elif what is ListWhat.datasets:
         from radbench.data import ADAPTERS
+        from radbench.data.base import DatasetConfigBase
 
-        table.add_column("adapter")
-        table.add_column("description")
-        table.add_column("keys")
+        common = DatasetConfigBase.model_fields
+        table.add_column("adapter", no_wrap=True)
+        table.add_column("description", overflow="fold")
+        table.add_column("its own keys (=default; required without one)", overflow="fold")
         for name, adapter in ADAPTERS.items():
-            table.add_row(name, adapter.description, ", ".join(adapter.config.model_fields))
+            own = [_key_with_default(key, field) for key, field in adapter.config.model_fields.items()
+                   if key not in common or _key_with_default(key, field) != _key_with_default(key, common[key])]
+            table.add_row(name, adapter.description, ", ".join(own))
     else:
         from radbench.protocols import PROTOCOLS
 
@@ -74,19 +59,75 @@ def list_(what: ListWhat = typer.Argument(..., help="backbones, datasets or prot
             defaults = spec.config().model_dump(exclude={"name", "features", "last_blocks", "selection_metric"})
             table.add_row(name, spec.description, ", ".join(f"{k}={_short(v)}" for k, v in defaults.items()))
     out.print(table)
+    if what is ListWhat.datasets:
+        from radbench.data.base import DatasetConfigBase
+
+        every = ", ".join(_key_with_default(k, f) for k, f in DatasetConfigBase.model_fields.items())
+        out.print(f"every dataset also takes: {every}", highlight=False, soft_wrap=True)
     if what is ListWhat.protocols:
         out.print("every protocol also takes: name, preset, features, last_blocks, selection_metric, calibrate, "
                   "backbones: [...] and datasets: [...] (run on those only)", highlight=False, soft_wrap=True)
     if what is ListWhat.backbones:
         from radbench.backbones.base import NOT_OFFERED
 
+        if not wide:
+            out.print("left out here: source, patch, normalisation, feature types, licence (radbench list backbones "
+                      "--wide)", highlight=False, soft_wrap=True)
+
         for name, why in NOT_OFFERED.items():
             out.print(f"not offered: {name} — {why}", highlight=False, soft_wrap=True)
 
 
+BACKBONE_COLUMNS = ("name", "family", "source", "params", "native", "patch", "norm", "features", "text", "licence",
+                    "description")
+NARROW_BACKBONE_COLUMNS = ("name", "family", "params", "native", "text", "description")
+
+
+def _backbones(table: Table, wide: bool) -> None:
+    """The zoo's named entries, then the open families; `wide`: every column, else those a choice starts from."""
+    from radbench.backbones import BACKBONES
+    from radbench.backbones.text import entry_has_text
+
+    shown = BACKBONE_COLUMNS if wide else NARROW_BACKBONE_COLUMNS
+    for column in shown:
+        table.add_column(column, justify="right" if column in ("params", "native", "patch") else "left",
+                         overflow="fold", no_wrap=column in ("name", "family"))  # a name is copied whole
+    rows = [[name, entry.family, entry.model_id, f"{entry.params_m:g}M" if entry.params_m else "",
+             str(entry.native or ""), str(entry.patch or "-"), entry.normalisation, entry.feature_types,
+             "zero-shot" if entry_has_text(entry) else "-", entry.licence, entry.description]
+            for name, entry in BACKBONES.items()]
+    rows += [
+        ["timm:<model>", "timm", "any timm model", "", "", "", "from its config", "by model", "-", "",
+         "e.g. timm:convnext_small.fb_in22k"],
+        ["hf:<org/repo>", "hf", "a transformers vision model", "", "", "", "its image processor",
+         "cls, mean, lastN (pool without CLS)", "CLIP / SigLIP repos", "the repo's",
+         "e.g. hf:microsoft/rad-dino, hf:facebook/vit-msn-base, hf:google/medsiglip-448; or weights: a "
+         "save_pretrained folder"],
+        ["open_clip:<model>/<tag>", "open_clip", "an open_clip image tower", "", "", "", "its preprocess config",
+         "cls, mean, lastN, embed", "zero-shot", "the tag's",
+         "e.g. open_clip:ViT-B-16/laion2b_s34b_b88k, open_clip:hf-hub:<repo>"],
+        ["xrv:<weights>", "xrv", "a torchxrayvision model", "", "", "-", "xrv [-1024, 1024]", "pool", "-",
+         "apache-2.0", "e.g. xrv:densenet121-res224-chex"]]
+    for row in rows:
+        table.add_row(*(value for column, value in zip(BACKBONE_COLUMNS, row) if column in shown))
+
+
+def _key_with_default(key: str, field) -> str:
+    """`key=default`, or the key alone where it is required."""
+    if field.is_required():
+        return key
+    default = field.get_default(call_default_factory=True)
+    default = getattr(default, "value", default)  # an enum by the word a study writes
+    if isinstance(default, str) and (not default or "," in default or " " in default):
+        return f"{key}={default!r}"  # '' or ',' would vanish into the list
+    return f"{key}={_short(default)}"
+
+
 def _short(value) -> str:
-    if isinstance(value, list) and len(value) > 4:
+    if isinstance(value, list) and len(value) > 4 and all(isinstance(v, (int, float)) for v in value):
         return f"[{value[0]:g} .. {value[-1]:g}] ({len(value)} values)"
+    if isinstance(value, list) and len(value) > 4:
+        return f"[{value[0]}, {value[1]}, ... ({len(value)} values)]"
     return str(value)
 
 

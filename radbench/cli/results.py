@@ -88,19 +88,36 @@ def status(output_dir: Path = typer.Argument(..., help="a study's output_dir")):
     failed (the error's first line) and pending. Failed and pending jobs run on the next `radbench run`."""
     rows = _open_store(output_dir).status()
     table = Table(title=f"status of {output_dir}")
-    for column in ("backbone", "dataset", "protocol", "stored", "running", "failed", "pending", "last error"):
-        table.add_column(column, justify="right" if column in ("stored", "running", "failed", "pending") else "left",
-                         overflow="fold")
+    errors: dict[str, int] = {}  # each distinct error once, under the table; the table cites it by number
+
+    def cited(error) -> str:
+        number = errors.setdefault(error, len(errors) + 1)
+        return f"[{number}] {error.split(':', 1)[0][:20]}"
+
+    room = max(12, (out.width - 52) // 3)  # what each name may take beside the other columns
+    for column in ("backbone", "dataset", "protocol"):  # a name folds only where it cannot fit whole
+        longest = max([len(str(v)) for v in rows[column]] + [len(column)]) if len(rows) else len(column)
+        table.add_column(column, overflow="fold", min_width=min(longest, room))
+    table.add_column("stored", justify="right", no_wrap=True)
+    table.add_column("not stored yet: failed, running, pending", overflow="fold")
     for row in rows.itertuples():
         if row.planned == 0 and not row.failed:
-            table.add_row(row.backbone, row.dataset, "-", "not reached", "", "", "", "")
+            table.add_row(row.backbone, row.dataset, "-", "not reached", "")
             continue
-        running = f"{row.running} ({row.held_by})" if row.running else "0"
+        left = []
+        if row.failed:
+            left.append(f"{row.failed} failed" + (f" {cited(row.error)}" if isinstance(row.error, str) and row.error
+                                                 else ""))
+        if row.running:
+            left.append(f"{row.running} running ({row.held_by})")
+        if row.pending:
+            left.append(f"{row.pending} pending")
         if row.stale:
-            running += f"; {row.stale} stale claim(s): {row.stale_claims}"
-        table.add_row(row.backbone, row.dataset, row.protocol, f"{row.done} of {row.planned}", running,
-                      str(row.failed), str(row.pending), row.error if isinstance(row.error, str) else "")
+            left.append(f"{row.stale} stale claim(s): {row.stale_claims}")
+        table.add_row(row.backbone, row.dataset, row.protocol, f"{row.done} of {row.planned}", "; ".join(left))
     out.print(table)
+    for error, number in errors.items():
+        out.print(f"[{number}] {error}", highlight=False, soft_wrap=True, markup=False)
     out.print(f"jobs: {int(rows.done.sum())} stored, {int(rows.running.sum())} running, {int(rows.failed.sum())} "
               f"failed, {int(rows.pending.sum())} pending of "
               f"{int(rows.planned.sum())} planned; units not reached: {int((rows.planned == 0).sum())}")
