@@ -38,3 +38,16 @@ def quickstart_study(output_dir: Path, data: Path | None, offline: bool, backbon
         "protocols": QUICKSTART_PROTOCOLS,
     }
     return parse_study(raw, base_dir=Path.cwd(), source="quickstart")
+
+
+def measured_cost() -> str:
+    """The quickstart's cost as benchmarks/quickstart_time.py last measured it, for the banner."""
+    import json
+
+    try:
+        timing = json.loads((Path(__file__).parent / "quickstart_timing.json").read_text())
+    except (OSError, ValueError):
+        return "cost not measured in this install"
+    return (f"about {timing['cpu_minutes']:g} CPU-minutes, {timing['wall_minutes']:g} min wall on a {timing['cores']}-core "
+            f"machine at load {timing['load_1min_before']:g} (benchmarks/quickstart_time.py, {timing['measured']})")
+

@@ -418,3 +418,18 @@ def test_status_and_list_fit_the_terminal_whole(tmp_path, cli, monkeypatch, widt
     names = cli("list", "backbones").stdout
     assert all(name in names for name in BACKBONES) and "--wide" in names
     assert "split_fractions=(0.7, 0.1, 0.2)" in cli("list", "datasets").stdout.replace("\n", "")
+
+
+def test_the_quickstarts_stated_cost_is_the_measured_one():
+    """The README and the banner quote benchmarks/quickstart_time.py's last measurement, not a hand-written guess."""
+    import json
+    from pathlib import Path
+
+    from radbench.quickstart import measured_cost
+
+    root = Path(__file__).resolve().parents[1]
+    timing = json.loads((root / "radbench" / "quickstart_timing.json").read_text())
+    readme = " ".join((root / "README.md").read_text().split())
+    assert (f"about {timing['cpu_minutes']:g} CPU-minutes: {timing['wall_minutes']:g} min wall on {timing['cores']} "
+            f"cores at load {timing['load_1min_before']:g}, measured by `python benchmarks/quickstart_time.py`") in readme
+    assert f"about {timing['cpu_minutes']:g} CPU-minutes" in measured_cost() and timing["measured"] in measured_cost()

@@ -144,7 +144,7 @@ def quickstart(
     quiet: bool = QUIET,
 ):
     """A real small study end to end: PneumoniaMNIST, DINOv2 ViT-S/14, kNN + linear + logistic regression."""
-    from radbench.quickstart import quickstart_study
+    from radbench.quickstart import measured_cost, quickstart_study
 
     if offline:
         err.print(Panel(
@@ -153,7 +153,7 @@ def quickstart(
             "pretrained weights.", title="radbench quickstart --offline", border_style="red"))
     study = quickstart_study(output_dir, data, offline, backbone, limit, image_size, batch_size)
     err.print(f"quickstart: up to {3 * limit} PneumoniaMNIST images through {backbone} at {image_size} px, then kNN, "
-              "linear probe and logistic regression (about 1.5 CPU-minutes with the defaults)", highlight=False)
+              f"linear probe and logistic regression ({measured_cost()} with the defaults)", highlight=False)
     try:
         _run(study, quiet)
     except DownloadError as error:
