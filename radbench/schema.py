@@ -75,7 +75,10 @@ def expand_feature_types(types: list[str] | None, last_blocks: list[int] | None)
 
 def _metric_name(value: str) -> str:
     if value not in METRIC_NAMES:
-        raise ValueError(f"unknown metric {value!r}; use one of {', '.join(METRIC_NAMES)}")
+        from radbench.errors import did_you_mean
+
+        raise ValueError(f"unknown metric {value!r}{did_you_mean(value, METRIC_NAMES)}; use one of "
+                         f"{', '.join(METRIC_NAMES)}")
     return value
 
 

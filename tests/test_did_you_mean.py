@@ -1,4 +1,4 @@
-"""A misspelt study key, protocol name, protocol key or adapter is one line that names the nearest right one."""
+"""A misspelt study key, protocol name, protocol key, adapter or metric is one line that names the nearest right one."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ def test_misspellings_name_the_nearest_right_word(tmp_path, pneumonia_npz, cli):
     study = {"name": "s", "output_dir": str(tmp_path / "out"), "protocol": [],
              "backbones": [{"name": "timm:test_vit", "weights": "none"}],
              "datasets": [{"name": "d", "adapter": "mednist", "path": str(pneumonia_npz)}],
-             "protocols": ["lienar", {"knn": {"kk": [3]}}]}
+             "protocols": ["lienar", {"knn": {"kk": [3]}}, {"knn": {"selection_metric": "aurco"}}]}
     result = cli("plan", write_study(tmp_path, study))
     lines = " ".join(result.stderr.split())
     assert result.exit_code == 2
@@ -17,6 +17,7 @@ def test_misspellings_name_the_nearest_right_word(tmp_path, pneumonia_npz, cli):
     assert "datasets[0].adapter: unknown adapter 'mednist' (did you mean 'medmnist'?)" in lines
     assert "protocols[0]: unknown protocol 'lienar' (did you mean 'linear'?)" in lines
     assert "protocols[1].knn.kk: unknown key (did you mean `k`?)" in lines
+    assert "protocols[2].knn.selection_metric: unknown metric 'aurco' (did you mean 'auroc'?)" in lines
 
 
 def test_a_study_file_given_for_its_output_folder_is_pointed_at_the_folder(tmp_path, pneumonia_npz, cli):
