@@ -36,6 +36,7 @@ class UnitPlan:
     estimate_seconds: float | None  # extraction (frozen-feature jobs) from recorded ms per image; None: unknown
     unchecked: bool = False  # the backbone could not be described here (its jobs are not counted)
     shared: int = 0  # jobs of seed-free protocols that take another seed's result instead of computing it
+    gflops: float | None = None  # set where the estimate comes from the backbone's size (never extracted here)
 
 
 def dataset_lines(datasets: dict) -> list[str]:
@@ -102,12 +103,35 @@ def plan_study(study: StudyConfig, reporter: Reporter, datasets_out: list | None
             images = sum(len(split) for split in dataset.splits.values())
             cached = any((folder / "manifest.json").is_file() for folder in study.feature_cache_dir.glob(f"{key}-*"))
             rate = throughput.get(json.dumps(description.identity, sort_keys=True))
+            sized = None
+            if rate is None and feature_jobs and not cached:  # never extracted here: from its size, on a CPU
+                sized = size_estimate(backbone, preprocess.image_size, resolve_device(settings.device).type)
+                rate = sized and sized[0]
             estimate = None if rate is None else (0.0 if cached or not feature_jobs else images * rate / 1000)
             shared = [job.shared_key for job in jobs if job.shared_key is not None]
             plans.append(UnitPlan(backbone.display_name, cfg.name, images, len(jobs),
                                   sum(finished.issuperset([job.key, *job.evaluation_keys]) for job in jobs),
-                                  len(feature_jobs), cached, estimate, shared=len(shared) - len(set(shared))))
+                                  len(feature_jobs), cached, estimate, shared=len(shared) - len(set(shared)),
+                                  gflops=sized and sized[1]))
     return plans
+
+
+CPU_FLOPS_PER_SECOND = 2.2e11  # ViT-S/14 at 224 px (12.25 GFLOP) ran at 18 images/s on this project's 2-core CPU
+CPU_MS_PER_IMAGE_FLOOR = 1.0  # decoding and batching, whatever the model
+
+
+def size_estimate(backbone, image_size: int, device: str) -> tuple[float | None, float] | None:
+    """(ms per image from the backbone's FLOPs on a CPU, or None on an accelerator; GFLOP per image), or None when
+    its size cannot be known before the run."""
+    from radbench.backbones.architecture import architecture
+
+    found = architecture(backbone, image_size)
+    if found is None or not found.flops_per_image:
+        return None
+    gflops = found.flops_per_image / 1e9
+    if not device.startswith("cpu"):
+        return None, gflops
+    return max(CPU_MS_PER_IMAGE_FLOOR, 1000 * found.flops_per_image / CPU_FLOPS_PER_SECOND), gflops
 
 
 def _finished_keys(study: StudyConfig) -> set[str]:

@@ -433,3 +433,21 @@ def test_the_quickstarts_stated_cost_is_the_measured_one():
     assert (f"about {timing['cpu_minutes']:g} CPU-minutes: {timing['wall_minutes']:g} min wall on {timing['cores']} "
             f"cores at load {timing['load_1min_before']:g}, measured by `python benchmarks/quickstart_time.py`") in readme
     assert f"about {timing['cpu_minutes']:g} CPU-minutes" in measured_cost() and timing["measured"] in measured_cost()
+
+
+def test_plan_estimates_a_never_run_backbone_from_its_size(tmp_path, cli, pneumonia_npz):
+    """No cached entry to learn a rate from: the extraction estimate comes from the backbone's FLOPs (counted on
+    the meta device), and a larger backbone is estimated slower."""
+    import re
+
+    study = tiny_study(tmp_path, _datasets(pneumonia_npz), [{"knn": {"k": [3]}}], image_size=64)
+    study["backbones"].append({"name": "timm:vit_small_patch16_224", "weights": "none"})
+    result = cli("plan", write_study(tmp_path, study))
+    assert result.exit_code == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    sizes = {name: float(value) for name, value in
+             re.findall(r"(timm:\S+) .*?\(size: ([0-9.e+-]+) GFLOP/img\)", text.replace("│", " "))}
+    assert set(sizes) == {"timm:test_vit", "timm:vit_small_patch16_224"}, text
+    # ViT-S/16 at 64 px: 16 patches + CLS through 12 blocks of width 384 — about 2 x 21.7 M params x 17 tokens
+    assert 0.5e9 < sizes["timm:vit_small_patch16_224"] * 1e9 < 1.2e9
+    assert sizes["timm:vit_small_patch16_224"] > 50 * sizes["timm:test_vit"]

@@ -16,6 +16,7 @@ class Architecture:
     depth: int | None  # transformer blocks (None: no blocks, e.g. a CNN)
     module_names: frozenset[str]  # the trunk's module names (last name part), e.g. {"qkv", "fc1", "conv1"}
     lora_aliases: tuple[tuple[str, tuple[str, ...]], ...] = ()  # a LoRA target's names in this family (qkv -> ...)
+    flops_per_image: float | None = None  # one forward pass at the probed size (torch's FLOP counter; None: unknown)
 
     def lora_missing(self, targets: list[str]) -> list[str]:
         """The LoRA targets this trunk has no module for."""
@@ -63,4 +64,19 @@ def _probe(name: str, model_kwargs: str, image_size: int) -> Architecture | None
     names = frozenset(module_name.rsplit(".", 1)[-1] for module_name, _ in backbone.model.named_modules())
     depth = backbone.depth if getattr(backbone.model, "blocks", None) is not None else None
     aliases = tuple((k, tuple(v)) for k, v in getattr(backbone, "lora_target_names", {}).items())
-    return Architecture(depth=depth, module_names=names, lora_aliases=aliases)
+    return Architecture(depth=depth, module_names=names, lora_aliases=aliases,
+                        flops_per_image=_flops(backbone.model, image_size))
+
+
+def _flops(model, image_size: int) -> float | None:
+    """FLOPs of one image through the trunk, counted on the meta device (nothing computed, nothing allocated)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    forward = getattr(model, "forward_features", model)
+    try:
+        with torch.device("meta"), FlopCounterMode(display=False) as counter, torch.no_grad():
+            forward(torch.empty(1, 3, image_size, image_size))
+    except Exception:  # noqa: BLE001 - a model the counter cannot follow: no estimate, nothing else lost
+        return None
+    return float(counter.get_total_flops()) or None

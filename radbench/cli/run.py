@@ -188,7 +188,10 @@ def plan(
             continue
         features = "-" if not unit.feature_jobs else "cached" if unit.features_cached else "to extract"
         estimate = "-" if not unit.feature_jobs or unit.features_cached else \
-            "unknown" if unit.estimate_seconds is None else f"~{unit.estimate_seconds:.0f} s"
+            "unknown" if unit.estimate_seconds is None else \
+            "<1 s" if unit.estimate_seconds < 1 else f"~{unit.estimate_seconds:.0f} s"
+        if unit.gflops and unit.feature_jobs and not unit.features_cached:  # never extracted: from its size
+            estimate += f" (size: {unit.gflops:.3g} GFLOP/img)"
         table.add_row(unit.backbone, unit.dataset, str(unit.images), str(unit.jobs), str(unit.done), features,
                       estimate)
     out.print(table)
