@@ -70,6 +70,20 @@ def ceiling(backbone, layout, size: int, batch: int, count: int, device, precisi
     return done / (time.perf_counter() - start)
 
 
+def matmul_peak(device, seconds: float = 2.0, n: int = 2048) -> float:
+    """This device's practical fp32 peak: GFLOP/s of a large square matrix product (what a forward pass can reach
+    at best; the vendor's peak is higher still)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    _sync(device)
+    start, runs = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        a @ b
+        runs += 1
+    _sync(device)
+    return 2 * n ** 3 * runs / (time.perf_counter() - start) / 1e9
+
+
 def _sync(device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -110,7 +124,17 @@ def main() -> None:
         return ceiling(backbone, layout, args.image_size, args.batch_size, args.count, device, precision)
 
     print(f"{args.backbone} at {args.image_size} px, batch {args.batch_size}, {device} {precision}"
-          f"{', compiled' if args.compile else ''}; {os.cpu_count()} CPUs; {args.count} images per source")
+          f"{', compiled' if args.compile else ''}; {os.cpu_count()} CPUs; {args.count} images per source; "
+          f"load {os.getloadavg()[0]:.1f}")
+    from radbench.backbones.architecture import architecture
+
+    found = architecture(cfg, args.image_size)
+    if found is not None and found.flops_per_image:
+        peak, forward = matmul_peak(device), forward_rate()
+        achieved = found.flops_per_image * forward / 1e9
+        print(f"forward pass: {found.flops_per_image / 1e9:.2f} GFLOP/image x {forward:.1f} img/s = {achieved:.0f} "
+              f"GFLOP/s, {100 * achieved / peak:.0f} % of this device's fp32 matmul peak ({peak:.0f} GFLOP/s, "
+              "torch.mm 2048 x 2048)")
     print(f"{'source':8} {'loader':26} {'img/s':>8} {'forward':>8} {'of forward':>11}   (median of {args.rounds} "
           "alternating rounds: this machine's speed drifts)")
     with tempfile.TemporaryDirectory() as tmp:

@@ -38,7 +38,7 @@ def main() -> None:
                                capture_output=True, text=True, check=True).stdout.strip()
         print(f"install.sh {args.extras or '(base)'}: {size_bytes(venv) / 1e9:.2f} GB, {len(packages)} packages, "
               f"torch build: {'CPU only' if build == 'cpu' else 'CUDA ' + build}, {seconds:.0f} s")
-        print(next((line for line in done.stderr.splitlines() if "unreachable" in line), "CPU index reached"))
+        print(next((line for line in done.stderr.splitlines() if line.startswith("install:")), "CPU wheels taken"))
 
 
 if __name__ == "__main__":
