@@ -12,7 +12,7 @@ from radbench import arrayfile
 from radbench.config import StudyConfig
 from radbench.device import effective_precision
 from radbench.distributed import Ranks
-from radbench.errors import BackboneError, DownloadError, JobFailed
+from radbench.errors import DownloadError, JobFailed
 from radbench.feasibility import shrink_notes
 from radbench.features.cache import FeatureCache
 from radbench.features.provider import Extraction, FeatureProvider
@@ -65,7 +65,7 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                              {key: sum(job.run_identity in stored for job in jobs) for key, jobs in planned.items()})
     schedule = Schedule(store, ranks, reporter, progress)
     summary = RunSummary()
-    lost_weights: dict[str, Exception] = {}  # backbones whose weights could not be had: their later units too
+    lost_weights: dict[str, Exception] = {}  # backbones whose weights could not be downloaded: their later units too
     with store.heartbeat():
         for unit, last_of_backbone in schedule.units(units):
             context = UnitContext(study=study, unit=unit, raw=datasets[unit.dataset_cfg.name], provider=provider,
@@ -77,7 +77,7 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                     if unavailable is not None:
                         raise unavailable
                     pending = _prepare(context, store.finished_keys(), extract_only, summary)
-            except (DownloadError, BackboneError) as error:  # this backbone's units fail; the others run
+            except DownloadError as error:  # weights out of reach: this backbone's units fail; the others run
                 if fail_fast:
                     raise
                 lost_weights[unit.backbone.display_name] = error
@@ -142,7 +142,7 @@ def _run_jobs(context: UnitContext, pending: list, schedule: Schedule, store: St
 
 def _unit_failed(context: UnitContext, jobs: list, error: Exception, *, store: StudyStore,
                  summary: RunSummary) -> None:
-    """A backbone that cannot be built (weights unreachable, bad checkpoint): each of the unit's unstored jobs is
+    """A backbone whose weights cannot be had (hub unreachable): each of the unit's unstored jobs is
     recorded as failed with the one line, said once, and the run goes on with the other backbones."""
     line = f"{type(error).__name__}: {error}".splitlines()[0][:500]
     stored = store.stored_runs()  # by name: without the data read, a job's key is not known
