@@ -75,13 +75,17 @@ class Reporter:
 
 
 class StudyProgress:
-    """The line after each job: how far the whole study is, and a rough time left (the mean time of the jobs this
-    run has computed so far, times the jobs still to run). Stored jobs count as done from the start: `stored` gives
-    each unit's count as the store's rows suggest, replaced by the exact count once the unit is prepared."""
+    """The line after each job: how far the whole study is, and a rough time left — per kind of job (protocol), the
+    mean time of the jobs of that kind this run has computed, times that kind's jobs still to run (a kind not timed
+    yet: the mean of every job so far). Stored jobs count as done from the start: `stored` gives each unit's count
+    as the store's rows suggest, replaced by the exact count once the unit is prepared; `kinds` the jobs still to
+    run per kind."""
 
-    def __init__(self, total: int, stored: dict[str, int] | None = None):
+    def __init__(self, total: int, stored: dict[str, int] | None = None, kinds: dict[str, int] | None = None):
         self.total, self.ran, self.seconds, self.other = total, 0, 0.0, 0
         self.stored, self.prepared = dict(stored or {}), {}
+        self.kinds = dict(kinds or {})  # kind -> jobs of it still to run
+        self.timed: dict[str, list[float]] = {}  # kind -> (seconds, jobs) measured this run
         self.start = time.perf_counter()
 
     @property
@@ -96,12 +100,30 @@ class StudyProgress:
         else:
             self.prepared[unit] = count
 
-    def finished(self, seconds: float) -> str:
+    def dropped(self, kinds: dict[str, int]) -> None:
+        """Jobs that will not run after all (their backbone could not be had): out of the time left."""
+        for kind, count in kinds.items():
+            self.kinds[kind] = max(0, self.kinds.get(kind, 0) - count)
+
+    def finished(self, seconds: float, kind: str | None = None) -> str:
         self.ran, self.seconds = self.ran + 1, self.seconds + seconds
+        if kind is not None:
+            spent = self.timed.setdefault(kind, [0.0, 0])
+            spent[0], spent[1] = spent[0] + seconds, spent[1] + 1
+            self.kinds[kind] = max(0, self.kinds.get(kind, 0) - 1)
         left = max(0, self.total - self.done)
-        eta = "" if not left else f", about {_duration(self.seconds / self.ran * left)} left"
+        eta = "" if not left else f", about {_duration(self._time_left(left))} left"
         return (f"study: {self.done} of {self.total} jobs done ({_duration(time.perf_counter() - self.start)} "
                 f"this run{eta})")
+
+    def _time_left(self, left: int) -> float:
+        overall = self.seconds / self.ran
+        counted = sum(self.kinds.values())
+        if not counted:
+            return overall * left
+        by_kind = sum(count * (self.timed[kind][0] / self.timed[kind][1] if kind in self.timed else overall)
+                      for kind, count in self.kinds.items())
+        return by_kind * left / counted  # jobs of other ranks or processes: out of this process's share
 
 
 def _duration(seconds: float) -> str:

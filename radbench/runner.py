@@ -6,6 +6,7 @@ skipped on a rerun; a failing job is recorded and the others run."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from radbench import arrayfile
@@ -62,7 +63,9 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
     planned = {unit.key: unit_jobs(study, unit, datasets[unit.dataset_cfg.name], "") for unit in units}
     stored = store.stored_runs()  # stored jobs of units not prepared yet count as done in the time left
     progress = StudyProgress(sum(len(jobs) for jobs in planned.values()),
-                             {key: sum(job.run_identity in stored for job in jobs) for key, jobs in planned.items()})
+                             {key: sum(job.run_identity in stored for job in jobs) for key, jobs in planned.items()},
+                             Counter(job.entry.type for jobs in planned.values() for job in jobs
+                                     if job.run_identity not in stored))
     schedule = Schedule(store, ranks, reporter, progress)
     summary = RunSummary()
     lost_weights: dict[str, Exception] = {}  # backbones whose weights could not be downloaded: their later units too
@@ -83,6 +86,8 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                 lost_weights[unit.backbone.display_name] = error
                 _unit_failed(context, planned[unit.key], error, store=store, summary=summary)
                 progress.skipped(len(planned[unit.key]), unit.key)
+                progress.dropped(Counter(job.entry.type for job in planned[unit.key]
+                                         if job.run_identity not in stored))
                 continue
             store.plan_jobs(*unit.names, context.jobs)
             progress.skipped(len(context.jobs) - len(pending), unit.key)
@@ -132,11 +137,11 @@ def _run_jobs(context: UnitContext, pending: list, schedule: Schedule, store: St
                 failed += 1
                 _failed(context, job, error, store=store, summary=summary,
                         stop=fail_fast or context.ranks.world > 1)
-                context.reporter.info(schedule.progress.finished(time.perf_counter() - started))
+                context.reporter.info(schedule.progress.finished(time.perf_counter() - started, job.entry.type))
                 continue
         if schedule.stores(together):  # the same model on every rank: rank 0 stores it
             summary.jobs_run += store.save(record)
-            context.reporter.info(schedule.progress.finished(time.perf_counter() - started))
+            context.reporter.info(schedule.progress.finished(time.perf_counter() - started, job.entry.type))
     return failed
 
 

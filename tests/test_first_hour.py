@@ -288,6 +288,19 @@ def test_study_progress_counts_stored_jobs_as_done_and_estimates_from_the_jobs_r
     assert line.startswith("study: 37 of 40 jobs done") and line.endswith("about 30s left)")
 
 
+def test_the_time_left_uses_each_kind_of_jobs_own_rate():
+    """A fast kNN must not stand for slow fine-tuning: each kind's jobs still to run at that kind's measured mean
+    (a kind not timed yet at the mean of every job so far); jobs that will not run leave the estimate."""
+    from radbench.progress import StudyProgress
+
+    progress = StudyProgress(8, kinds={"knn": 4, "finetune": 4})
+    assert progress.finished(1.0, "knn").endswith("about 7s left)")  # 3 kNN x 1 s + 4 untimed x 1 s
+    assert progress.finished(100.0, "finetune").endswith("about 5m03s left)")  # 3 x 1 s + 3 x 100 s
+    progress.skipped(3, "unit:lost|d")  # their backbone could not be had: counted as settled, and out of the time
+    progress.dropped({"finetune": 3})
+    assert progress.finished(1.0, "knn").endswith("about 2s left)")
+
+
 def test_report_says_what_it_is_doing(tmp_path, pneumonia_npz, cli):
     study = write_study(tmp_path, tiny_study(tmp_path, _datasets(pneumonia_npz), [{"knn": {"k": [3]}}]))
     assert cli("run", study).exit_code == 0
