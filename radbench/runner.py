@@ -98,6 +98,8 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                 provider.release()
             ranks.barrier()  # the next unit's extraction needs every rank
     store.finish()
+    if lost_weights and all(unit.backbone.display_name in lost_weights for unit in units):
+        raise next(iter(lost_weights.values()))  # nothing could run at all: the error itself, as one line
     summary.extractions = provider.extractions
     return summary
 
