@@ -19,9 +19,9 @@ def loaded_dataset(config: dict):
     """The study's dataset of a job's stored configuration, read as the study read it (2D only; None for 3D)."""
     from radbench.data import ADAPTERS, load_dataset
 
-    dataset = config["dataset"]
-    if dataset.get("volume") is not None:
-        return None
+    dataset = config.get("dataset", {})
+    if dataset.get("volume") is not None or "adapter" not in dataset:
+        return None  # 3D, or a store that did not record how its data was read: no pictures
     model = ADAPTERS.get(dataset["adapter"]).config
     given = {k: v for k, v in dataset.items() if k in model.model_fields}
     if given.get("task") == "segmentation":  # the job's record, not a setting of the adapter

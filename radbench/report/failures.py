@@ -166,6 +166,8 @@ def _pictures(page, section, store, dataset: str, protocol: str, errors: pd.Data
     if data is None:
         return
     shown = errors.groupby("backbone").head(images)
+    if shown.empty:
+        return  # every backbone right on every case: nothing to show
     page.figure(section, error_thumbnails(data, shown, f"{dataset} / {protocol}: most confidently wrong test cases"),
                 f"failures-{dataset}", f"{dataset} failures", "Per backbone, its wrong cases with the lowest "
                 "probability of the true class (averaged over runs); above each: case, truth, p(truth), patient.")

@@ -81,17 +81,17 @@ def verdicts(design: Design, studies: int, seed: int) -> dict[str, float]:
     """Over `studies` simulated studies, through the leaderboard's own ranking: the share in which the worse-ranked
     backbone was called significantly worse, in which it was the truly worse one (power when gap > 0), and the
     share of 95 % intervals (both backbones) that cover their truth."""
-    from radbench.report.leaderboard import _rank
+    from radbench.report.leaderboard import COLUMNS, _rank
 
     rng = np.random.default_rng(seed)
     truths = {"a": truth(design, 0), "b": truth(design, 1)}
     called = called_right = covered = 0
     for index in range(studies):
         rows = _rank("simulated", "p", "auroc", study(design, rng), 0.05, index)
-        for row in rows:
-            covered += row[7] <= truths[row[0]] <= row[8]
-            if row[12] == 2 and row[13]:
+        for row in (dict(zip(COLUMNS, values)) for values in rows):  # by name: columns may be added
+            covered += row["ci_low"] <= truths[row["backbone"]] <= row["ci_high"]
+            if row["rank"] == 2 and row["significantly_worse_than_best"]:
                 called += 1
-                called_right += row[0] == "b"
+                called_right += row["backbone"] == "b"
     return {"significant": called / studies, "significant_right_way": called_right / studies,
             "coverage": covered / (2 * studies)}
