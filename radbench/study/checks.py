@@ -21,7 +21,7 @@ from radbench.extras import check_study
 from radbench.feasibility import check_blocks
 from radbench.progress import Reporter
 from radbench.protocols import PROTOCOLS
-from radbench.study.prepare import file_workers
+from radbench.study.prepare import precache_workers
 from radbench.study.store import check_study_store
 
 
@@ -43,7 +43,7 @@ def check_before_work(study: StudyConfig, reporter: Reporter, ranks: Ranks, stor
         _check_cache_dir(study.feature_cache_dir, reporter)
     with ranks.rank_zero_first():  # rank 0 reads every file once; the others find it recorded
         return {cfg.name: check_files(datasets[cfg.name], cfg.on_bad_file, study.feature_cache_dir / "checked",
-                                      file_workers(settings), reporter) for cfg in study.datasets
+                                      precache_workers(settings), reporter) for cfg in study.datasets
                 if cfg.name in datasets}
 
 

@@ -34,6 +34,14 @@ def file_workers(settings) -> int:
     return default_workers_for_files() if settings.num_workers is None else settings.num_workers
 
 
+def precache_workers(settings) -> int:
+    """Workers for the first pass over raw files: the study's `num_workers`, else every core (the main process only
+    copies decoded images into the cache; benchmarks/first_pass.py: 2 workers 1.7x one on 2 cores)."""
+    import os
+
+    return max(1, min(8, os.cpu_count() or 1)) if settings.num_workers is None else settings.num_workers
+
+
 def preprocess_for(study: StudyConfig, backbone: BackboneConfig, description: BackboneDescription,
                    dataset_cfg: DatasetConfigBase) -> Preprocess:
     norm = description.normalisation
@@ -90,7 +98,7 @@ class UnitContext:
             self.raw, replace(self.base_preprocess, image_size=size),
             root=self.study.feature_cache_dir / "preprocessed", dtype=settings.preprocess_dtype,
             mode=settings.preprocess_cache, on_bad_file=self.unit.dataset_cfg.on_bad_file,
-            workers=file_workers(settings), reporter=self.reporter)
+            workers=precache_workers(settings), reporter=self.reporter)
 
     def extract(self, jobs: list[Job]) -> None:
         """The cached features `jobs` read (extracted once, for the deepest block any of them asks for)."""
@@ -123,7 +131,7 @@ class UnitContext:
         with self.ranks.rank_zero_first():
             dataset, preprocess = precache_dataset(
                 raw, base, root=self.study.feature_cache_dir / "preprocessed", dtype=settings.preprocess_dtype,
-                mode=settings.preprocess_cache, on_bad_file=external_cfg.on_bad_file, workers=file_workers(settings),
+                mode=settings.preprocess_cache, on_bad_file=external_cfg.on_bad_file, workers=precache_workers(settings),
                 reporter=self.reporter)
         where = f"datasets ({cfg.name}).external_tests ({config.dataset})"
         return external_set(self.dataset, dataset, preprocess, config, where)
