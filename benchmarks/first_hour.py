@@ -60,12 +60,13 @@ def time_to_error(raw: dict, folder: Path, runs: int) -> tuple[float, str]:
 def eta_error(folder: Path) -> str:
     """Run a study, add one protocol, run again: the first time-left estimate against the rest's real time."""
     first = study(folder, seeds=[0, 1, 2], protocols=[{"knn": {"k": [3]}}],
+                  datasets=[{"name": "p", "adapter": "medmnist", "path": str(NPZ), "limit": 1500}],
                   backbones=[{"name": "timm:test_vit", "weights": "none"},
                              {"name": "timm:test_vit2", "weights": "none"}])
     path = folder / "eta.yaml"
     path.write_text(yaml.safe_dump(first))
     subprocess.run([sys.executable, "-m", "radbench", "run", str(path), "-q"], check=True, capture_output=True)
-    first["protocols"].append({"linear": {"epochs": 5, "lr": [0.01, 0.1]}})
+    first["protocols"].append({"linear": {"epochs": 60, "lr": [0.001, 0.01, 0.1], "batch_size": 16}})
     path.write_text(yaml.safe_dump(first))
     process = subprocess.Popen([sys.executable, "-m", "radbench", "run", str(path)], stderr=subprocess.PIPE,
                                stdout=subprocess.DEVNULL, text=True)
