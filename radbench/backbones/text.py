@@ -63,3 +63,20 @@ def build_text_tower(cfg, image_size: int | None = None) -> TextTower:
                             "open_clip, e.g. open_clip:ViT-B-16/openai or biomedclip, or a transformers CLIP / "
                             "SigLIP model)")
     return family.text(entry, cfg, image_size)
+
+
+def check_text_towers(study) -> None:
+    """Every backbone a zero_shot entry runs on has a text tower: from the config alone, before the data is read or
+    torch is imported (plan names the mistake in under a second)."""
+    from radbench.errors import ConfigError
+
+    for i, entry in enumerate(study.protocols):
+        if entry.type != "zero_shot":
+            continue
+        for backbone in study.backbones:
+            if entry.runs_on(backbone) and not has_text_tower(backbone):
+                raise ConfigError(f"protocols[{i}].zero_shot: backbone {backbone.display_name!r} has no text tower "
+                                  "(zero-shot needs a CLIP-style model: open_clip, e.g. open_clip:ViT-B-16/openai or "
+                                  "biomedclip, or a transformers CLIP / SigLIP model); give the protocol "
+                                  "`backbones: [...]` without it")
+

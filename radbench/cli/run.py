@@ -170,6 +170,9 @@ def plan(
     from radbench.extras import check_study
 
     check_study(config)  # a missing pip extra, before the data is read
+    from radbench.backbones.text import check_text_towers
+
+    check_text_towers(config)  # zero-shot on a backbone without a text tower: from the config, before torch
     from radbench.plan import plan_study  # torch comes in here: a typo in the YAML is reported before it
     from radbench.progress import Reporter
 

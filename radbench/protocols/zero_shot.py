@@ -132,19 +132,15 @@ def run_zero_shot(cfg: ZeroShotConfig, inputs: ProtocolInput) -> ProtocolResult:
 def check_zero_shot(study, datasets: dict) -> None:
     """Before any model is built: every backbone a zero_shot entry runs on has a text tower, every prompt names a
     class of some dataset, and every class of every dataset it runs on has phrases."""
-    from radbench.backbones.text import has_logit_bias, has_text_tower
+    from radbench.backbones.text import check_text_towers, has_logit_bias
     from radbench.errors import ConfigError, did_you_mean
 
+    check_text_towers(study)
     for i, entry in enumerate(study.protocols):
         if entry.type != "zero_shot":
             continue
         where = f"protocols[{i}].zero_shot"
         for backbone in study.backbones:
-            if entry.runs_on(backbone) and not has_text_tower(backbone):
-                raise ConfigError(f"{where}: backbone {backbone.display_name!r} has no text tower (zero-shot needs a "
-                                  "CLIP-style model: open_clip, e.g. open_clip:ViT-B-16/openai or biomedclip, or a "
-                                  "transformers CLIP / SigLIP model); give the protocol `backbones: [...]` without "
-                                  "it")
             multilabel = any(getattr(d, "task", None) is not None and not d.task.single_label
                              for name, d in datasets.items() if entry.runs_on_dataset(name))
             if entry.config.multilabel == "sigmoid" and multilabel and entry.runs_on(backbone) and \

@@ -31,6 +31,9 @@ def check_before_work(study: StudyConfig, reporter: Reporter, ranks: Ranks, stor
     if not store_given:
         check_study_store(study)  # a foreign or damaged store: refused before anything is written
     check_study(study)  # optional dependencies (pip extras) the study needs, before the data is read
+    from radbench.backbones.text import check_text_towers
+
+    check_text_towers(study)  # from the config alone, before the data is read
     datasets = load_datasets(study, reporter)  # reads only: a data error leaves no folder behind
     check_blocks(study)  # kept / frozen blocks and LoRA targets within every backbone, before any model is built
     for backbone in study.backbones:  # a damaged local checkpoint folder: one line now, not after other units
