@@ -135,3 +135,18 @@ def test_a_multilabel_dataset_is_one_line(tmp_path):
                          "target_b": [1.0, np.nan], "score_a": [0.2, 0.3], "score_b": [0.1, 0.4]})
     with pytest.raises(RadbenchError, match="multi-label: where-it-fails covers single-label tasks"):
         case_outcomes(rows, "nih", "knn")
+
+
+def test_the_api_gives_the_same_neighbours_as_the_page(two_backbones, cli):
+    import radbench
+
+    out, _ = two_backbones
+    if not (out / "report" / "tables" / "neighbours-p.csv").is_file():
+        assert cli("report", out).exit_code == 0
+    shown = pd.read_csv(out / "report" / "tables" / "neighbours-p.csv", dtype={"case": str, "sample_id": str})
+    protocol = pd.read_csv(out / "report" / "tables" / "failures-p.csv").protocol.iloc[0]
+    again = radbench.load(out).neighbours("p", sorted(set(shown.case)), k=4, protocol=protocol)
+    merged = shown.drop(columns="dataset").sort_values(["backbone", "case", "rank"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(again.sort_values(["backbone", "case", "rank"]).reset_index(drop=True), merged,
+                                  check_dtype=False)
+

@@ -134,6 +134,26 @@ class Results:
         rows = predictions(self.store, dataset=dataset)
         return error_agreement(case_outcomes(rows, dataset, self._failure_protocol(rows, dataset, protocol)))
 
+    def neighbours(self, dataset: str, cases: list[str], k: int = 4, protocol: str | None = None) -> pd.DataFrame:
+        """For test cases of `dataset`: their `k` most similar train / val images under each backbone's cached
+        features, as `protocol`'s job read them (default: the failure section's protocol) — backbone, case, rank,
+        split, sample_id, label, similarity (what the report's nearest-images figure shows)."""
+        import json
+
+        from radbench.report.failure_images import loaded_dataset, nearest_cases
+
+        jobs = self.store.jobs()
+        jobs = jobs[jobs.dataset == dataset]
+        if jobs.empty:
+            raise RadbenchError(f"no stored job for dataset {dataset!r}")
+        rows = predictions(self.store, dataset=dataset)
+        chosen = protocol or (self._failure_protocol(rows, dataset, None) if not rows.empty else jobs.protocol.iloc[0])
+        data = loaded_dataset(json.loads(jobs.config.iloc[0]))
+        if data is None:
+            raise RadbenchError(f"dataset {dataset!r}: its images cannot be read again (3D, or not recorded)")
+        return nearest_cases(self.store.path.parent, dataset, data, jobs[jobs.protocol == chosen],
+                             [str(c) for c in cases], k)
+
     @staticmethod
     def _failure_protocol(rows: pd.DataFrame, dataset: str, protocol: str | None) -> str:
         from radbench.report.failures import default_protocol
