@@ -66,11 +66,11 @@ def dataset_lines(datasets: dict) -> list[str]:
 def plan_study(study: StudyConfig, reporter: Reporter, datasets_out: list | None = None) -> list[UnitPlan]:
     """Per backbone x dataset what `run` will do; `datasets_out` (a list) receives `dataset_lines`."""
     settings = study.settings
+    check_study(study)  # optional dependencies (pip extras) the study needs, before any work
+    check_blocks(study)  # blocks and LoRA targets: from the architecture alone, before the data is read
     datasets = load_datasets(study, reporter, learn=False)  # plan writes nothing
     if datasets_out is not None:
         datasets_out.extend(dataset_lines(datasets))
-    check_study(study)  # optional dependencies (pip extras) the study needs, before any work
-    check_blocks(study)
     precision = effective_precision(resolve_device(settings.device), settings.precision)
     finished = _finished_keys(study)
     throughput = _recorded_ms_per_image(study.feature_cache_dir)

@@ -77,12 +77,14 @@ class Reporter:
 class StudyProgress:
     """The line after each job: how far the whole study is, and a rough time left — per kind of job (protocol), the
     mean time of the jobs of that kind this run has computed, times that kind's jobs still to run (a kind not timed
-    yet: the mean of every job so far). Stored jobs count as done from the start: `stored` gives each unit's count
+    yet: the mean of every job so far), plus the units still to prepare at this run's mean preparation time. Stored jobs count as done from the start: `stored` gives each unit's count
     as the store's rows suggest, replaced by the exact count once the unit is prepared; `kinds` the jobs still to
     run per kind."""
 
-    def __init__(self, total: int, stored: dict[str, int] | None = None, kinds: dict[str, int] | None = None):
+    def __init__(self, total: int, stored: dict[str, int] | None = None, kinds: dict[str, int] | None = None,
+                 units: int = 0):
         self.total, self.ran, self.seconds, self.other = total, 0, 0.0, 0
+        self.units_left, self.preparing = units, []  # units with work still to prepare; seconds each prepare took
         self.stored, self.prepared = dict(stored or {}), {}
         self.kinds = dict(kinds or {})  # kind -> jobs of it still to run
         self.timed: dict[str, list[float]] = {}  # kind -> (seconds, jobs) measured this run
@@ -99,6 +101,13 @@ class StudyProgress:
             self.other += count
         else:
             self.prepared[unit] = count
+
+    def unit_prepared(self, seconds: float | None, had_work: bool) -> None:
+        """A unit was prepared (its data read, features loaded or extracted) in `seconds` (None: it failed)."""
+        if had_work:
+            self.units_left = max(0, self.units_left - 1)
+            if seconds is not None:
+                self.preparing.append(seconds)
 
     def dropped(self, kinds: dict[str, int]) -> None:
         """Jobs that will not run after all (their backbone could not be had): out of the time left."""
@@ -119,11 +128,13 @@ class StudyProgress:
     def _time_left(self, left: int) -> float:
         overall = self.seconds / self.ran
         counted = sum(self.kinds.values())
+        # units still to prepare (reading data, loading or extracting features) at this run's mean so far
+        preparing = self.units_left * sum(self.preparing) / len(self.preparing) if self.preparing else 0.0
         if not counted:
-            return overall * left
+            return overall * left + preparing
         by_kind = sum(count * (self.timed[kind][0] / self.timed[kind][1] if kind in self.timed else overall)
                       for kind, count in self.kinds.items())
-        return by_kind * left / counted  # jobs of other ranks or processes: out of this process's share
+        return by_kind * left / counted + preparing  # jobs of other ranks or processes: out of this process's share
 
 
 def _duration(seconds: float) -> str:

@@ -65,7 +65,9 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
     progress = StudyProgress(sum(len(jobs) for jobs in planned.values()),
                              {key: sum(job.run_identity in stored for job in jobs) for key, jobs in planned.items()},
                              Counter(job.entry.type for jobs in planned.values() for job in jobs
-                                     if job.run_identity not in stored))
+                                     if job.run_identity not in stored),
+                             units=sum(any(job.run_identity not in stored for job in jobs)
+                                       for jobs in planned.values()))
     schedule = Schedule(store, ranks, reporter, progress)
     summary = RunSummary()
     lost_weights: dict[str, Exception] = {}  # backbones whose weights could not be downloaded: their later units too
@@ -75,6 +77,8 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                                   precision=precision, device=device, reporter=reporter, ranks=ranks,
                                   datasets=datasets)
             unavailable = lost_weights.get(unit.backbone.display_name)
+            started = time.perf_counter()
+            has_work = any(job.run_identity not in stored for job in planned[unit.key])
             try:
                 with schedule.preparing(unit):  # the unit's claim is released however this ends
                     if unavailable is not None:
@@ -88,9 +92,11 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                 progress.skipped(len(planned[unit.key]), unit.key)
                 progress.dropped(Counter(job.entry.type for job in planned[unit.key]
                                          if job.run_identity not in stored))
+                progress.unit_prepared(None, has_work)
                 continue
             store.plan_jobs(*unit.names, context.jobs)
             progress.skipped(len(context.jobs) - len(pending), unit.key)
+            progress.unit_prepared(time.perf_counter() - started, has_work)
             if not extract_only and not _run_jobs(context, pending, schedule, store, summary=summary,
                                                   fail_fast=fail_fast):
                 store.clear_unit_failures(*unit.names)  # every job of the unit stored: earlier failures are over

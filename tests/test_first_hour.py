@@ -299,6 +299,10 @@ def test_the_time_left_uses_each_kind_of_jobs_own_rate():
     progress.skipped(3, "unit:lost|d")  # their backbone could not be had: counted as settled, and out of the time
     progress.dropped({"finetune": 3})
     assert progress.finished(1.0, "knn").endswith("about 2s left)")
+    # units still to prepare (data read, features loaded) count at this run's mean preparation time
+    progress = StudyProgress(4, kinds={"knn": 4}, units=3)
+    progress.unit_prepared(20.0, True)
+    assert progress.finished(1.0, "knn").endswith("about 43s left)")  # 3 jobs x 1 s + 2 units x 20 s
 
 
 def test_report_says_what_it_is_doing(tmp_path, pneumonia_npz, cli):
@@ -464,3 +468,22 @@ def test_plan_estimates_a_never_run_backbone_from_its_size(tmp_path, cli, pneumo
     # ViT-S/16 at 64 px: 16 patches + CLS through 12 blocks of width 384 — about 2 x 21.7 M params x 17 tokens
     assert 0.5e9 < sizes["timm:vit_small_patch16_224"] * 1e9 < 1.2e9
     assert sizes["timm:vit_small_patch16_224"] > 50 * sizes["timm:test_vit"]
+
+
+def test_a_timm_architecture_is_probed_once_then_read_from_the_users_cache(tmp_path, monkeypatch):
+    """The LoRA-target and block checks read a timm architecture from the user's cache after the first probe (no
+    timm import on later plans); what is read back equals what was probed."""
+    from radbench.backbones import architecture as arch
+    from radbench.backbones.base import BackboneConfig
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    arch._cached.cache_clear()
+    arch._probe.cache_clear()
+    cfg = BackboneConfig(name="timm:test_vit", weights="none")
+    probed = arch.architecture(cfg, 64)
+    assert probed is not None and probed.depth and probed.flops_per_image
+    assert list(tmp_path.glob("radbench/architectures-timm*-torch*.json"))
+    monkeypatch.setattr(arch, "_probe", lambda *a: (_ for _ in ()).throw(AssertionError("probed again")))
+    arch._cached.cache_clear()
+    assert arch.architecture(cfg, 64) == probed
+    arch._cached.cache_clear()

@@ -40,8 +40,58 @@ def resolve_lora_targets(targets: list[str], present: set[str] | frozenset[str],
 
 def architecture(cfg: BackboneConfig, image_size: int = 224) -> Architecture | None:
     """None where the architecture cannot be known here (a hub config that must be downloaded, say): its checks
-    are then left to the run."""
-    return _probe(cfg.name, json.dumps(cfg.model_kwargs, sort_keys=True, default=str), image_size)
+    are then left to the run. A timm architecture is kept in the user's cache per timm and torch version, so a
+    later `plan` checks it without importing timm (3 s here)."""
+    kwargs = json.dumps(cfg.model_kwargs, sort_keys=True, default=str)
+    key = f"{cfg.name}|{kwargs}|{image_size}"
+    cacheable = cfg.name.startswith("timm:") and _timm_listed(cfg.name)  # not a model registered at run time
+    if cacheable and (known := _cached().get(key)) is not None:
+        return Architecture(depth=known["depth"], module_names=frozenset(known["module_names"]),
+                            lora_aliases=tuple((k, tuple(v)) for k, v in known["lora_aliases"]),
+                            flops_per_image=known["flops_per_image"])
+    found = _probe(cfg.name, kwargs, image_size)
+    if cacheable and found is not None:
+        _remember(key, found)
+    return found
+
+
+def _timm_listed(name: str) -> bool:
+    from radbench.backbones.timm_family import timm_model_names
+
+    return name.split(":", 1)[1].split(".")[0] in timm_model_names()
+
+
+def _cache_file():
+    import os
+    from importlib.metadata import version
+    from pathlib import Path
+
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "radbench"
+    return folder / f"architectures-timm{version('timm')}-torch{version('torch')}.json"
+
+
+@lru_cache(maxsize=1)
+def _cached() -> dict:
+    try:
+        return json.loads(_cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember(key: str, found: Architecture) -> None:
+    import contextlib
+    import os
+
+    known = dict(_cached())
+    known[key] = {"depth": found.depth, "module_names": sorted(found.module_names),
+                  "lora_aliases": [[k, list(v)] for k, v in found.lora_aliases], "flops_per_image": found.flops_per_image}
+    _cached.cache_clear()
+    path = _cache_file()
+    with contextlib.suppress(OSError):  # an unwritable home: probed again next time
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f"{path.name}.{os.getpid()}")
+        temporary.write_text(json.dumps(known, sort_keys=True))
+        temporary.replace(path)
 
 
 @lru_cache(maxsize=64)

@@ -34,8 +34,8 @@ def check_before_work(study: StudyConfig, reporter: Reporter, ranks: Ranks, stor
     from radbench.backbones.text import check_text_towers
 
     check_text_towers(study)  # from the config alone, before the data is read
-    datasets = load_datasets(study, reporter)  # reads only: a data error leaves no folder behind
     check_blocks(study)  # kept / frozen blocks and LoRA targets within every backbone, before any model is built
+    datasets = load_datasets(study, reporter)  # reads only: a data error leaves no folder behind
     for backbone in study.backbones:  # a damaged local checkpoint folder: one line now, not after other units
         if study.focus is None or study.focus.backbone == backbone.display_name:
             describe_backbone(backbone)
