@@ -15,18 +15,23 @@ import pandas as pd
 from radbench.report.figures import _pyplot
 
 
-def loaded_dataset(config: dict):
+def study_dataset(config: dict):
     """The study's dataset of a job's stored configuration, read as the study read it (2D only; None for 3D)."""
     from radbench.data import ADAPTERS, load_dataset
 
-    dataset = config.get("dataset", {})
-    if dataset.get("volume") is not None or "adapter" not in dataset:
-        return None  # 3D, or a store that did not record how its data was read: no pictures
+    dataset = config["dataset"]
+    if dataset.get("volume") is not None:
+        return None
     model = ADAPTERS.get(dataset["adapter"]).config
     given = {k: v for k, v in dataset.items() if k in model.model_fields}
     if given.get("task") == "segmentation":  # the job's record, not a setting of the adapter
         del given["task"]
     return load_dataset(model.model_validate(given))
+
+
+def loaded_dataset(config: dict):
+    """`study_dataset`, or None where the store did not record how its data was read (no pictures of it)."""
+    return study_dataset(config) if "adapter" in config.get("dataset", {}) else None
 
 
 def _shown(image: np.ndarray) -> np.ndarray:

@@ -38,16 +38,11 @@ def pca_rgb(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _test_images(config: dict, count: int):
     """The first `count` test images of the dataset as the study read them, or None (3D, unreadable config)."""
-    from radbench.data import ADAPTERS, load_dataset
+    from radbench.report.failure_images import study_dataset
 
-    dataset = config["dataset"]
-    if dataset.get("volume") is not None:
+    loaded = study_dataset(config)
+    if loaded is None:
         return None
-    model = ADAPTERS.get(dataset["adapter"]).config
-    given = {k: v for k, v in dataset.items() if k in model.model_fields}
-    if given.get("task") == "segmentation":  # the job's record, not a setting of the adapter
-        del given["task"]
-    loaded = load_dataset(model.model_validate(given))
     split = loaded.splits["test"]
     return [split.images.load(i) for i in range(min(count, len(split.sample_ids)))]
 
