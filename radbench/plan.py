@@ -71,7 +71,8 @@ def plan_study(study: StudyConfig, reporter: Reporter, datasets_out: list | None
     datasets = load_datasets(study, reporter, learn=False)  # plan writes nothing
     if datasets_out is not None:
         datasets_out.extend(dataset_lines(datasets))
-    precision = effective_precision(resolve_device(settings.device), settings.precision)
+    device = resolve_device(settings.device)
+    precision = effective_precision(device, settings.precision)
     finished = _finished_keys(study)
     throughput = _recorded_ms_per_image(study.feature_cache_dir)
     plans = []
@@ -105,7 +106,7 @@ def plan_study(study: StudyConfig, reporter: Reporter, datasets_out: list | None
             rate = throughput.get(json.dumps(description.identity, sort_keys=True))
             sized = None
             if rate is None and feature_jobs and not cached:  # never extracted here: from its size, on a CPU
-                sized = size_estimate(backbone, preprocess.image_size, resolve_device(settings.device).type)
+                sized = size_estimate(backbone, preprocess.image_size, device.type)
                 rate = sized and sized[0]
             estimate = None if rate is None else (0.0 if cached or not feature_jobs else images * rate / 1000)
             shared = [job.shared_key for job in jobs if job.shared_key is not None]

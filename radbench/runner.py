@@ -62,12 +62,11 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
     store.plan_units([unit.names for unit in units])
     planned = {unit.key: unit_jobs(study, unit, datasets[unit.dataset_cfg.name], "") for unit in units}
     stored = store.stored_runs()  # stored jobs of units not prepared yet count as done in the time left
+    unstored = {key: [job for job in jobs if job.run_identity not in stored] for key, jobs in planned.items()}
     progress = StudyProgress(sum(len(jobs) for jobs in planned.values()),
-                             {key: sum(job.run_identity in stored for job in jobs) for key, jobs in planned.items()},
-                             Counter(job.entry.type for jobs in planned.values() for job in jobs
-                                     if job.run_identity not in stored),
-                             units=sum(any(job.run_identity not in stored for job in jobs)
-                                       for jobs in planned.values()))
+                             {key: len(planned[key]) - len(jobs) for key, jobs in unstored.items()},
+                             Counter(job.entry.type for jobs in unstored.values() for job in jobs),
+                             units=sum(bool(jobs) for jobs in unstored.values()))
     schedule = Schedule(store, ranks, reporter, progress)
     summary = RunSummary()
     lost_weights: dict[str, Exception] = {}  # backbones whose weights could not be downloaded: their later units too
@@ -78,7 +77,7 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                                   datasets=datasets)
             unavailable = lost_weights.get(unit.backbone.display_name)
             started = time.perf_counter()
-            has_work = any(job.run_identity not in stored for job in planned[unit.key])
+            has_work = bool(unstored[unit.key])
             try:
                 with schedule.preparing(unit):  # the unit's claim is released however this ends
                     if unavailable is not None:
@@ -90,8 +89,7 @@ def run_study(study: StudyConfig, reporter: Reporter | None = None, extract_only
                 lost_weights[unit.backbone.display_name] = error
                 _unit_failed(context, planned[unit.key], error, store=store, summary=summary)
                 progress.skipped(len(planned[unit.key]), unit.key)
-                progress.dropped(Counter(job.entry.type for job in planned[unit.key]
-                                         if job.run_identity not in stored))
+                progress.dropped(Counter(job.entry.type for job in unstored[unit.key]))
                 progress.unit_prepared(None, has_work)
                 continue
             store.plan_jobs(*unit.names, context.jobs)
