@@ -77,9 +77,10 @@ class Reporter:
 class StudyProgress:
     """The line after each job: how far the whole study is, and a rough time left — per kind of job (protocol), the
     mean time of the jobs of that kind this run has computed, times that kind's jobs still to run (a kind not timed
-    yet: the mean of every job so far), plus the units still to prepare at this run's mean preparation time. Stored jobs count as done from the start: `stored` gives each unit's count
-    as the store's rows suggest, replaced by the exact count once the unit is prepared; `kinds` the jobs still to
-    run per kind."""
+    yet: the mean of every job so far), plus the units still to prepare at this run's mean preparation time.
+    Stored jobs count as done from the start: `stored` gives each unit's count as the store's rows suggest,
+    replaced by the exact count once the unit is prepared; `kinds` the jobs still to run per kind; `units` the
+    units with jobs still to run."""
 
     def __init__(self, total: int, stored: dict[str, int] | None = None, kinds: dict[str, int] | None = None,
                  units: int = 0):

@@ -26,6 +26,11 @@ def is_retrieval_metric(name: str) -> bool:
     return name == HEADLINE or name.startswith("precision_at_")
 
 
+def precision_k(name: str) -> int:
+    """The k of a `precision_at_<k>` metric (what orders them)."""
+    return int(name.rsplit("_", 1)[1])
+
+
 def retrieval_scores(bank: np.ndarray, bank_targets: np.ndarray, queries: np.ndarray, query_targets: np.ndarray,
                      ks: list[int], device, chunk: int = 256) -> dict[str, np.ndarray]:
     """Per query: precision@k for each k (k above the bank's size: the whole bank) and AP (NaN without a relevant

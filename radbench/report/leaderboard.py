@@ -39,6 +39,8 @@ CASE_METRICS = ("dice", "iou", "dice_jaccard_mean")  # higher is better, as rank
 def ranked_case_metric(name: str) -> bool:
     """A per-case metric the leaderboard ranks: segmentation's overlaps, retrieval's precision@k and mAP."""
     return name in CASE_METRICS or is_retrieval_metric(name)
+
+
 COLUMNS = ["backbone", "dataset", "protocol", "metric", "mean", "std", "runs", "seeds", "ci_low", "ci_high", "interval",
            "test_ci_low", "test_ci_high", "rank", "significantly_worse_than_best", "p_vs_best", "test", "verdict",
            "p_best_better", "run_variance_share", "test_size", "detectable_difference", "contains_chance"]

@@ -12,8 +12,7 @@ from radbench.report.leaderboard import ONE_BACKBONE
 from radbench.report.verdicts import MIN_RUNS
 
 
-def section(page: Page, section: Section, board: pd.DataFrame, dataset: str, metric: str,
-                  resamples: int) -> None:
+def section(page: Page, section: Section, board: pd.DataFrame, dataset: str, metric: str, resamples: int) -> None:
     rows = board[(board.dataset == dataset) & (board.metric == metric) & ~board.protocol.str.contains("@")]
     for protocol in sorted(rows.protocol.unique()):
         page.figure(section, figures.leaderboard_bars(board, dataset, protocol, metric),
@@ -35,9 +34,11 @@ def section(page: Page, section: Section, board: pd.DataFrame, dataset: str, met
     rows = rows.sort_values(["protocol", "rank"])
     section.table(["protocol", "backbone", "rank", metric, "95 % CI", "covers", "test-patients-only CI", "± std",
                    "runs", "verdict", "p vs best", "P(best > this)"],
-                  [[r.protocol, r.backbone, "–" if r.verdict == ONE_BACKBONE else r.rank, f"{r.mean:.4f}", f"{r.ci_low:.4f} – {r.ci_high:.4f}", r.interval,
+                  [[r.protocol, r.backbone, "–" if r.verdict == ONE_BACKBONE else r.rank, f"{r.mean:.4f}",
+                    f"{r.ci_low:.4f} – {r.ci_high:.4f}", r.interval,
                     f"{r.test_ci_low:.4f} – {r.test_ci_high:.4f}", "" if np.isnan(r.std) else f"{r.std:.4f}",
-                    _runs_text(r.runs, r.seeds), r.verdict + ("; interval contains 0.5: chance" if r.contains_chance else ""),
+                    _runs_text(r.runs, r.seeds),
+                    r.verdict + ("; interval contains 0.5: chance" if r.contains_chance else ""),
                     _p_text(r.p_vs_best, r.test, resamples),
                     "" if np.isnan(r.p_best_better) else f"{r.p_best_better:.2f}"]
                    for r in rows.itertuples()],

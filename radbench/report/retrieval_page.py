@@ -7,13 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from radbench.metrics.retrieval import HEADLINE, is_retrieval_metric
+from radbench.metrics.retrieval import HEADLINE, is_retrieval_metric, precision_k
 from radbench.report.html import Section
 from radbench.report.leaderboard import ONE_BACKBONE
-
-
-def _k(metric: str) -> int:
-    return int(metric.rsplit("_", 1)[1])
 
 
 def section(section: Section, board: pd.DataFrame, dataset: str) -> None:
@@ -21,7 +17,7 @@ def section(section: Section, board: pd.DataFrame, dataset: str) -> None:
                  & ~board.protocol.str.contains("@")]
     if rows.empty:
         return
-    precision = sorted({m for m in rows.metric if m != HEADLINE}, key=_k)
+    precision = sorted({m for m in rows.metric if m != HEADLINE}, key=precision_k)
     section.heading("Retrieval")
     section.text("Each test image queries the train + val images by cosine similarity of the cached features; a "
                  "retrieved image is relevant when it shares a finding with the query (single-label: the same "
@@ -36,8 +32,9 @@ def section(section: Section, board: pd.DataFrame, dataset: str) -> None:
         values = [_cell(cells, protocol, backbone, m) for m in (HEADLINE, *precision)]
         table.append([protocol, backbone, "–" if head.verdict == ONE_BACKBONE else int(head["rank"]), *values,
                       int(head.test_size), head.verdict])
-    section.table(["protocol", "backbone", "rank", "mAP (95 % CI)", *[f"precision@{_k(m)} (95 % CI)" for m in precision],
-                   "test patients", "verdict (mAP)"], table)
+    section.table(["protocol", "backbone", "rank", "mAP (95 % CI)",
+                   *[f"precision@{precision_k(m)} (95 % CI)" for m in precision], "test patients", "verdict (mAP)"],
+                  table)
 
 
 def _cell(cells: pd.DataFrame, protocol: str, backbone: str, metric: str) -> str:

@@ -83,27 +83,27 @@ def summary(store: ResultsStore, split: str = "test") -> pd.DataFrame:
     if not costs.empty:
         means = costs.groupby([*keys, "metric"])["value"].mean().unstack("metric").reset_index()
         out = out.merge(means, on=keys, how="left")
-    reasons = _missing_reasons(store, split)
-    out["missing"] = [reasons.get(tuple(row[k] for k in KEYS), "") for _, row in out.iterrows()]
-    units = {(job.backbone, job.dataset, job.protocol): json.loads(job.details).get("hd95_unit", "")
-             for job in store.jobs().itertuples()}
-    out["hd95_unit"] = [units.get(tuple(row[k] for k in KEYS), "") for _, row in out.iterrows()]
+    reasons, units = _job_notes(store, split)
+    names = [tuple(row[k] for k in KEYS) for _, row in out.iterrows()]
+    out["missing"] = [reasons.get(name, "") for name in names]
+    out["hd95_unit"] = [units.get(name, "") for name in names]
     return out
 
 
-def _missing_reasons(store: ResultsStore, split: str) -> dict[tuple, str]:
-    """Why a metric is missing for a backbone x dataset x protocol: the notes its jobs stored (e.g. a test split
-    with one class has no AUROC)."""
-    reasons = {}
-    jobs = store.jobs()
-    for job in jobs.itertuples():
-        notes = json.loads(job.details).get(split, {})
+def _job_notes(store: ResultsStore, split: str) -> tuple[dict[tuple, str], dict[tuple, str]]:
+    """Per backbone x dataset x protocol, from the details its jobs stored (read once): why a metric is missing
+    (e.g. a test split with one class has no AUROC), and the unit of its hd95 (px, mm)."""
+    reasons, units = {}, {}
+    for job in store.jobs().itertuples():
+        details = json.loads(job.details)
+        name = (job.backbone, job.dataset, job.protocol)
+        units[name] = details.get("hd95_unit", "")
+        notes = details.get(split, {})
         if "auroc_skipped" in notes:
-            reasons[(job.backbone, job.dataset, job.protocol)] = f"{split} has one class"
+            reasons[name] = f"{split} has one class"
         elif "auroc_skipped_classes" in notes:
-            skipped = ", ".join(notes["auroc_skipped_classes"])
-            reasons[(job.backbone, job.dataset, job.protocol)] = f"{split}: one label value for {skipped}"
-    return reasons
+            reasons[name] = f"{split}: one label value for {', '.join(notes['auroc_skipped_classes'])}"
+    return reasons, units
 
 
 COST_HEADERS = {"trainable_params": "trainable", "train_seconds": "train s", "infer_ms_per_image": "ms/img",
