@@ -57,8 +57,10 @@ def to_model_input(raw: torch.Tensor, preprocess: Preprocess) -> torch.Tensor:
     return (x - mean) / std
 
 
-def default_workers_for_files() -> int:
-    return min(8, max(1, (os.cpu_count() or 2) - 1))
+def default_workers_for_files(main_busy: bool = True) -> int:
+    """Decoding workers: a core is left to the main process where it runs the model (extraction), not where it
+    only copies decoded images (the first pass over raw files)."""
+    return min(8, max(1, (os.cpu_count() or 2) - (1 if main_busy else 0)))
 
 
 def default_workers(images: ImageSource) -> int:

@@ -37,9 +37,7 @@ def file_workers(settings) -> int:
 def precache_workers(settings) -> int:
     """Workers for the first pass over raw files: the study's `num_workers`, else every core (the main process only
     copies decoded images into the cache; benchmarks/first_pass.py: 2 workers 1.7x one on 2 cores)."""
-    import os
-
-    return max(1, min(8, os.cpu_count() or 1)) if settings.num_workers is None else settings.num_workers
+    return default_workers_for_files(main_busy=False) if settings.num_workers is None else settings.num_workers
 
 
 def preprocess_for(study: StudyConfig, backbone: BackboneConfig, description: BackboneDescription,
