@@ -71,7 +71,7 @@ def usable_variants(study: StudyConfig, backbone, dataset, entry: ProtocolEntry)
     variants = spec.variants(entry.config)
     if not study.shrunk:
         return variants, []
-    arch = architecture(backbone, backbone.image_size or study.settings.image_size)
+    arch = architecture(backbone, backbone.image_size or study.settings.image_size, flops=False)
     kept, notes = [], []
     for suffix, variant in variants:
         problem = block_problem(variant, arch, backbone.display_name) or \
@@ -105,7 +105,7 @@ def check_blocks(study: StudyConfig) -> None:
         entries = [(entry, PROTOCOLS.get(entry.type)) for entry in study.protocols]
         if not any(getattr(entry.config, key, None) for entry, _ in entries for key in (*BLOCK_KEYS, "target_modules")):
             continue
-        arch = architecture(backbone, backbone.image_size or study.settings.image_size)
+        arch = architecture(backbone, backbone.image_size or study.settings.image_size, flops=False)
         for entry, _ in entries:
             if not entry.runs_on(backbone):
                 continue

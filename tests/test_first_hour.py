@@ -487,3 +487,38 @@ def test_a_timm_architecture_is_probed_once_then_read_from_the_users_cache(tmp_p
     arch._cached.cache_clear()
     assert arch.architecture(cfg, 64) == probed
     arch._cached.cache_clear()
+
+
+def test_the_shipped_architecture_table_is_what_a_probe_finds_now():
+    """architectures.json (regenerate: `python -m radbench.backbones.architecture`) equals a live probe of every
+    zoo timm model and timm test model with the installed timm, so a stale table fails here."""
+    import json
+
+    from radbench.backbones import architecture as arch
+
+    assert json.loads(arch.SHIPPED.read_text()) == arch.shipped_table()
+
+
+def test_checks_of_a_named_model_read_the_shipped_table_without_probing(tmp_path, monkeypatch):
+    import json
+
+    from radbench.backbones import BackboneConfig
+    from radbench.backbones import architecture as arch
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    arch._cached.cache_clear()
+    monkeypatch.setattr(arch, "_probe", lambda *a, **k: (_ for _ in ()).throw(AssertionError("probed")))
+    found = arch.architecture(BackboneConfig(name="dinov2_vits14", weights="none"), 224, flops=False)
+    assert found.depth == 12 and found.lora_missing(["qkv", "query"]) == ["query"]
+    assert arch.architecture(BackboneConfig(name="timm:test_vit.r160_in1k", weights="none"), 32, flops=False) \
+        == arch._from_row(json.loads(arch.SHIPPED.read_text())["models"]["test_vit"])
+    # a model changed by its kwargs, or a table made with another timm minor version, is probed instead
+    with pytest.raises(AssertionError, match="probed"):
+        arch.architecture(BackboneConfig(name="dinov2_vits14", weights="none", model_kwargs={"depth": 2}), 224,
+                          flops=False)
+    arch._shipped.cache_clear()
+    monkeypatch.setattr(arch, "SHIPPED", tmp_path / "old.json")
+    (tmp_path / "old.json").write_text(json.dumps({"timm": "0.9", "models": {"test_vit": {}}}))
+    with pytest.raises(AssertionError, match="probed"):
+        arch.architecture(BackboneConfig(name="timm:test_vit", weights="none"), 32, flops=False)
+    arch._shipped.cache_clear()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 from radbench.backbones.base import BackboneConfig
 
@@ -38,21 +39,87 @@ def resolve_lora_targets(targets: list[str], present: set[str] | frozenset[str],
     return resolved, missing
 
 
-def architecture(cfg: BackboneConfig, image_size: int = 224) -> Architecture | None:
+def architecture(cfg: BackboneConfig, image_size: int = 224, flops: bool = True) -> Architecture | None:
     """None where the architecture cannot be known here (a hub config that must be downloaded, say): its checks
     are then left to the run. A timm architecture is kept in the user's cache per timm and torch version, so a
-    later `plan` checks it without importing timm (3 s here)."""
+    later `plan` checks it without importing timm (3 s here). With `flops=False` (the checks), the structure of a
+    model radbench names (the zoo's timm models, timm's test models) comes from the table shipped with radbench,
+    so even the first check of one needs no probe."""
     kwargs = json.dumps(cfg.model_kwargs, sort_keys=True, default=str)
+    if not flops and (row := _shipped_row(cfg)) is not None:
+        return _from_row(row)
     key = f"{cfg.name}|{kwargs}|{image_size}"
     cacheable = cfg.name.startswith("timm:") and _timm_listed(cfg.name)  # not a model registered at run time
     if cacheable and (known := _cached().get(key)) is not None:
-        return Architecture(depth=known["depth"], module_names=frozenset(known["module_names"]),
-                            lora_aliases=tuple((k, tuple(v)) for k, v in known["lora_aliases"]),
-                            flops_per_image=known["flops_per_image"])
+        return _from_row(known)
     found = _probe(cfg.name, kwargs, image_size)
     if cacheable and found is not None:
         _remember(key, found)
     return found
+
+
+def _from_row(row: dict) -> Architecture:
+    return Architecture(depth=row["depth"], module_names=frozenset(row["module_names"]),
+                        lora_aliases=tuple((k, tuple(v)) for k, v in row["lora_aliases"]),
+                        flops_per_image=row.get("flops_per_image"))
+
+
+def _row(found: Architecture) -> dict:
+    return {"depth": found.depth, "module_names": sorted(found.module_names),
+            "lora_aliases": [[k, list(v)] for k, v in found.lora_aliases]}
+
+
+SHIPPED = Path(__file__).with_name("architectures.json")
+SHIPPED_TEST_MODELS = ("test_vit", "test_vit2", "test_vit3", "test_vit4", "test_convnext", "test_resnet")
+
+
+def _timm_architecture_name(cfg: BackboneConfig) -> str | None:
+    """The timm architecture (no pretrained tag) a backbone builds, where that needs no import of timm."""
+    from radbench.backbones.base import BACKBONES
+
+    if cfg.model_kwargs:
+        return None  # changed by its kwargs: probed
+    if cfg.name.startswith("timm:"):
+        return cfg.name.split(":", 1)[1].split(".")[0]
+    if cfg.name in BACKBONES and BACKBONES.get(cfg.name).family == "timm":
+        return BACKBONES.get(cfg.name).model_id.split(".")[0]
+    return None
+
+
+@lru_cache(maxsize=1)
+def _shipped() -> dict:
+    """The shipped table, where it was made with the installed timm's minor version (else empty: probed)."""
+    from importlib.metadata import version
+
+    table = json.loads(SHIPPED.read_text())
+    return table["models"] if table["timm"] == ".".join(version("timm").split(".")[:2]) else {}
+
+
+def shipped_architecture_names() -> frozenset[str]:
+    """The timm architectures the shipped table holds (for the installed timm's minor version)."""
+    return frozenset(_shipped())
+
+
+def _shipped_row(cfg: BackboneConfig) -> dict | None:
+    name = _timm_architecture_name(cfg)
+    return None if name is None else _shipped().get(name)
+
+
+def shipped_table() -> dict:
+    """The table shipped as architectures.json: every timm architecture of the zoo and timm's test models, probed
+    on the meta device with the installed timm (`python -m radbench.backbones.architecture` writes it)."""
+    from importlib.metadata import version
+
+    from radbench.backbones.base import BACKBONES
+
+    names = {BACKBONES.get(n).model_id for n in BACKBONES if BACKBONES.get(n).family == "timm"}
+    names |= set(SHIPPED_TEST_MODELS)
+    models = {}
+    for model_id in sorted(names):
+        found = _probe(f"timm:{model_id}", "{}", 224, False)
+        if found is not None:
+            models[model_id.split(".")[0]] = _row(found)
+    return {"timm": ".".join(version("timm").split(".")[:2]), "models": models}
 
 
 def _timm_listed(name: str) -> bool:
@@ -64,7 +131,6 @@ def _timm_listed(name: str) -> bool:
 def _cache_file():
     import os
     from importlib.metadata import version
-    from pathlib import Path
 
     folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "radbench"
     return folder / f"architectures-timm{version('timm')}-torch{version('torch')}.json"
@@ -83,8 +149,7 @@ def _remember(key: str, found: Architecture) -> None:
     import os
 
     known = dict(_cached())
-    known[key] = {"depth": found.depth, "module_names": sorted(found.module_names),
-                  "lora_aliases": [[k, list(v)] for k, v in found.lora_aliases], "flops_per_image": found.flops_per_image}
+    known[key] = {**_row(found), "flops_per_image": found.flops_per_image}
     _cached.cache_clear()
     path = _cache_file()
     with contextlib.suppress(OSError):  # an unwritable home: probed again next time
@@ -95,9 +160,7 @@ def _remember(key: str, found: Architecture) -> None:
 
 
 @lru_cache(maxsize=64)
-def _probe(name: str, model_kwargs: str, image_size: int) -> Architecture | None:
-    from pathlib import Path
-
+def _probe(name: str, model_kwargs: str, image_size: int, flops: bool = True) -> Architecture | None:
     import torch
 
     from radbench.backbones import build_backbone, resolve_entry
@@ -115,7 +178,7 @@ def _probe(name: str, model_kwargs: str, image_size: int) -> Architecture | None
     depth = backbone.depth if getattr(backbone.model, "blocks", None) is not None else None
     aliases = tuple((k, tuple(v)) for k, v in getattr(backbone, "lora_target_names", {}).items())
     return Architecture(depth=depth, module_names=names, lora_aliases=aliases,
-                        flops_per_image=_flops(backbone.model, image_size))
+                        flops_per_image=_flops(backbone.model, image_size) if flops else None)
 
 
 def _flops(model, image_size: int) -> float | None:
@@ -130,3 +193,7 @@ def _flops(model, image_size: int) -> float | None:
     except Exception:  # noqa: BLE001 - a model the counter cannot follow: no estimate, nothing else lost
         return None
     return float(counter.get_total_flops()) or None
+
+
+if __name__ == "__main__":
+    SHIPPED.write_text(json.dumps(shipped_table(), indent=1, sort_keys=True) + "\n")
