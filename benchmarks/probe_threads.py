@@ -29,6 +29,23 @@ def logreg_grid(train, y, grid):
             LogisticRegression(C=C, max_iter=1000).fit(x, y)
 
 
+def logreg_side_by_side(train, y, grid, workers: int):
+    """The grid's fits on `workers` threads at once, one maths thread each (what a `--fit-workers` option would do;
+    measured slower than one at a time here, so radbench does not)."""
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    x = StandardScaler().fit_transform(train)
+    with warnings.catch_warnings(), threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=workers) as pool:
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        list(pool.map(lambda C: LogisticRegression(C=C, max_iter=1000).fit(x, y), grid))
+
+
 def knn(train, queries):
     import torch
 
@@ -88,6 +105,11 @@ def main() -> None:
             every = measure(work, None)
             print(f"{name:34s} one thread: {one[0]:6.2f} s wall {one[1]:6.2f} CPU-s | "
                   f"all {os.cpu_count()} threads: {every[0]:6.2f} s wall {every[1]:6.2f} CPU-s")
+        cores = len(os.sched_getaffinity(0))
+        runs = {workers: measure(lambda w=workers: logreg_side_by_side(train, y, grid, w), None)
+                for workers in (1, cores)}
+        print(f"{'logreg, 45 C values, threads':34s} one fit at a time: {runs[1][0]:6.2f} s wall {runs[1][1]:6.2f} CPU-s | "
+              f"{cores} side by side: {runs[cores][0]:6.2f} s wall {runs[cores][1]:6.2f} CPU-s")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ class StudySettings(StrictModel):
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     batch_size: int = Field(default=64, ge=1)  # extraction batch size
     num_workers: int | None = Field(default=None, ge=0)  # data loading workers; default: by data source
+    fit_workers: int | None = Field(default=None, ge=1)  # large probe grids' fits side by side; default: cores given
     cache_dtype: Literal["float16", "float32"] = "float16"
     preprocess_cache: Literal["auto", "on", "off"] = "auto"  # auto: for images decoded from files
     preprocess_dtype: Literal["uint8", "uint16"] = "uint8"

@@ -121,6 +121,26 @@ def test_single_class_test_split_is_said_loudly_and_the_table_shows_why(tmp_path
     assert "(same every run)" in table  # kNN on fixed features: two seeds, one number
 
 
+def test_a_train_split_of_one_class_is_a_data_error_before_any_model(tmp_path, cli):
+    """All labels 1 (e.g. the first rows of a sorted file): one line naming the dataset and split, exit 2, instead
+    of every job failing with an IndexError."""
+    import numpy as np
+    from PIL import Image
+
+    from tests.conftest import tiny_study, write_study
+
+    rows = ["path,label"]
+    for i in range(12):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (20, 20), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,1")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    dataset = {"name": "ones", "adapter": "csv", "path": str(tmp_path / "labels.csv"), "label_columns": ["label"]}
+    result = cli("plan", write_study(tmp_path, tiny_study(tmp_path, [dataset], [{"linear": {}}])))
+    assert result.exit_code == 2
+    assert "dataset ones: the train split holds one class only (1): nothing to learn from" in " ".join(
+        result.stderr.split())
+
+
 def test_results_split_must_be_test_or_val(tmp_path, cli):
     result = cli("results", tmp_path, "--split", "bogus")
     assert result.exit_code == 2 and "Invalid value for '--split'" in result.stderr and "'bogus'" in result.stderr

@@ -181,3 +181,24 @@ def test_few_shot_repeats_with_disjoint_patients_give_different_results():
     results = [drawn[0][1], drawn[other][1]]
     assert not np.allclose(results[0].test_scores, results[1].test_scores, atol=1e-4)
     assert results[0].test_metrics["auroc"] != results[1].test_metrics["auroc"]
+
+
+
+def test_logreg_grid_side_by_side_equals_one_fit_at_a_time(monkeypatch):
+    """Large features: the C grid fitted on two threads chooses, scores and counts non-converged fits exactly as
+    one fit at a time (multi-label: one model per class, some stopped at max_iter); small features stay on one."""
+    from dataclasses import replace
+
+    from radbench.data.base import Task
+    from radbench.protocols import logreg
+    from tests.test_protocols import make_inputs
+
+    inputs = make_inputs(Task.MULTILABEL, n=(120, 40, 50), num_classes=3, missing=0.1)
+    assert logreg.grid_workers(replace(inputs, fit_workers=2), inputs.feature_types[0]) == 1
+    monkeypatch.setattr(logreg, "SIDE_BY_SIDE_MIN_VALUES", 0)
+    assert logreg.grid_workers(replace(inputs, fit_workers=2), inputs.feature_types[0]) == 2
+    config = logreg.LogregConfig(C=[float(c) for c in np.logspace(-3, 4, 12)], max_iter=5)
+    one, two = (logreg.run_logreg(config, replace(inputs, fit_workers=w)) for w in (1, 2))
+    assert one.selected == two.selected and one.candidates == two.candidates
+    np.testing.assert_array_equal(one.test_scores, two.test_scores)
+    assert one.details["not_converged_fits"] == two.details["not_converged_fits"] > 12

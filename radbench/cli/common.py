@@ -86,9 +86,10 @@ def one_line_warnings():
         yield
 
 
-def _with_overrides(study, device: Optional[str], batch_size: Optional[int], num_workers: Optional[int]):
-    updates = {k: v for k, v in (("device", device), ("batch_size", batch_size), ("num_workers", num_workers))
-               if v is not None}
+def _with_overrides(study, device: Optional[str], batch_size: Optional[int], num_workers: Optional[int],
+                    fit_workers: Optional[int] = None):
+    updates = {k: v for k, v in (("device", device), ("batch_size", batch_size), ("num_workers", num_workers),
+                                 ("fit_workers", fit_workers)) if v is not None}
     if not updates:
         return study
     settings = study.settings.model_validate({**study.settings.model_dump(), **updates})
@@ -117,6 +118,8 @@ def _run(study, quiet: bool, extract_only: bool = False, repair: bool = True, fa
 DEVICE = typer.Option(None, help="auto, cpu, cuda, cuda:N, mps")
 BATCH_SIZE = typer.Option(None, help="extraction batch size")
 NUM_WORKERS = typer.Option(None, help="data loading workers")
+FIT_WORKERS = typer.Option(None, "--fit-workers", min=1, help="logistic regression on large features: grid fits "
+                           "side by side, one maths thread each (default: the cores given)")
 QUIET = typer.Option(False, "--quiet", "-q", help="no progress output")
 NO_REPAIR = typer.Option(False, "--no-repair", help="stop on a damaged cache file instead of rebuilding it")
 DATA_ROOT = typer.Option(None, "--data-root", help="sets RADBENCH_DATA, the data root of the shipped studies")

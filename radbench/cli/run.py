@@ -15,6 +15,7 @@ from radbench.cli.common import (
     DATA_ROOT,
     DEVICE,
     EPOCHS,
+    FIT_WORKERS,
     IMAGE_SIZE,
     LIMIT,
     NO_REPAIR,
@@ -43,7 +44,7 @@ from radbench.errors import RadbenchError
 def run(
     study: Path = typer.Argument(..., help="study YAML"),
     device: Optional[str] = DEVICE, batch_size: Optional[int] = BATCH_SIZE, num_workers: Optional[int] = NUM_WORKERS,
-    quiet: bool = QUIET, no_repair: bool = NO_REPAIR,
+    fit_workers: Optional[int] = FIT_WORKERS, quiet: bool = QUIET, no_repair: bool = NO_REPAIR,
     data_root: Optional[Path] = DATA_ROOT, output_dir: Optional[Path] = OUTPUT_DIR, limit: Optional[int] = LIMIT,
     backbone: Optional[list[str]] = BACKBONE, weights: Optional[str] = WEIGHTS, image_size: Optional[int] = IMAGE_SIZE,
     seeds: Optional[str] = SEEDS, epochs: Optional[int] = EPOCHS,
@@ -69,7 +70,7 @@ def run(
     options = ExecutorOptions(executor, max_parallel, retries, gpus_per_job, cpus_per_job, partition,
                               slurm_args=_key_values(slurm_arg or []), address=address)
     loaded = _load(study, data_root, output_dir, limit, backbone, weights, image_size, seeds, epochs)
-    config = _with_overrides(loaded, device, batch_size, num_workers)
+    config = _with_overrides(loaded, device, batch_size, num_workers, fit_workers)
     tracker = _tracker(track, track_optional, config.settings.output_dir, config.settings.name)
     rank = int(os.environ.get("RANK", "0"))
     quiet = quiet or rank > 0  # under torchrun: rank 0 reports for all

@@ -76,6 +76,7 @@ class ProtocolInput:
     refit_splits: tuple[str, ...] = ("train", "val")  # what the chosen hyperparameters are refitted on
     images: ImageContext | None = None  # for protocols that train on images
     text: object = None  # a vision-language backbone's prompt encoder (features/text_cache.py), for zero-shot
+    fit_workers: int = 1  # independent fits (a grid's points) a protocol may run side by side
 
     def metrics(self, split_targets: np.ndarray, scores: np.ndarray) -> tuple[dict[str, float], dict]:
         return classification_metrics(self.task, split_targets, scores, self.class_names)

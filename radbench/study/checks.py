@@ -100,7 +100,12 @@ def _load_datasets(study: StudyConfig, reporter: Reporter) -> dict[str, LabeledD
         for note in dataset.notes:
             reporter.info(f"  note: {note}")
         if task is not None:
-            for split, message in undefined_auroc(dataset).items():
+            undefined = undefined_auroc(dataset)
+            if task.single_label and "train" in undefined and len(dataset.splits["train"]) and \
+                    any(entry.runs_on_dataset(cfg.name) for entry in study.protocols):
+                raise DataError(f"dataset {dataset.name}: the train split {undefined['train']}: nothing to learn "
+                                f"from; check the label column and the splits ({dataset.split_origin})")
+            for split, message in undefined.items():
                 reporter.warn(f"dataset {dataset.name}: the {split} split {message}: its AUROC is undefined (stored as "
                               "missing, with this reason)" + ("; hyperparameters are then chosen on the first "
                                                               "candidate" if split == "val" else ""))

@@ -157,7 +157,15 @@ class UnitContext:
             task=dataset.task, class_names=dataset.class_names, features=features,
             targets={name: dataset.targets(name) for name in dataset.splits},
             feature_types=feature_types or job.feature_types, selection_metric=job.selection_metric, seed=job.seed,
-            device=self.device, reporter=self.reporter, dataset=dataset, repeat=job.repeat, images=images)
+            device=self.device, reporter=self.reporter, dataset=dataset, repeat=job.repeat, images=images,
+            fit_workers=self.study.settings.fit_workers or cores_given())
+
+
+def cores_given() -> int:
+    """The cores this process may run on (a SLURM or taskset allocation), not the machine's."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def feature_inputs(unit: UnitContext, job: Job) -> JobInputs:
