@@ -495,14 +495,15 @@ def test_the_shipped_architecture_table_is_what_a_probe_finds_now():
     import json
 
     from radbench.backbones import architecture as arch
+    from radbench.backbones.shipped import SHIPPED
 
-    assert json.loads(arch.SHIPPED.read_text()) == arch.shipped_table()
+    assert json.loads(SHIPPED.read_text()) == arch.shipped_table()
 
 
 def test_checks_of_a_named_model_read_the_shipped_table_without_probing(tmp_path, monkeypatch):
     import json
 
-    from radbench.backbones import BackboneConfig
+    from radbench.backbones import BackboneConfig, shipped
     from radbench.backbones import architecture as arch
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
@@ -511,14 +512,14 @@ def test_checks_of_a_named_model_read_the_shipped_table_without_probing(tmp_path
     found = arch.architecture(BackboneConfig(name="dinov2_vits14", weights="none"), 224, flops=False)
     assert found.depth == 12 and found.lora_missing(["qkv", "query"]) == ["query"]
     assert arch.architecture(BackboneConfig(name="timm:test_vit.r160_in1k", weights="none"), 32, flops=False) \
-        == arch._from_row(json.loads(arch.SHIPPED.read_text())["models"]["test_vit"])
+        == arch._from_row(json.loads(shipped.SHIPPED.read_text())["models"]["test_vit"])
     # a model changed by its kwargs, or a table made with another timm minor version, is probed instead
     with pytest.raises(AssertionError, match="probed"):
         arch.architecture(BackboneConfig(name="dinov2_vits14", weights="none", model_kwargs={"depth": 2}), 224,
                           flops=False)
-    arch._shipped.cache_clear()
-    monkeypatch.setattr(arch, "SHIPPED", tmp_path / "old.json")
+    shipped.shipped_models.cache_clear()
+    monkeypatch.setattr(shipped, "SHIPPED", tmp_path / "old.json")
     (tmp_path / "old.json").write_text(json.dumps({"timm": "0.9", "models": {"test_vit": {}}}))
     with pytest.raises(AssertionError, match="probed"):
         arch.architecture(BackboneConfig(name="timm:test_vit", weights="none"), 32, flops=False)
-    arch._shipped.cache_clear()
+    shipped.shipped_models.cache_clear()

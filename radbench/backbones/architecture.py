@@ -69,7 +69,6 @@ def _row(found: Architecture) -> dict:
             "lora_aliases": [[k, list(v)] for k, v in found.lora_aliases]}
 
 
-SHIPPED = Path(__file__).with_name("architectures.json")
 SHIPPED_TEST_MODELS = ("test_vit", "test_vit2", "test_vit3", "test_vit4", "test_convnext", "test_resnet")
 
 
@@ -86,28 +85,17 @@ def _timm_architecture_name(cfg: BackboneConfig) -> str | None:
     return None
 
 
-@lru_cache(maxsize=1)
-def _shipped() -> dict:
-    """The shipped table, where it was made with the installed timm's minor version (else empty: probed)."""
-    from importlib.metadata import version
-
-    table = json.loads(SHIPPED.read_text())
-    return table["models"] if table["timm"] == ".".join(version("timm").split(".")[:2]) else {}
-
-
-def shipped_architecture_names() -> frozenset[str]:
-    """The timm architectures the shipped table holds (for the installed timm's minor version)."""
-    return frozenset(_shipped())
-
-
 def _shipped_row(cfg: BackboneConfig) -> dict | None:
+    from radbench.backbones.shipped import shipped_models
+
     name = _timm_architecture_name(cfg)
-    return None if name is None else _shipped().get(name)
+    return None if name is None else shipped_models().get(name)
 
 
 def shipped_table() -> dict:
-    """The table shipped as architectures.json: every timm architecture of the zoo and timm's test models, probed
-    on the meta device with the installed timm (`python -m radbench.backbones.architecture` writes it)."""
+    """The table shipped as architectures.json (backbones/shipped.py): every timm architecture of the zoo and
+    timm's test models, probed on the meta device with the installed timm (`python -m radbench.backbones.architecture`
+    writes it)."""
     from importlib.metadata import version
 
     from radbench.backbones.base import BACKBONES
@@ -196,4 +184,6 @@ def _flops(model, image_size: int) -> float | None:
 
 
 if __name__ == "__main__":
+    from radbench.backbones.shipped import SHIPPED
+
     SHIPPED.write_text(json.dumps(shipped_table(), indent=1, sort_keys=True) + "\n")

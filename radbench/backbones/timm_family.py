@@ -32,7 +32,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def timm_model_exists(model_id: str) -> bool:
-    from radbench.backbones.architecture import shipped_architecture_names
+    from radbench.backbones.shipped import shipped_architecture_names
 
     name = model_id.split(".")[0]
     if name in shipped_architecture_names() or name in timm_model_names():  # the first: no list to build
