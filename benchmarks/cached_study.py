@@ -11,16 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
 from background_load import busy_processes
+from child_time import timed
 
 
 def study(data: Path, out: Path, cache: Path) -> dict:
@@ -32,11 +31,7 @@ def study(data: Path, out: Path, cache: Path) -> dict:
 
 
 def timed_run(path: Path) -> tuple[float, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "radbench", "run", str(path), "--quiet"], check=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.perf_counter() - start, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return timed([sys.executable, "-m", "radbench", "run", str(path), "--quiet"])
 
 
 def protocol_seconds(out: Path) -> dict[str, float]:

@@ -22,17 +22,15 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import yaml
+from child_time import timed
 
 NPZ = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "medmnist" / "pneumoniamnist_kaggle_variant.npz"
 
@@ -55,9 +53,11 @@ def write_images(folder: Path, count: int) -> None:
     chosen = np.random.default_rng(0).permutation(sum(len(arrays[f"{s}_labels"]) for s in ("train", "val", "test")))
     images = np.concatenate([arrays["train_images"], arrays["val_images"], arrays["test_images"]])[chosen[:count]]
     labels = np.concatenate([arrays["train_labels"], arrays["val_labels"], arrays["test_labels"]])[chosen[:count], 0]
-    splits = np.random.default_rng(0).permutation(np.array(["train"] * 6 + ["val"] * 2 + ["test"] * 2)[np.arange(count) % 10])
+    tenths = np.array(["train"] * 6 + ["val"] * 2 + ["test"] * 2)
+    splits = np.random.default_rng(0).permutation(tenths[np.arange(count) % 10])
     (folder / "images").mkdir(parents=True)
-    with open(folder / "radbench.csv", "w", newline="") as ours, open(folder / "annotations.csv", "w", newline="") as eva:
+    with open(folder / "radbench.csv", "w", newline="") as ours, \
+            open(folder / "annotations.csv", "w", newline="") as eva:
         ours_rows, eva_rows = csv.writer(ours), csv.writer(eva)
         ours_rows.writerow(["path", "label", "split", "patient"])
         eva_rows.writerow(["Image Name", "Majority Vote Label", "Partition"])
@@ -128,13 +128,9 @@ def eva_config(folder: Path, run: str, max_steps: int) -> Path:
     return path
 
 
-def timed(command: list[str], env: dict | None = None, log: Path | None = None) -> tuple[float, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    with open(log or os.devnull, "w") as output:
-        subprocess.run(command, check=True, env=env, stdout=output, stderr=subprocess.STDOUT)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.perf_counter() - start, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+def timed_logged(command: list[str], log: Path, env: dict | None = None) -> tuple[float, float]:
+    with open(log, "w") as output:
+        return timed(command, env=env, output=output)
 
 
 def main() -> None:
@@ -160,11 +156,12 @@ def main() -> None:
             load = os.getloadavg()[0]
             run = f"{name}{pair}"
             if name == "radbench":
-                wall, cpu = timed([sys.executable, "-m", "radbench", "run", str(radbench_study(folder, run)),
-                                   "--quiet"], log=folder / f"{run}.log")
+                wall, cpu = timed_logged([sys.executable, "-m", "radbench", "run", str(radbench_study(folder, run)),
+                                          "--quiet"], folder / f"{run}.log")
             else:
-                wall, cpu = timed([str(eva), "predict_fit", "--config", str(eva_config(folder, run, args.eva_max_steps))], env=eva_env,
-                                  log=folder / f"{run}.log")
+                config = eva_config(folder, run, args.eva_max_steps)
+                wall, cpu = timed_logged([str(eva), "predict_fit", "--config", str(config)], folder / f"{run}.log",
+                                         env=eva_env)
             times[name].append((wall, cpu))
             print(f"pair {pair} {name:8}: {wall:6.1f} s wall, {cpu:6.1f} CPU-s (load {load:.2f} before)")
     medians = {name: (statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs))

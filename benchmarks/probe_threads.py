@@ -108,8 +108,8 @@ def main() -> None:
         cores = len(os.sched_getaffinity(0))
         runs = {workers: measure(lambda w=workers: logreg_side_by_side(train, y, grid, w), None)
                 for workers in (1, cores)}
-        print(f"{'logreg, 45 C values, threads':34s} one fit at a time: {runs[1][0]:6.2f} s wall {runs[1][1]:6.2f} CPU-s | "
-              f"{cores} side by side: {runs[cores][0]:6.2f} s wall {runs[cores][1]:6.2f} CPU-s")
+        print(f"{'logreg, 45 C values, threads':34s} one fit at a time: {runs[1][0]:6.2f} s wall "
+              f"{runs[1][1]:6.2f} CPU-s | {cores} side by side: {runs[cores][0]:6.2f} s wall {runs[cores][1]:6.2f} CPU-s")
 
 
 if __name__ == "__main__":

@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from child_time import timed
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "medmnist" / "pneumoniamnist_kaggle_variant.npz"
@@ -30,12 +31,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         command = [sys.executable, "-m", "radbench", "quickstart", "--offline", "--data", str(args.data),
                    "--output-dir", str(Path(folder) / "quickstart"), "-q"]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True)
-        wall = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        wall, cpu = timed(command, output=subprocess.DEVNULL)
     timing = {"cpu_minutes": round(cpu / 60, 2), "wall_minutes": round(wall / 60, 2), "cores": os.cpu_count(),
               "load_1min_before": round(load_before, 2), "load_1min_after": round(os.getloadavg()[0], 2),
               "measured": time.strftime("%Y-%m-%d"), "command": "radbench quickstart --offline --data <npz>"}
